@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="skd-fairseq",
+    version="0.1.0",
+    description="Self-knowledge distillation (Hahn & Choi, RANLP 2019) as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["skd_fairseq", "skd_fairseq.*"]),
+    scripts=["bin/skd-fairseq-user-dir"],
+    python_requires=">=3.10",
+    install_requires=[
+        # Upstream fairseq with the Python 3.11 import fix (see README, "Why ve-fairseq").
+        "ve-fairseq==0.12.3",
+        # Capped so pip never swaps in a newer (CUDA, several GB) build behind the user's back.
+        "torch>=2.4,<=2.13.0",
+        "sacrebleu>=2.3",
+        "sentencepiece>=0.1.99",
+        "sacremoses>=0.0.53",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

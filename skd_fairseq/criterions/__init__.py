@@ -1,0 +1,1 @@
+from . import label_smoothed_skd  # noqa: F401

@@ -1,0 +1,65 @@
+"""What the criteria read from fairseq: the output embedding, the excluded symbols, the update count."""
+
+import re
+from typing import List
+
+import torch
+from fairseq.logging import metrics
+from torch import nn
+
+# fairseq's Dictionary.pad_to_multiple_ fills the vocabulary with these; they never occur in data.
+_FILLER_SYMBOL = re.compile(r"madeupword\d{4}")
+
+
+def excluded_token_ids(dictionary) -> List[int]:
+    """Ids never used as SKD candidates: bos, pad, eos, unk, the dictionary's extra
+    special symbols (the first ``nspecial`` ids) and fairseq's vocabulary filler."""
+    ids = set(range(dictionary.nspecial))
+    ids.update((dictionary.bos(), dictionary.pad(), dictionary.eos(), dictionary.unk()))
+    ids.update(i for i, s in enumerate(dictionary.symbols) if _FILLER_SYMBOL.fullmatch(s))
+    return sorted(ids)
+
+
+def output_embedding(model, vocab_size: int) -> torch.Tensor:
+    """The decoder's output projection weight E [V, D] (tied or not)."""
+    decoder = model.decoder
+    if getattr(decoder, "adaptive_softmax", None) is not None:
+        raise ValueError(
+            "SKD needs the full output embedding, but this model uses an adaptive softmax "
+            "(--adaptive-softmax-cutoff). Train it without the adaptive softmax (leave "
+            "--adaptive-softmax-cutoff unset) to use SKD, or keep it with --criterion adaptive_loss "
+            "and no SKD."
+        )
+    weight = None
+    projection = getattr(decoder, "output_projection", None)
+    if isinstance(projection, nn.Linear):
+        weight = projection.weight
+    elif getattr(decoder, "share_input_output_embed", False):
+        weight = decoder.embed_tokens.weight
+    elif isinstance(getattr(decoder, "fc_out", None), nn.Linear):  # fairseq's LSTM decoder
+        weight = decoder.fc_out.weight
+    if weight is None:
+        raise ValueError(
+            f"SKD needs an output projection over the vocabulary, but {type(decoder).__name__} "
+            "has none that skd_fairseq recognises (decoder.output_projection, a shared "
+            "decoder.embed_tokens, or decoder.fc_out). Use a fairseq transformer/transformer_lm/lstm "
+            "decoder."
+        )
+    if weight.dim() != 2 or weight.size(0) != vocab_size:
+        raise ValueError(
+            f"the decoder's output projection has shape {tuple(weight.shape)}, but the target "
+            f"dictionary has {vocab_size} symbols: SKD needs one output embedding row per symbol"
+        )
+    return weight
+
+
+def trainer_num_updates() -> int:
+    """The trainer's update count (updates already applied).
+
+    fairseq hands the count to the task and model but not to the criterion; the
+    trainer publishes it as the ``num_updates`` meter of the always-active "default"
+    metrics aggregator on every update and when it loads a checkpoint, so this value
+    is the true count under --update-freq and after resuming. 0 before the first update.
+    """
+    meter = metrics.get_meter("default", "num_updates")
+    return 0 if meter is None or meter.val is None else int(meter.val)

@@ -1,0 +1,214 @@
+"""``--criterion label_smoothed_skd``: label-smoothed cross-entropy mixed with self-knowledge distillation.
+
+A thin adapter: it gathers log-probabilities, targets and the output embedding, picks
+the candidates, and calls the pure functions of :mod:`skd_fairseq.losses`.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import utils
+from fairseq.criterions import register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+    label_smoothed_nll_loss,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+
+from ..losses import label_smoothed_skd_loss, skd_soft_targets
+from ..neighbours import check_k, embedding_topk, predicted_topk
+from ..schedule import check_schedule, skd_alpha
+from ..similarity import SIMILARITIES
+from .fairseq_access import excluded_token_ids, output_embedding, trainer_num_updates
+
+CANDIDATE_MODES = ("neighbours", "predicted")
+
+
+@dataclass
+class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    skd_alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "alpha_max in [0, 1]: weight of the SKD loss once warmed up; "
+            "loss = (1 - alpha) * label-smoothed NLL + alpha * SKD cross-entropy "
+            "(0 gives label_smoothed_cross_entropy)"
+        },
+    )
+    skd_start_update: int = field(
+        default=0,
+        metadata={"help": "alpha is 0 before this many updates (>= 0)"},
+    )
+    skd_warmup_updates: int = field(
+        default=0,
+        metadata={
+            "help": "alpha rises linearly from the start update to --skd-alpha over this "
+            "many updates (>= 0; 0 switches it on at once)"
+        },
+    )
+    skd_topk: int = field(
+        default=8,
+        metadata={"help": "k: candidate tokens besides the gold token in the soft target (>= 1)"},
+    )
+    skd_candidates: ChoiceEnum(CANDIDATE_MODES) = field(
+        default="neighbours",
+        metadata={
+            "help": "neighbours: the k tokens whose output embeddings are most similar to the "
+            "gold token's; predicted: the k tokens the model currently ranks highest (the "
+            "paper's cheap approximation). Special symbols and the gold token never count."
+        },
+    )
+    skd_similarity: ChoiceEnum(SIMILARITIES) = field(
+        default="cosine",
+        metadata={
+            "help": "similarity of output embeddings for neighbours and soft targets: "
+            "cosine, l2 (-squared distance) or dot"
+        },
+    )
+    skd_temperature: float = field(
+        default=1.0,
+        metadata={"help": "tau > 0: q = softmax(similarity / tau) over [gold, candidates]"},
+    )
+    skd_neighbour_refresh: int = field(
+        default=100,
+        metadata={
+            "help": "with --skd-candidates neighbours: recompute the neighbour table of the whole "
+            "vocabulary every R updates (>= 0); 0 finds the exact neighbours of each batch's "
+            "gold tokens at every step (one device sync per step)"
+        },
+    )
+
+
+@register_criterion("label_smoothed_skd", dataclass=LabelSmoothedSkdCriterionConfig)
+class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
+    def __init__(self, task, cfg: LabelSmoothedSkdCriterionConfig):
+        super().__init__(
+            task,
+            cfg.sentence_avg,
+            cfg.label_smoothing,
+            ignore_prefix_size=cfg.ignore_prefix_size,
+            report_accuracy=cfg.report_accuracy,
+        )
+        check_schedule(cfg.skd_alpha, cfg.skd_start_update, cfg.skd_warmup_updates)
+        if not cfg.skd_temperature > 0:
+            raise ValueError(f"--skd-temperature must be > 0, got {cfg.skd_temperature}")
+        if cfg.skd_neighbour_refresh < 0:
+            raise ValueError(
+                f"--skd-neighbour-refresh must be >= 0, got {cfg.skd_neighbour_refresh}"
+            )
+        dictionary = task.target_dictionary
+        excluded = excluded_token_ids(dictionary)
+        try:
+            check_k(cfg.skd_topk, len(dictionary), len(excluded))
+        except ValueError as err:
+            raise ValueError(f"--skd-topk: {err}") from None
+        self.vocab_size = len(dictionary)
+        self.alpha_max = cfg.skd_alpha
+        self.start_update = cfg.skd_start_update
+        self.warmup_updates = cfg.skd_warmup_updates
+        self.topk = cfg.skd_topk
+        self.candidate_mode = str(cfg.skd_candidates)
+        self.similarity = str(cfg.skd_similarity)
+        self.temperature = cfg.skd_temperature
+        self.neighbour_refresh = cfg.skd_neighbour_refresh
+        # Moves with the criterion to the training device; never saved.
+        self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
+        # Neighbour table of the whole vocabulary, derived from the (replicated) weights.
+        self._neighbour_table = None
+        self._neighbour_table_period = None
+
+    def current_alpha(self) -> float:
+        return skd_alpha(
+            trainer_num_updates(), self.alpha_max, self.start_update, self.warmup_updates
+        )
+
+    def forward(self, model, sample, reduce=True):
+        net_output = model(**sample["net_input"])
+        # Validation reports the plain label-smoothed loss, so runs stay comparable.
+        alpha = self.current_alpha() if model.training else 0.0
+        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        if alpha > 0:
+            loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
+        else:
+            loss, nll_loss = label_smoothed_nll_loss(
+                lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
+            )
+            skd_log = {}
+        sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+        }
+        if model.training:
+            # Same keys on every rank and micro-batch of an update, so they can be summed.
+            logging_output.update(skd_alpha=alpha, skd_batches=1, **skd_log)
+        if self.report_accuracy:
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = utils.item(n_correct.data)
+            logging_output["total"] = utils.item(total.data)
+        return loss, sample_size, logging_output
+
+    def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
+        weight = output_embedding(model, self.vocab_size)
+        if self.candidate_mode == "predicted":
+            candidates = predicted_topk(lprobs, target, self.topk, exclude=self.excluded_ids)
+        else:
+            candidates = self.neighbour_candidates(weight, target)
+        soft_targets = skd_soft_targets(
+            weight, target, candidates, self.similarity, self.temperature
+        )
+        loss, nll_loss, skd_loss = label_smoothed_skd_loss(
+            lprobs, target, candidates, soft_targets, alpha, self.eps,
+            ignore_index=self.padding_idx, reduce=reduce,
+        )
+        real = target.ne(self.padding_idx)
+        skd_log = {
+            "skd_loss": skd_loss.detach().sum(),
+            "skd_gold_q": soft_targets[:, 0].masked_select(real).sum(),
+            "skd_ntokens": real.sum(),
+        }
+        return loss, nll_loss, skd_log
+
+    def neighbour_candidates(self, weight, target):
+        if self.neighbour_refresh == 0:
+            gold, rows = torch.unique(target, return_inverse=True)
+            neighbours = embedding_topk(
+                weight, gold, self.topk, self.similarity, exclude=self.excluded_ids
+            )
+            return neighbours[rows]
+        period = trainer_num_updates() // self.neighbour_refresh
+        table = self._neighbour_table
+        if table is None or table.device != weight.device or period != self._neighbour_table_period:
+            table = embedding_topk(
+                weight,
+                torch.arange(self.vocab_size, device=weight.device),
+                self.topk,
+                self.similarity,
+                exclude=self.excluded_ids,
+            )
+            self._neighbour_table, self._neighbour_table_period = table, period
+        return table[target]
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        batches = sum(log.get("skd_batches", 0) for log in logging_outputs)
+        if batches == 0:  # validation
+            return
+        alpha_sum = sum(log.get("skd_alpha", 0) for log in logging_outputs)
+        metrics.log_scalar("skd_alpha", utils.item(alpha_sum) / batches, round=4)
+        ntokens = utils.item(sum(log.get("skd_ntokens", 0) for log in logging_outputs))
+        if ntokens > 0:
+            skd_loss = utils.item(sum(log.get("skd_loss", 0) for log in logging_outputs))
+            gold_q = utils.item(sum(log.get("skd_gold_q", 0) for log in logging_outputs))
+            metrics.log_scalar("skd_loss", skd_loss / ntokens / math.log(2), ntokens, round=3)
+            metrics.log_scalar("skd_gold_q", gold_q / ntokens, ntokens, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

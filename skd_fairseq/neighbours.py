@@ -1,0 +1,128 @@
+"""Candidate tokens for the SKD soft target. No fairseq imports here.
+
+* :func:`embedding_topk`: the k nearest rows of the output embedding matrix
+  (``--skd-candidates neighbours``), chunked so memory stays O(chunk x V).
+* :func:`predicted_topk`: the k tokens the model ranks highest
+  (``--skd-candidates predicted``), without copying the [N, V] log-probabilities.
+"""
+
+from typing import Iterable, Optional, Union
+
+import torch
+
+from .similarity import SimilarityKeys
+
+# Default block of queries: at most this many fp32 similarities (128 MiB) at once.
+DEFAULT_BLOCK_ELEMENTS = 1 << 25
+
+IdsLike = Union[torch.Tensor, Iterable[int]]
+
+
+def _as_ids(ids: IdsLike, device: torch.device) -> torch.Tensor:
+    ids = torch.as_tensor(ids if isinstance(ids, torch.Tensor) else list(ids), dtype=torch.long)
+    return ids.to(device).reshape(-1)
+
+
+def excluded_count(exclude: Optional[IdsLike], vocab_size: int) -> int:
+    """How many distinct valid ids ``exclude`` holds, counted without a device sync.
+
+    A tensor already on an accelerator is taken to hold distinct ids (its numel),
+    as the criterion builds it; anything else is deduplicated on the host.
+    """
+    if exclude is None:
+        return 0
+    if isinstance(exclude, torch.Tensor) and exclude.device.type != "cpu":
+        return exclude.numel()
+    ids = _as_ids(exclude, torch.device("cpu"))
+    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"exclude holds ids outside the vocabulary [0, {vocab_size})")
+    return int(torch.unique(ids).numel())
+
+
+def check_k(k: int, vocab_size: int, n_excluded: int) -> None:
+    """k must leave room for the query itself and the excluded ids."""
+    limit = vocab_size - n_excluded - 1
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k > limit:
+        raise ValueError(
+            f"k={k!r} is out of range: it must be an integer in [1, {limit}] for a "
+            f"vocabulary of {vocab_size} with {n_excluded} excluded ids (and the query itself)"
+        )
+
+
+def embedding_topk(
+    embeddings: torch.Tensor,
+    ids: IdsLike,
+    k: int,
+    similarity: str = "cosine",
+    exclude: Optional[IdsLike] = None,
+    chunk_size: Optional[int] = None,
+) -> torch.LongTensor:
+    """The ``k`` rows of ``embeddings`` most similar to each row in ``ids``.
+
+    Args:
+        embeddings: [V, D] matrix (any float dtype; similarities are fp32).
+        ids: the queried row ids.
+        k: neighbours per query.
+        similarity: ``cosine``, ``l2`` or ``dot`` (see :mod:`skd_fairseq.similarity`).
+        exclude: ids never returned (e.g. special symbols).
+        chunk_size: queries per block; the block's [chunk_size, V] similarity matrix
+            bounds the extra memory. Default: as many as fit in 2^25 fp32 values.
+
+    Returns:
+        LongTensor [len(ids), k] on the embeddings' device, most similar first,
+        never the query itself nor an excluded id.
+    """
+    vocab_size = embeddings.size(0)
+    device = embeddings.device
+    check_k(k, vocab_size, excluded_count(exclude, vocab_size))
+    if chunk_size is None:
+        chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // vocab_size)
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    ids = _as_ids(ids, device)
+    with torch.no_grad():
+        keys = SimilarityKeys(embeddings, similarity)
+        blocked = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        if exclude is not None:
+            blocked[_as_ids(exclude, device)] = True
+        out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
+        for start in range(0, ids.numel(), chunk_size):
+            query = ids[start : start + chunk_size]
+            sims = keys.matrix(query)
+            sims.masked_fill_(blocked.unsqueeze(0), float("-inf"))
+            sims.scatter_(1, query.unsqueeze(1), float("-inf"))
+            out[start : start + chunk_size] = sims.topk(k, dim=1).indices
+    return out
+
+
+def predicted_topk(
+    lprobs: torch.Tensor,
+    target: torch.Tensor,
+    k: int,
+    exclude: Optional[IdsLike] = None,
+) -> torch.LongTensor:
+    """The ``k`` tokens with the largest ``lprobs`` per row, skipping ``target`` and ``exclude``.
+
+    Takes the top ``k + 1 + |exclude|`` of each row (enough to survive every skip)
+    and keeps the first ``k`` admissible ones, so the [N, V] scores are never copied.
+
+    Args:
+        lprobs: [N, V] scores (log-probabilities); not differentiated.
+        target: [N] gold ids.
+        exclude: ids never returned.
+
+    Returns:
+        LongTensor [N, k], highest score first.
+    """
+    vocab_size = lprobs.size(-1)
+    n_excluded = excluded_count(exclude, vocab_size)
+    check_k(k, vocab_size, n_excluded)
+    with torch.no_grad():
+        top = lprobs.detach().topk(k + 1 + n_excluded, dim=-1).indices
+        skip = top.eq(target.unsqueeze(-1))
+        if exclude is not None:
+            skip |= torch.isin(top, _as_ids(exclude, top.device))
+        # A stable sort on the skip flag moves admissible ids first, keeping their order.
+        order = skip.to(torch.uint8).sort(dim=-1, stable=True).indices[..., :k]
+        return top.gather(-1, order)

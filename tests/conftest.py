@@ -1,0 +1,144 @@
+"""Shared fixtures: tiny in-process fairseq setups and tiny slices of ../shared/data."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+USER_DIR = str(REPO / "skd_fairseq")
+SHARED_DATA = pathlib.Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
+BIN = pathlib.Path(sys.executable).parent
+
+TINY_TRANSFORMER = [
+    "--arch", "transformer", "--share-all-embeddings",
+    "--encoder-layers", "1", "--decoder-layers", "1",
+    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
+    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+]
+
+
+def write_dictionary(path, n_words, extra=()):
+    """A fairseq dict.txt of n_words words, padded with fairseq's filler like fairseq-preprocess."""
+    from fairseq.data import Dictionary
+
+    d = Dictionary()
+    for i in range(n_words):
+        d.add_symbol(f"w{i}", n=1000 - i)
+    for symbol in extra:
+        d.add_symbol(symbol, n=1)
+    d.pad_to_multiple_(8)
+    d.save(str(path))
+    return d
+
+
+def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANSFORMER):
+    """(task, model, criterion, cfg) for a tiny de-en transformer built as fairseq-train would."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for lang in ("de", "en"):
+        write_dictionary(data / f"dict.{lang}.txt", n_words)
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser,
+        [str(data), "--task", "translation", "-s", "de", "-t", "en", "--user-dir", USER_DIR,
+         "--cpu", "--dropout", "0", "--optimizer", "adam", "--lr", "1e-3", *arch_args,
+         *criterion_args],
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return task, model, criterion, cfg
+
+
+def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):
+    """A random batch in fairseq's format, with some padding at the end of targets."""
+    g = torch.Generator().manual_seed(seed)
+    d = task.target_dictionary
+    low, high = d.nspecial, len(d) - 8  # real words only
+    src = torch.randint(low, high, (batch, src_len), generator=g)
+    target = torch.randint(low, high, (batch, tgt_len), generator=g)
+    target[:, -1] = d.eos()
+    target[1::2, -3] = d.eos()  # odd rows are two tokens shorter: right-padded
+    target[1::2, -2:] = d.pad()
+    prev = torch.full_like(target, d.pad())
+    prev[:, 0] = d.eos()
+    prev[:, 1:] = target[:, :-1]
+    prev.masked_fill_(prev.eq(d.eos()) & (torch.arange(tgt_len) > 0), d.pad())
+    ntokens = int(target.ne(d.pad()).sum())
+    return {
+        "net_input": {
+            "src_tokens": src,
+            "src_lengths": torch.full((batch,), src_len),
+            "prev_output_tokens": prev,
+        },
+        "target": target,
+        "ntokens": ntokens,
+        "nsentences": batch,
+    }
+
+
+def run(cmd, timeout=600, check=True, **kwargs):
+    """Run a command from the venv's bin directory; on failure show its output."""
+    cmd = [str(c) for c in cmd]
+    if not os.path.isabs(cmd[0]) and (BIN / cmd[0]).exists():
+        cmd[0] = str(BIN / cmd[0])
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=f"{BIN}:{os.environ['PATH']}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
+            f"\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def require_shared(name):
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the checkout "
+                    "(or SKD_SHARED_DATA pointing at it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def multi30k_bin(tmp_path_factory):
+    """Multi30k de-en, first 2,000 training and 100 valid/test pairs, 1,000 sentencepieces."""
+    out = tmp_path_factory.mktemp("multi30k")
+    run(["bash", REPO / "scripts" / "prepare-multi30k.sh", "-r", require_shared("multi30k"),
+         "-o", out, "--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def wikitext_bin(tmp_path_factory):
+    """WikiText-2 sample: train on 800 lines of wiki.valid.tokens, validate/test on wiki.test.tokens."""
+    out = tmp_path_factory.mktemp("wikitext")
+    run(["bash", REPO / "scripts" / "prepare-wikitext.sh", "-r", require_shared("wikitext-2-sample"),
+         "-o", out, "--train", "wiki.valid.tokens", "--valid", "wiki.test.tokens",
+         "--test", "wiki.test.tokens", "--lines", "800"])
+    return out
+
+
+@pytest.fixture
+def fresh_metrics():
+    """An empty fairseq metrics registry, as fairseq-train starts with."""
+    from fairseq.logging import metrics
+
+    metrics.reset()
+    yield metrics
+    metrics.reset()
+
+
+def copy_tree(src, dst):
+    shutil.copytree(src, dst)
+    return dst

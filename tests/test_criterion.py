@@ -1,0 +1,237 @@
+"""The fairseq adapter, in process: against label_smoothed_cross_entropy and the references."""
+
+import pytest
+import torch
+from fairseq.logging import metrics
+from fairseq.trainer import Trainer
+
+from skd_fairseq.criterions.fairseq_access import excluded_token_ids, output_embedding
+from skd_fairseq.schedule import skd_alpha
+
+from conftest import TINY_TRANSFORMER, build_translation, translation_sample, write_dictionary
+from references import brute_force_neighbours, reference_loss, reference_soft_targets
+
+SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+
+
+def loss_and_grads(model, criterion, sample, train=True):
+    model.train(train)
+    model.zero_grad()
+    loss, sample_size, log = criterion(model, sample)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), log, grads
+
+
+def test_alpha_zero_is_exactly_label_smoothed_cross_entropy(tmp_path, fresh_metrics):
+    task, model, skd, _ = build_translation(tmp_path, SKD + ["--skd-alpha", "0"])
+    _, _, ls, _ = build_translation(tmp_path, LS)
+    sample = translation_sample(task)
+    loss, log, grads = loss_and_grads(model, skd, sample)
+    want, want_log, want_grads = loss_and_grads(model, ls, sample)
+    assert torch.equal(loss, want)
+    assert torch.equal(log["nll_loss"], want_log["nll_loss"])
+    assert grads.keys() == want_grads.keys()
+    assert all(torch.equal(grads[n], want_grads[n]) for n in grads)
+    assert log["skd_alpha"] == 0.0 and "skd_loss" not in log
+
+
+def test_validation_reports_the_plain_label_smoothed_loss(tmp_path, fresh_metrics):
+    task, model, skd, _ = build_translation(tmp_path, SKD + ["--skd-alpha", "0.7"])
+    _, _, ls, _ = build_translation(tmp_path, LS)
+    sample = translation_sample(task, seed=1)
+    model.eval()
+    with torch.no_grad():
+        loss, _, log = skd(model, sample)
+        want, _, want_log = ls(model, sample)
+    assert torch.equal(loss, want) and torch.equal(log["nll_loss"], want_log["nll_loss"])
+    assert not any(key.startswith("skd_") for key in log)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "l2", "dot"])
+@pytest.mark.parametrize("refresh", ["0", "50"])
+def test_neighbour_mode_loss_equals_reference(tmp_path, fresh_metrics, similarity, refresh):
+    args = SKD + ["--skd-alpha", "0.4", "--skd-topk", "5", "--skd-similarity", similarity,
+                  "--skd-temperature", "0.5", "--skd-neighbour-refresh", refresh]
+    task, model, criterion, _ = build_translation(tmp_path, args)
+    sample = translation_sample(task, seed=2)
+    model.train()
+    loss, _, log = criterion(model, sample)
+
+    lprobs, target = criterion.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    weight = model.decoder.output_projection.weight.detach()
+    exclude = excluded_token_ids(task.target_dictionary)
+    candidates = brute_force_neighbours(weight, target, 5, similarity, exclude).indices
+    q = reference_soft_targets(weight, target, candidates, similarity, 0.5)
+    want = reference_loss(lprobs.detach(), target, candidates, q, 0.4, 0.1, task.target_dictionary.pad())
+    assert float(loss.detach()) == pytest.approx(want[0], rel=1e-5)
+    assert float(log["nll_loss"]) == pytest.approx(want[1], rel=1e-5)
+    assert float(log["skd_loss"]) == pytest.approx(want[2], rel=1e-5)
+    real = target.ne(task.target_dictionary.pad())
+    assert int(log["skd_ntokens"]) == int(real.sum()) == sample["ntokens"]
+    assert float(log["skd_gold_q"]) == pytest.approx(float(q[:, 0][real].sum()), rel=1e-5)
+
+
+def test_predicted_mode_loss_equals_reference(tmp_path, fresh_metrics):
+    args = SKD + ["--skd-alpha", "0.6", "--skd-topk", "4", "--skd-candidates", "predicted"]
+    task, model, criterion, _ = build_translation(tmp_path, args)
+    sample = translation_sample(task, seed=3)
+    model.train()
+    loss, _, log = criterion(model, sample)
+
+    lprobs, target = criterion.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    exclude = set(excluded_token_ids(task.target_dictionary))
+    candidates = torch.tensor([
+        [i for i in row.argsort(descending=True).tolist() if i != t and i not in exclude][:4]
+        for row, t in zip(lprobs.detach(), target.tolist())
+    ])
+    weight = model.decoder.output_projection.weight.detach()
+    q = reference_soft_targets(weight, target, candidates, "cosine", 1.0)
+    want = reference_loss(lprobs.detach(), target, candidates, q, 0.6, 0.1, task.target_dictionary.pad())
+    assert float(loss.detach()) == pytest.approx(want[0], rel=1e-5)
+    assert float(log["skd_loss"]) == pytest.approx(want[2], rel=1e-5)
+
+
+def test_alpha_follows_the_trainers_update_count(tmp_path, fresh_metrics):
+    args = SKD + ["--skd-alpha", "0.8", "--skd-start-update", "3", "--skd-warmup-updates", "4"]
+    task, model, criterion, cfg = build_translation(tmp_path, args)
+    trainer = Trainer(cfg, task, model, criterion)
+    sample = translation_sample(task)
+    model.train()
+    for u in range(10):
+        trainer.set_num_updates(u)
+        _, _, log = criterion(model, sample)
+        assert log["skd_alpha"] == pytest.approx(skd_alpha(u, 0.8, 3, 4))
+        assert ("skd_loss" in log) == (u >= 3)
+
+
+def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_metrics, monkeypatch):
+    from skd_fairseq.criterions import label_smoothed_skd as module
+
+    calls = []
+    original = module.embedding_topk
+    monkeypatch.setattr(module, "embedding_topk", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    args = SKD + ["--skd-alpha", "0.5", "--skd-neighbour-refresh", "10"]
+    task, model, criterion, cfg = build_translation(tmp_path, args)
+    trainer = Trainer(cfg, task, model, criterion)
+    sample = translation_sample(task)
+    model.train()
+    table_at = {}
+    for u in range(25):
+        trainer.set_num_updates(u)
+        for _ in range(2):  # two micro-batches per update (--update-freq 2)
+            criterion(model, sample)
+        table_at[u] = criterion._neighbour_table
+        with torch.no_grad():  # the weights move between updates
+            model.decoder.output_projection.weight.add_(0.3 * torch.randn_like(model.decoder.output_projection.weight))
+    assert len(calls) == 3  # at updates 0, 10 and 20
+    assert all(table_at[u] is table_at[0] for u in range(10))
+    assert table_at[10] is not table_at[9] and table_at[20] is not table_at[19]
+
+
+def test_excluded_ids_are_specials_extra_specials_and_filler(tmp_path):
+    from fairseq.data import Dictionary
+
+    write_dictionary(tmp_path / "dict.txt", 13)
+    d = Dictionary.load(str(tmp_path / "dict.txt"))
+    filler = [i for i, s in enumerate(d.symbols) if s.startswith("madeupword")]
+    assert filler and excluded_token_ids(d) == [0, 1, 2, 3] + filler
+    d2 = Dictionary(extra_special_symbols=["<mask>", "<sep>"])
+    d2.add_symbol("hello")
+    assert excluded_token_ids(d2) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--skd-topk", "0"], r"--skd-topk: k=0 is out of range: it must be an integer in \[1, "),
+        (["--skd-topk", "100000"], r"--skd-topk: k=100000 is out of range"),
+        (["--skd-alpha", "1.5"], r"--skd-alpha must be in \[0, 1\], got 1.5"),
+        (["--skd-alpha", "-0.5"], r"--skd-alpha must be in \[0, 1\]"),
+        (["--skd-temperature", "0"], r"--skd-temperature must be > 0, got 0"),
+        (["--skd-start-update", "-1"], r"--skd-start-update must be >= 0"),
+        (["--skd-warmup-updates", "-5"], r"--skd-warmup-updates must be >= 0"),
+        (["--skd-neighbour-refresh", "-1"], r"--skd-neighbour-refresh must be >= 0"),
+    ],
+)
+def test_bad_flags_fail_when_the_criterion_is_built(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        build_translation(tmp_path, SKD + flags)
+
+
+def test_k_limit_counts_the_excluded_symbols(tmp_path):
+    # 60 words + 4 specials, padded to 64 with 0 fillers; k <= 60 - 1.
+    task, _, criterion, _ = build_translation(tmp_path, SKD + ["--skd-topk", "59"])
+    assert len(task.target_dictionary) == 64 and criterion.topk == 59
+    with pytest.raises(ValueError, match=r"\[1, 59\]"):
+        build_translation(tmp_path, SKD + ["--skd-topk", "60"])
+
+
+@pytest.mark.parametrize("choice", ["--skd-candidates", "--skd-similarity"])
+def test_unknown_choices_are_rejected_by_the_parser(tmp_path, choice, capsys):
+    with pytest.raises(SystemExit):
+        build_translation(tmp_path, SKD + [choice, "nearest"])
+    assert f"argument {choice}: invalid choice: 'nearest'" in capsys.readouterr().err
+
+
+def test_adaptive_softmax_gets_a_clear_error(tmp_path, fresh_metrics):
+    arch = [a for a in TINY_TRANSFORMER if a != "--share-all-embeddings"]
+    arch += ["--adaptive-softmax-cutoff", "20,40"]
+    task, model, criterion, _ = build_translation(tmp_path, SKD, arch_args=arch)
+    model.train()
+    with pytest.raises(ValueError, match=r"adaptive softmax \(--adaptive-softmax-cutoff\).*--criterion adaptive_loss"):
+        criterion(model, translation_sample(task))
+
+
+def test_output_embedding_of_untied_and_lstm_decoders(tmp_path):
+    untied = [a for a in TINY_TRANSFORMER if a != "--share-all-embeddings"]
+    task, model, _, _ = build_translation(tmp_path, SKD, arch_args=untied)
+    weight = output_embedding(model, len(task.target_dictionary))
+    assert weight is model.decoder.output_projection.weight
+    assert weight is not model.decoder.embed_tokens.weight
+    lstm = ["--arch", "lstm", "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
+            "--decoder-out-embed-dim", "16", "--encoder-hidden-size", "16", "--decoder-hidden-size", "16"]
+    task, model, _, _ = build_translation(tmp_path, SKD, arch_args=lstm)
+    assert output_embedding(model, len(task.target_dictionary)) is model.decoder.fc_out.weight
+
+
+def test_reduce_metrics_logs_skd_metrics_in_training_only(tmp_path, fresh_metrics):
+    task, model, criterion, _ = build_translation(tmp_path, SKD + ["--skd-alpha", "0.3"])
+    model.train()
+    logs = [criterion(model, translation_sample(task, seed=s))[2] for s in range(3)]
+    with metrics.aggregate() as agg:
+        type(criterion).reduce_metrics(logs)
+    values = agg.get_smoothed_values()
+    ntok = sum(int(log["skd_ntokens"]) for log in logs)
+    assert values["skd_alpha"] == pytest.approx(0.3)
+    skd = sum(float(log["skd_loss"]) for log in logs)
+    assert values["skd_loss"] == pytest.approx(skd / ntok / torch.log(torch.tensor(2.0)).item(), abs=1e-3)
+    gold = sum(float(log["skd_gold_q"]) for log in logs)
+    assert values["skd_gold_q"] == pytest.approx(gold / ntok, abs=1e-4)
+    assert 0 < values["skd_gold_q"] < 1
+
+    model.eval()
+    with torch.no_grad():
+        valid_logs = [criterion(model, translation_sample(task, seed=s))[2] for s in range(2)]
+    with metrics.aggregate() as agg:
+        type(criterion).reduce_metrics(valid_logs)
+    assert {"loss", "nll_loss", "ppl"} <= set(agg.get_smoothed_values())
+    assert not any(key.startswith("skd_") for key in agg.get_smoothed_values())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_model_gives_finite_loss_and_gradients(tmp_path, fresh_metrics, dtype):
+    for mode in ("neighbours", "predicted"):
+        task, model, criterion, _ = build_translation(
+            tmp_path, SKD + ["--skd-alpha", "1.0", "--skd-candidates", mode, "--skd-temperature", "0.05"]
+        )
+        model = model.to(dtype)
+        # Blow the embeddings up so that fp16 similarities would overflow if computed in fp16.
+        with torch.no_grad():
+            model.decoder.output_projection.weight.mul_(200)
+        model.train()
+        loss, _, log = criterion(model, translation_sample(task))
+        assert torch.isfinite(loss) and torch.isfinite(log["skd_loss"])
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -1,0 +1,136 @@
+"""embedding_topk and predicted_topk against brute-force references."""
+
+import pytest
+import torch
+
+from skd_fairseq.neighbours import embedding_topk, predicted_topk
+from skd_fairseq.similarity import SIMILARITIES, pairwise_similarity
+
+from references import brute_force_neighbours, brute_force_similarities
+
+
+def assert_matches_brute_force(embeddings, ids, got, k, similarity, exclude=()):
+    ids = torch.as_tensor(ids)
+    assert got.shape == (len(ids), k) and got.dtype == torch.long
+    # Never the query itself, never an excluded id, no repeats.
+    assert not (got == ids.unsqueeze(1)).any()
+    assert not torch.isin(got, torch.tensor(list(exclude), dtype=torch.long)).any()
+    assert all(len(set(row.tolist())) == k for row in got)
+    # Same similarity values as the exact top-k, in the same (descending) order:
+    # equal up to ties and fp32 rounding.
+    sims = brute_force_similarities(embeddings, similarity)[ids]
+    got_values = sims.gather(1, got)
+    want_values = brute_force_neighbours(embeddings, ids, k, similarity, exclude).values
+    scale = want_values.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(got_values / scale, want_values / scale, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("chunk_size", [None, 1, 7, 64, 1000])
+def test_embedding_topk_equals_brute_force(similarity, chunk_size):
+    g = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(300, 16, generator=g)
+    ids = torch.randperm(300, generator=g)[:70]
+    exclude = [0, 1, 2, 3, 299]
+    got = embedding_topk(embeddings, ids, 10, similarity, exclude=exclude, chunk_size=chunk_size)
+    assert_matches_brute_force(embeddings, ids, got, 10, similarity, exclude)
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_embedding_topk_exact_ids_on_well_separated_data(similarity):
+    # Distinct, well-separated similarities: the ids themselves must match the reference.
+    g = torch.Generator().manual_seed(1)
+    embeddings = torch.randn(50, 64, generator=g) * torch.linspace(0.5, 3.0, 50).unsqueeze(1)
+    ids = torch.arange(50)
+    got = embedding_topk(embeddings, ids, 5, similarity, chunk_size=8)
+    sims = brute_force_similarities(embeddings, similarity)
+    sims.fill_diagonal_(float("-inf"))
+    want = sims.topk(5, dim=1).indices
+    gaps = sims.topk(6, dim=1).values.diff(dim=1).abs()
+    clear = (gaps > 1e-4).all(dim=1)
+    assert clear.sum() > 25  # the check below must cover most rows
+    assert torch.equal(got[clear], want[clear])
+
+
+def test_embedding_topk_half_precision_uses_fp32_similarities():
+    g = torch.Generator().manual_seed(2)
+    embeddings = torch.randn(200, 32, generator=g)
+    ids = torch.arange(0, 200, 3)
+    got = embedding_topk(embeddings.to(torch.bfloat16), ids, 6, "l2")
+    # Reference on the same bf16-rounded values, in float64.
+    assert_matches_brute_force(embeddings.to(torch.bfloat16).float(), ids, got, 6, "l2")
+
+
+def test_embedding_topk_accepts_lists_and_rejects_bad_arguments():
+    embeddings = torch.randn(20, 4)
+    assert embedding_topk(embeddings, [5, 6], 3).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"k=0 is out of range"):
+        embedding_topk(embeddings, [5], 0)
+    # 20 rows - 4 excluded - the query itself = 15 possible neighbours.
+    assert embedding_topk(embeddings, [5], 15, exclude=[0, 1, 2, 3]).shape == (1, 15)
+    with pytest.raises(ValueError, match=r"\[1, 15\]"):
+        embedding_topk(embeddings, [5], 16, exclude=[0, 1, 2, 3, 3])
+    with pytest.raises(ValueError, match="unknown similarity 'euclid'"):
+        embedding_topk(embeddings, [5], 3, similarity="euclid")
+    with pytest.raises(ValueError, match="chunk_size"):
+        embedding_topk(embeddings, [5], 3, chunk_size=0)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        embedding_topk(embeddings, [5], 3, exclude=[20])
+
+
+def test_embedding_topk_never_materialises_the_full_matrix(monkeypatch):
+    from skd_fairseq import similarity as sim_module
+
+    seen = []
+    original = sim_module.SimilarityKeys.matrix
+
+    def spy(self, query_ids):
+        seen.append(query_ids.numel())
+        return original(self, query_ids)
+
+    monkeypatch.setattr(sim_module.SimilarityKeys, "matrix", spy)
+    embedding_topk(torch.randn(100, 8), torch.arange(100), 4, chunk_size=16)
+    assert max(seen) == 16 and sum(seen) == 100
+
+
+def brute_force_predicted(lprobs, target, k, exclude):
+    rows = []
+    for scores, t in zip(lprobs.tolist(), target.tolist()):
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        rows.append([i for i in order if i != t and i not in exclude][:k])
+    return torch.tensor(rows)
+
+
+def test_predicted_topk_equals_brute_force():
+    g = torch.Generator().manual_seed(3)
+    lprobs = torch.log_softmax(torch.randn(40, 30, generator=g), dim=-1)
+    target = torch.randint(0, 30, (40,), generator=g)
+    # Make the gold and excluded tokens the most probable in some rows, so skipping matters.
+    lprobs[:10, 1] = 5.0
+    lprobs[10:20].scatter_(1, target[10:20].unsqueeze(1), 6.0)
+    exclude = [0, 1, 2, 3]
+    got = predicted_topk(lprobs, target, 5, exclude=exclude)
+    assert torch.equal(got, brute_force_predicted(lprobs, target, 5, exclude))
+
+
+def test_predicted_topk_with_tensor_exclude_and_no_exclude():
+    lprobs = torch.log_softmax(torch.randn(8, 12), dim=-1)
+    target = torch.randint(0, 12, (8,))
+    exclude = torch.tensor([0, 2])
+    assert torch.equal(
+        predicted_topk(lprobs, target, 4, exclude=exclude),
+        brute_force_predicted(lprobs, target, 4, [0, 2]),
+    )
+    assert torch.equal(predicted_topk(lprobs, target, 11), brute_force_predicted(lprobs, target, 11, []))
+    with pytest.raises(ValueError, match="out of range"):
+        predicted_topk(lprobs, target, 12)
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_pairwise_similarity_formulas(similarity):
+    a, b = torch.tensor([3.0, 4.0]), torch.tensor([[4.0, 3.0], [0.0, 0.0]])
+    got = pairwise_similarity(a, b, similarity)
+    want = {"cosine": [24 / 25, 0.0], "dot": [24.0, 0.0], "l2": [-2.0, -25.0]}[similarity]
+    torch.testing.assert_close(got, torch.tensor(want))
+    assert got.dtype == torch.float32
+    assert pairwise_similarity(a.half(), b.half(), similarity).dtype == torch.float32
