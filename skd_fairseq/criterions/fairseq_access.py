@@ -1,10 +1,10 @@
-"""What the criteria read from fairseq: the output embedding, the excluded symbols, the update count."""
+"""What the criteria take from fairseq: the output embedding, the excluded symbols, the update count."""
 
+import functools
 import re
 from typing import List
 
 import torch
-from fairseq.logging import metrics
 from torch import nn
 
 # fairseq's Dictionary.pad_to_multiple_ fills the vocabulary with these; they never occur in data.
@@ -53,13 +53,23 @@ def output_embedding(model, vocab_size: int) -> torch.Tensor:
     return weight
 
 
-def trainer_num_updates() -> int:
-    """The trainer's update count (updates already applied).
+def relay_num_updates(task) -> None:
+    """Make ``task.train_step`` tell the criterion the trainer's update count.
 
-    fairseq hands the count to the task and model but not to the criterion; the
-    trainer publishes it as the ``num_updates`` meter of the always-active "default"
-    metrics aggregator on every update and when it loads a checkpoint, so this value
-    is the true count under --update-freq and after resuming. 0 before the first update.
+    fairseq passes ``update_num`` (updates already applied: the true count under
+    --update-freq and after resuming) to ``task.train_step``, which hands it to the
+    model only. Wrapping the task's method once forwards it to any criterion that
+    has ``set_num_updates``, before the criterion runs.
     """
-    meter = metrics.get_meter("default", "num_updates")
-    return 0 if meter is None or meter.val is None else int(meter.val)
+    train_step = task.train_step
+    if getattr(train_step, "relays_num_updates", False):
+        return
+
+    @functools.wraps(train_step)
+    def relaying_train_step(sample, model, criterion, optimizer, update_num, **kwargs):
+        if hasattr(criterion, "set_num_updates"):
+            criterion.set_num_updates(update_num)
+        return train_step(sample, model, criterion, optimizer, update_num, **kwargs)
+
+    relaying_train_step.relays_num_updates = True
+    task.train_step = relaying_train_step

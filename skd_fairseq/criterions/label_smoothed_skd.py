@@ -22,7 +22,7 @@ from ..losses import label_smoothed_skd_loss, skd_soft_targets
 from ..neighbours import check_k, embedding_topk, predicted_topk
 from ..schedule import check_schedule, skd_alpha
 from ..similarity import SIMILARITIES
-from .fairseq_access import excluded_token_ids, output_embedding, trainer_num_updates
+from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
 
 CANDIDATE_MODES = ("neighbours", "predicted")
 
@@ -118,11 +118,15 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         # Neighbour table of the whole vocabulary, derived from the (replicated) weights.
         self._neighbour_table = None
         self._neighbour_table_period = None
+        self.num_updates = 0
+        relay_num_updates(task)
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """The trainer's update count (updates already applied); fed by ``relay_num_updates``."""
+        self.num_updates = num_updates
 
     def current_alpha(self) -> float:
-        return skd_alpha(
-            trainer_num_updates(), self.alpha_max, self.start_update, self.warmup_updates
-        )
+        return skd_alpha(self.num_updates, self.alpha_max, self.start_update, self.warmup_updates)
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
@@ -181,7 +185,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
                 weight, gold, self.topk, self.similarity, exclude=self.excluded_ids
             )
             return neighbours[rows]
-        period = trainer_num_updates() // self.neighbour_refresh
+        period = self.num_updates // self.neighbour_refresh
         table = self._neighbour_table
         if table is None or table.device != weight.device or period != self._neighbour_table_period:
             table = embedding_topk(

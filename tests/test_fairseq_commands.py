@@ -1,0 +1,142 @@
+"""The real fairseq-train / fairseq-generate / fairseq-eval-lm commands on tiny slices of ../shared/data."""
+
+import json
+import re
+
+import pytest
+
+from skd_fairseq.schedule import skd_alpha
+
+from conftest import REPO, USER_DIR, run
+
+TRANSLATION_MODEL = [
+    "--task", "translation", "-s", "de", "-t", "en",
+    "--arch", "transformer", "--share-all-embeddings",
+    "--encoder-layers", "1", "--decoder-layers", "1",
+    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+]
+LM_MODEL = [
+    "--task", "language_modeling", "--arch", "transformer_lm",
+    "--decoder-layers", "1", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "128",
+    "--decoder-attention-heads", "2", "--share-decoder-input-output-embed",
+    "--tokens-per-sample", "64", "--sample-break-mode", "none",
+]
+OPTIMISATION = [
+    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "2e-3",
+    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10", "--dropout", "0.1",
+    "--max-tokens", "1024", "--cpu", "--seed", "1", "--num-workers", "0",
+    "--log-format", "json", "--log-interval", "1", "--no-epoch-checkpoints",
+    "--required-batch-size-multiple", "1",
+]
+SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+
+
+def train(data, save_dir, *args, check=True):
+    return run(["fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", save_dir,
+                *OPTIMISATION, *args], check=check)
+
+
+def train_logs(output):
+    """The per-update train_inner records of a --log-format json run."""
+    records = []
+    for line in output.splitlines():
+        match = re.search(r"\| train_inner \| (\{.*\})\s*$", line)
+        if match:
+            records.append({k: float(v) for k, v in json.loads(match.group(1)).items()})
+    return records
+
+
+def assert_loss_goes_down(records):
+    losses = [r["loss"] for r in records]
+    assert len(losses) >= 20
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.5, f"training loss did not go down: {first:.3f} -> {last:.3f}"
+
+
+def test_user_dir_command_prints_the_package_directory():
+    out = run(["skd-fairseq-user-dir"]).stdout.strip()
+    assert out == USER_DIR
+
+
+@pytest.mark.parametrize("candidates", ["neighbours", "predicted"])
+def test_translation_trains_and_generates(multi30k_bin, tmp_path, candidates):
+    user_dir = run(["skd-fairseq-user-dir"]).stdout.strip()
+    proc = run(["fairseq-train", multi30k_bin / "bin", "--user-dir", user_dir, "--save-dir", tmp_path,
+                *OPTIMISATION, *TRANSLATION_MODEL, *SKD, "--skd-candidates", candidates,
+                "--skd-alpha", "0.5", "--skd-topk", "4", "--skd-neighbour-refresh", "7",
+                "--max-update", "40"])
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["skd_alpha"] == 0.5 and 0 < r["skd_gold_q"] < 1 for r in records)
+    assert "skd_loss" in records[-1]
+    # torch >= 2.6 loads with weights_only=True; the plugin allow-lists what fairseq stores.
+    gen = run(["fairseq-generate", multi30k_bin / "bin", "--user-dir", USER_DIR,
+               "--path", tmp_path / "checkpoint_last.pt", "-s", "de", "-t", "en",
+               "--beam", "2", "--batch-size", "32", "--required-batch-size-multiple", "1",
+               "--remove-bpe", "sentencepiece", "--cpu"])
+    hypotheses = [line for line in gen.stdout.splitlines() if line.startswith("H-")]
+    assert len(hypotheses) == 100  # every test sentence, none dropped
+    assert "BLEU4" in gen.stdout
+
+
+@pytest.mark.parametrize("candidates", ["neighbours", "predicted"])
+def test_language_model_trains_and_evaluates(wikitext_bin, tmp_path, candidates):
+    proc = train(wikitext_bin / "bin", tmp_path, *LM_MODEL, *SKD, "--skd-candidates", candidates,
+                 "--skd-alpha", "0.3", "--skd-topk", "8", "--max-update", "30")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["skd_alpha"] == 0.3 for r in records)
+    ev = run(["fairseq-eval-lm", wikitext_bin / "bin", "--user-dir", USER_DIR,
+              "--path", tmp_path / "checkpoint_last.pt", "--tokens-per-sample", "64",
+              "--context-window", "32", "--max-tokens", "2048", "--cpu"])
+    ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
+    assert ppl and 1 < float(ppl.group(1)) < 5000
+
+
+def test_resumed_run_continues_the_alpha_schedule(multi30k_bin, tmp_path):
+    schedule = ["--skd-alpha", "0.8", "--skd-start-update", "4", "--skd-warmup-updates", "16"]
+    common = [*TRANSLATION_MODEL, *SKD, *schedule, "--update-freq", "2"]
+    first = train_logs(train(multi30k_bin / "bin", tmp_path, *common, "--max-update", "10").stdout)
+    second = train_logs(train(multi30k_bin / "bin", tmp_path, *common, "--max-update", "18").stdout)
+    assert [r["num_updates"] for r in first] == list(range(1, 11))
+    assert [r["num_updates"] for r in second] == list(range(11, 19))
+    for r in first + second:
+        # The record after update u+1 was trained with alpha(u): u updates already applied.
+        u = int(r["num_updates"]) - 1
+        assert r["skd_alpha"] == pytest.approx(skd_alpha(u, 0.8, 4, 16), abs=1e-4), r
+
+
+def test_alpha_zero_logs_the_same_training_loss_as_label_smoothed_cross_entropy(multi30k_bin, tmp_path):
+    args = [*TRANSLATION_MODEL, "--label-smoothing", "0.1", "--max-update", "12"]
+    skd = train_logs(train(multi30k_bin / "bin", tmp_path / "skd", *args,
+                           "--criterion", "label_smoothed_skd", "--skd-alpha", "0").stdout)
+    base = train_logs(train(multi30k_bin / "bin", tmp_path / "base", *args,
+                            "--criterion", "label_smoothed_cross_entropy").stdout)
+    assert len(skd) == len(base) == 12
+    assert [(r["loss"], r["nll_loss"]) for r in skd] == [(r["loss"], r["nll_loss"]) for r in base]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--skd-topk", "5000"], "--skd-topk: k=5000 is out of range"),
+        (["--skd-alpha", "2"], r"--skd-alpha must be in [0, 1], got 2.0"),
+        (["--skd-candidates", "nearest"], "argument --skd-candidates: invalid choice: 'nearest'"),
+    ],
+)
+def test_bad_flags_exit_nonzero_with_the_message(multi30k_bin, tmp_path, flags, message):
+    proc = train(multi30k_bin / "bin", tmp_path, *TRANSLATION_MODEL, *SKD, *flags,
+                 "--max-update", "1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "checkpoint_last.pt").exists()
+
+
+def test_adaptive_softmax_language_model_fails_before_any_update(wikitext_bin, tmp_path):
+    proc = train(wikitext_bin / "bin", tmp_path, *LM_MODEL, *SKD, "--adaptive-softmax-cutoff", "500,2000",
+                 "--max-update", "5", check=False)
+    assert proc.returncode != 0
+    assert "--adaptive-softmax-cutoff" in proc.stdout + proc.stderr
+    assert train_logs(proc.stdout) == []
