@@ -11,7 +11,7 @@ where L_ls is fairseq's label-smoothed NLL (``label_smoothed_nll_loss``).
 
 import torch
 
-from .similarity import check_similarity, pairwise_similarity
+from .similarity import EmbeddingSimilarity
 
 # Rows of the [rows, k+1, D] fp32 gather per block: at most this many values (64 MiB).
 _SOFT_TARGET_BLOCK_ELEMENTS = 1 << 24
@@ -36,54 +36,19 @@ def skd_soft_targets(
     Returns:
         FloatTensor [N, k+1] (fp32, rows sum to 1, no gradient); column 0 is the gold token.
     """
-    check_similarity(similarity)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    similarity_of = EmbeddingSimilarity(embeddings, similarity)
     entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
     n, width = entries.shape
     rows = max(1, _SOFT_TARGET_BLOCK_ELEMENTS // (width * embeddings.size(1)))
     q = torch.empty(n, width, dtype=torch.float32, device=embeddings.device)
     with torch.no_grad():
-        weight = embeddings.detach()
         for start in range(0, n, rows):
             block = entries[start : start + rows]
-            gold = weight.index_select(0, block[:, 0]).unsqueeze(1)
-            others = weight[block]
-            sims = pairwise_similarity(gold, others, similarity)
+            sims = similarity_of.pairs(block[:, 0], block)
             q[start : start + rows] = torch.softmax(sims / temperature, dim=-1)
     return q
-
-
-def _label_smoothed_nll_sums(lprobs, target, epsilon, ignore_index, reduce):
-    """fairseq's ``label_smoothed_nll_loss``, with the same operations in the same order.
-
-    Kept operation for operation so that alpha = 0 reproduces fairseq's loss bit for bit.
-    Returns (loss, nll_loss) as sums, or per position [N] when ``reduce`` is False.
-    """
-    target = target.unsqueeze(-1)
-    nll_loss = -lprobs.gather(dim=-1, index=target)
-    smooth_loss = -lprobs.sum(dim=-1, keepdim=True)
-    if ignore_index is not None:
-        pad_mask = target.eq(ignore_index)
-        nll_loss.masked_fill_(pad_mask, 0.0)
-        smooth_loss.masked_fill_(pad_mask, 0.0)
-    nll_loss = nll_loss.squeeze(-1)
-    smooth_loss = smooth_loss.squeeze(-1)
-    if reduce:
-        nll_loss = nll_loss.sum()
-        smooth_loss = smooth_loss.sum()
-    eps_i = epsilon / (lprobs.size(-1) - 1)
-    loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
-    return loss, nll_loss
-
-
-def skd_cross_entropy(lprobs, target, candidates, soft_targets, ignore_index=None):
-    """Per-position L_skd = - sum_j q_j log p(entry_j), [N]; zero at ``ignore_index``."""
-    entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
-    loss = -(soft_targets * lprobs.gather(dim=-1, index=entries)).sum(-1)
-    if ignore_index is not None:
-        loss = loss.masked_fill(target.eq(ignore_index), 0.0)
-    return loss
 
 
 def label_smoothed_skd_loss(
@@ -109,15 +74,29 @@ def label_smoothed_skd_loss(
         reduce: sum over positions (default) or return per-position [N] tensors.
 
     Returns:
-        (loss, nll_loss, skd_loss); ``loss`` equals fairseq's label-smoothed loss
-        exactly when alpha == 0.
+        (loss, nll_loss, skd_loss). L_ls is fairseq's ``label_smoothed_nll_loss``,
+        computed with the same operations in the same order, so ``loss`` equals
+        fairseq's bit for bit when alpha == 0.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    ls_loss, nll_loss = _label_smoothed_nll_sums(lprobs, target, epsilon, ignore_index, reduce)
-    skd_loss = skd_cross_entropy(lprobs, target, candidates, soft_targets, ignore_index)
+    entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
+    # One gather serves the NLL (column 0) and L_skd, so the backward pass scatters
+    # into an [N, V] gradient once, as plain label smoothing does.
+    picked = lprobs.gather(dim=-1, index=entries)
+    nll_loss = -picked[:, :1]
+    smooth_loss = -lprobs.sum(dim=-1, keepdim=True)
+    skd_loss = -(soft_targets * picked).sum(dim=-1, keepdim=True)
+    if ignore_index is not None:
+        pad_mask = target.unsqueeze(-1).eq(ignore_index)
+        nll_loss.masked_fill_(pad_mask, 0.0)
+        smooth_loss.masked_fill_(pad_mask, 0.0)
+        skd_loss.masked_fill_(pad_mask, 0.0)
+    nll_loss, smooth_loss, skd_loss = nll_loss.squeeze(-1), smooth_loss.squeeze(-1), skd_loss.squeeze(-1)
     if reduce:
-        skd_loss = skd_loss.sum()
+        nll_loss, smooth_loss, skd_loss = nll_loss.sum(), smooth_loss.sum(), skd_loss.sum()
+    eps_i = epsilon / (lprobs.size(-1) - 1)
+    ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
     if alpha == 0:
         return ls_loss, nll_loss, skd_loss
     return (1.0 - alpha) * ls_loss + alpha * skd_loss, nll_loss, skd_loss

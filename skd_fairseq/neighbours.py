@@ -10,7 +10,7 @@ from typing import Iterable, Optional, Union
 
 import torch
 
-from .similarity import SimilarityKeys
+from .similarity import EmbeddingSimilarity
 
 # Default block of queries: at most this many fp32 similarities (128 MiB) at once.
 DEFAULT_BLOCK_ELEMENTS = 1 << 25
@@ -82,14 +82,14 @@ def embedding_topk(
 
     ids = _as_ids(ids, device)
     with torch.no_grad():
-        keys = SimilarityKeys(embeddings, similarity)
+        similarity_of = EmbeddingSimilarity(embeddings, similarity)
         blocked = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         if exclude is not None:
             blocked[_as_ids(exclude, device)] = True
         out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
         for start in range(0, ids.numel(), chunk_size):
             query = ids[start : start + chunk_size]
-            sims = keys.matrix(query)
+            sims = similarity_of.against_all(query)
             sims.masked_fill_(blocked.unsqueeze(0), float("-inf"))
             sims.scatter_(1, query.unsqueeze(1), float("-inf"))
             out[start : start + chunk_size] = sims.topk(k, dim=1).indices

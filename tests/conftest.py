@@ -87,12 +87,13 @@ def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):
     }
 
 
-def run(cmd, timeout=600, check=True, **kwargs):
-    """Run a command from the venv's bin directory; on failure show its output."""
+def run(cmd, timeout=600, check=True, env=None, **kwargs):
+    """Run a command with the venv's bin directory first on PATH; on failure show its output."""
     cmd = [str(c) for c in cmd]
     if not os.path.isabs(cmd[0]) and (BIN / cmd[0]).exists():
         cmd[0] = str(BIN / cmd[0])
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=f"{BIN}:{os.environ['PATH']}")
+    env = dict(env or os.environ, PYTHONWARNINGS="ignore")
+    env["PATH"] = f"{BIN}:{env['PATH']}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from skd_fairseq.neighbours import embedding_topk, predicted_topk
-from skd_fairseq.similarity import SIMILARITIES, pairwise_similarity
+from skd_fairseq.similarity import SIMILARITIES, EmbeddingSimilarity
 
 from references import brute_force_neighbours, brute_force_similarities
 
@@ -82,13 +82,13 @@ def test_embedding_topk_never_materialises_the_full_matrix(monkeypatch):
     from skd_fairseq import similarity as sim_module
 
     seen = []
-    original = sim_module.SimilarityKeys.matrix
+    original = sim_module.EmbeddingSimilarity.against_all
 
     def spy(self, query_ids):
         seen.append(query_ids.numel())
         return original(self, query_ids)
 
-    monkeypatch.setattr(sim_module.SimilarityKeys, "matrix", spy)
+    monkeypatch.setattr(sim_module.EmbeddingSimilarity, "against_all", spy)
     embedding_topk(torch.randn(100, 8), torch.arange(100), 4, chunk_size=16)
     assert max(seen) == 16 and sum(seen) == 100
 
@@ -127,10 +127,25 @@ def test_predicted_topk_with_tensor_exclude_and_no_exclude():
 
 
 @pytest.mark.parametrize("similarity", SIMILARITIES)
-def test_pairwise_similarity_formulas(similarity):
-    a, b = torch.tensor([3.0, 4.0]), torch.tensor([[4.0, 3.0], [0.0, 0.0]])
-    got = pairwise_similarity(a, b, similarity)
-    want = {"cosine": [24 / 25, 0.0], "dot": [24.0, 0.0], "l2": [-2.0, -25.0]}[similarity]
-    torch.testing.assert_close(got, torch.tensor(want))
-    assert got.dtype == torch.float32
-    assert pairwise_similarity(a.half(), b.half(), similarity).dtype == torch.float32
+def test_similarity_formulas_on_hand_made_rows(similarity):
+    rows = torch.tensor([[3.0, 4.0], [4.0, 3.0], [0.0, 0.0], [-3.0, -4.0]])
+    want = {
+        "cosine": [[1.0, 24 / 25, 0.0, -1.0]],
+        "dot": [[25.0, 24.0, 0.0, -25.0]],
+        "l2": [[0.0, -2.0, -25.0, -100.0]],
+    }[similarity]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        sim = EmbeddingSimilarity(rows.to(dtype), similarity)
+        all_rows = sim.against_all(torch.tensor([0]))
+        pairs = sim.pairs(torch.tensor([0, 0]), torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]]))
+        assert all_rows.dtype == pairs.dtype == torch.float32
+        torch.testing.assert_close(all_rows, torch.tensor(want))
+        torch.testing.assert_close(pairs, torch.tensor([want[0], want[0][::-1]]))
+
+
+def test_similarities_do_not_overflow_for_large_half_precision_rows():
+    rows = torch.full((3, 64), 300.0, dtype=torch.float16)  # |row|^2 = 5.8e6 > fp16 max
+    for similarity in SIMILARITIES:
+        sim = EmbeddingSimilarity(rows, similarity)
+        assert torch.isfinite(sim.against_all(torch.arange(3))).all()
+        assert torch.isfinite(sim.pairs(torch.arange(3), torch.arange(3).repeat(3, 1))).all()

@@ -173,7 +173,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         real = target.ne(self.padding_idx)
         skd_log = {
             "skd_loss": skd_loss.detach().sum(),
-            "skd_gold_q": soft_targets[:, 0].masked_select(real).sum(),
+            "skd_gold_q": soft_targets[:, 0].masked_fill(~real, 0.0).sum(),  # no masked_select: it syncs
             "skd_ntokens": real.sum(),
         }
         return loss, nll_loss, skd_log

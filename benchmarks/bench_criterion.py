@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""What the loss part of one training step costs: label_smoothed_cross_entropy vs label_smoothed_skd.
+
+The "loss part" is the output projection, log-softmax, the criterion and the backward
+pass through them, on realistic shapes, using the real fairseq criteria on a stand-in
+model that is only an output layer. Variants are interleaved (round-robin) and
+repeated; each reports the median and spread of its step time and its ratio to the
+baseline measured in the same run. The neighbour table refresh
+(``--skd-neighbour-refresh R``) is timed on its own and amortised over R steps.
+
+Example:
+  python benchmarks/bench_criterion.py --tokens 8192 --vocab 32000 --dim 512 --topk 8 \\
+      --json benchmarks/results/criterion-cpu.json --markdown -
+"""
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+from torch import nn
+
+
+def build_dictionary(vocab_size):
+    from fairseq.data import Dictionary
+
+    d = Dictionary()
+    for i in range(vocab_size - d.nspecial):
+        d.add_symbol(f"w{i}")
+    return d
+
+
+class Task:
+    def __init__(self, dictionary):
+        self.target_dictionary = dictionary
+        self.source_dictionary = dictionary
+
+    def train_step(self, *args, **kwargs):  # relay_num_updates wraps this; never called here
+        raise NotImplementedError
+
+
+class OutputLayerModel(nn.Module):
+    """The decoder's last step only: hidden states -> logits over the vocabulary."""
+
+    def __init__(self, vocab_size, dim):
+        super().__init__()
+        self.decoder = nn.Module()
+        self.decoder.output_projection = nn.Linear(dim, vocab_size, bias=False)
+        self.decoder.adaptive_softmax = None
+
+    def forward(self, hidden):
+        return self.decoder.output_projection(hidden), None
+
+    def get_normalized_probs(self, net_output, log_probs):
+        logits = net_output[0].float()  # as fairseq's decoders: log-softmax in fp32
+        return torch.log_softmax(logits, dim=-1) if log_probs else torch.softmax(logits, dim=-1)
+
+    def get_targets(self, sample, net_output):
+        return sample["target"]
+
+
+def build_criterion(name, task, **skd):
+    from fairseq.criterions.label_smoothed_cross_entropy import (
+        LabelSmoothedCrossEntropyCriterion,
+    )
+
+    from skd_fairseq.criterions.label_smoothed_skd import (
+        LabelSmoothedSkdCriterion,
+        LabelSmoothedSkdCriterionConfig,
+    )
+
+    if name == "baseline":
+        return LabelSmoothedCrossEntropyCriterion(task, False, 0.1)
+    cfg = LabelSmoothedSkdCriterionConfig(label_smoothing=0.1, sentence_avg=False, **skd)
+    return LabelSmoothedSkdCriterion(task, cfg)
+
+
+def variants(refresh):
+    yield "baseline", {}
+    yield "skd-neighbours-R0", dict(skd_candidates="neighbours", skd_neighbour_refresh=0)
+    yield f"skd-neighbours-R{refresh}", dict(skd_candidates="neighbours", skd_neighbour_refresh=refresh)
+    yield "skd-predicted", dict(skd_candidates="predicted")
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
+    torch.manual_seed(0)
+    dictionary = build_dictionary(vocab)
+    task = Task(dictionary)
+    model = OutputLayerModel(vocab, dim).to(device=device, dtype=dtype)
+    model.train()
+    hidden = torch.randn(tokens, dim, device=device, dtype=dtype, requires_grad=True)
+    # Zipf-like gold tokens, as in text: a few thousand distinct types per batch.
+    probs = 1.0 / torch.arange(1, vocab - dictionary.nspecial + 1, dtype=torch.float64)
+    target = torch.multinomial(probs / probs.sum(), tokens, replacement=True) + dictionary.nspecial
+    target = target.to(device)
+    sample = {"net_input": {"hidden": hidden}, "target": target, "ntokens": tokens}
+    criteria = {}
+    for name, skd in variants(args.refresh):
+        if name != "baseline":
+            skd = dict(skd, skd_alpha=0.5, skd_topk=topk, skd_similarity=args.similarity)
+        criterion = build_criterion("baseline" if name == "baseline" else "skd", task, **skd).to(device)
+        criteria[name] = criterion
+
+    def step(criterion):
+        model.zero_grad(set_to_none=True)
+        hidden.grad = None
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+
+    def timed(fn):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    times = {name: [] for name in criteria}
+    peak = {name: None for name in criteria}
+    for name, criterion in criteria.items():  # warm-up (builds the neighbour tables once)
+        for _ in range(args.warmup):
+            step(criterion)
+    for _ in range(args.repeats):
+        for name, criterion in criteria.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+            times[name].append(timed(lambda: step(criterion)))
+            if device.type == "cuda":
+                used = torch.cuda.max_memory_allocated(device) - base
+                peak[name] = max(peak[name] or 0, used)
+
+    # The table refresh, timed on its own: every R steps, the whole vocabulary's top-k.
+    refresh_name = f"skd-neighbours-R{args.refresh}"
+    table_criterion = criteria[refresh_name]
+    weight = model.decoder.output_projection.weight
+    refresh_times = []
+    for _ in range(max(1, args.repeats // 2)):
+        def rebuild():
+            table_criterion._neighbour_table = None
+            table_criterion.neighbour_candidates(weight, target[:1])
+        refresh_times.append(timed(rebuild))
+
+    base = statistics.median(times["baseline"])
+    rows = []
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        row = {
+            "variant": name,
+            "median_s": med,
+            "min_s": min(ts),
+            "max_s": max(ts),
+            "ratio_to_baseline": med / base,
+            "peak_bytes": peak[name],
+        }
+        if name == refresh_name:
+            refresh = statistics.median(refresh_times)
+            row["refresh_s"] = refresh
+            row["amortised_median_s"] = med + refresh / args.refresh
+            row["amortised_ratio_to_baseline"] = (med + refresh / args.refresh) / base
+        rows.append(row)
+    distinct = int(torch.unique(target).numel())
+    return {"tokens": tokens, "vocab": vocab, "dim": dim, "topk": topk,
+            "distinct_gold_tokens": distinct, "variants": rows}
+
+
+def markdown(report):
+    lines = [
+        f"Device: {report['device_name']} ({report['device']}, {report['dtype']}), "
+        f"torch {report['torch']}, commit {report['commit']}, {report['date']}; "
+        f"{report['repeats']} interleaved repeats, similarity {report['similarity']}.",
+        "",
+        "| N tokens | V | D | k | variant | median ms | min-max ms | ratio | amortised ratio | peak MiB |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for shape in report["shapes"]:
+        for v in shape["variants"]:
+            amort = v.get("amortised_ratio_to_baseline")
+            peak = v["peak_bytes"]
+            lines.append(
+                f"| {shape['tokens']} | {shape['vocab']} | {shape['dim']} | {shape['topk']} | {v['variant']} "
+                f"| {v['median_s'] * 1e3:.1f} | {v['min_s'] * 1e3:.1f}-{v['max_s'] * 1e3:.1f} "
+                f"| {v['ratio_to_baseline']:.3f} | {'' if amort is None else f'{amort:.3f}'} "
+                f"| {'n/a' if peak is None else f'{peak / 2**20:.0f}'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="parameter/activation dtype (log-softmax and similarities stay fp32)")
+    parser.add_argument("--tokens", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[8000, 32000, 50000])
+    parser.add_argument("--dim", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--topk", type=int, nargs="+", default=[4, 8, 32])
+    parser.add_argument("--similarity", default="cosine", choices=["cosine", "l2", "dot"])
+    parser.add_argument("--refresh", type=int, default=None,
+                        help="R for the cached-table variant (default: the criterion's default)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", help="write the full report here")
+    parser.add_argument("--markdown", help="write the summary table here ('-' for stdout)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.refresh is None:
+        from skd_fairseq.criterions.label_smoothed_skd import LabelSmoothedSkdCriterionConfig
+
+        args.refresh = LabelSmoothedSkdCriterionConfig.skd_neighbour_refresh
+    if args.refresh < 1:
+        parser.error("--refresh must be >= 1 (R = 0 is always measured)")
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+
+    shapes = []
+    for tokens, vocab, dim, topk in itertools.product(args.tokens, args.vocab, args.dim, args.topk):
+        print(f"[bench_criterion] N={tokens} V={vocab} D={dim} k={topk}", file=sys.stderr, flush=True)
+        shapes.append(measure_shape(args, device, dtype, tokens, vocab, dim, topk))
+    report = {
+        "benchmark": "bench_criterion",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "similarity": args.similarity,
+        "refresh": args.refresh,
+        "repeats": args.repeats,
+        "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
+        "shapes": shapes,
+    }
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.markdown:
+        text = markdown(report)
+        if args.markdown == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.markdown, "w") as f:
+                f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The main job: Multi30k de->en, a small transformer with and without SKD, BLEU on test2016.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") [options]
+
+Sets up the environment if needed, prepares Multi30k de->en, trains the demo
+transformer once per (preset, seed), translates test2016 and prints a table of
+BLEU and chrF (sacrebleu). Sized for about 30 minutes on a 2-core CPU; uses a GPU
+when torch sees one. Re-running resumes and skips finished steps.
+
+Options:
+  --out DIR          output directory (default: runs/demo)
+  --presets "A B"    criterion presets (default: "baseline skd-neighbours"; see configs/presets.sh)
+  --seeds "1 2"      seeds (default: "1")
+  --max-update N     updates per model (default: the config's, 1300)
+  --config FILE      experiment config (default: configs/multi30k-de-en-demo.sh)
+  -h, --help         this text
+
+Data: MULTI30K_DIR (a directory with the dataset's data/task1/raw/*.gz files) if set,
+else ../shared/data/multi30k beside the checkout if it exists, else a download from
+https://github.com/multi30k/dataset.
+EOF
+}
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=runs/demo presets="baseline skd-neighbours" seeds=1 max_update="" config=configs/multi30k-de-en-demo.sh
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --presets) presets=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --max-update) max_update=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "demo: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "demo: $*" >&2; exit 1; }
+[ -z "$max_update" ] || [[ $max_update =~ ^[1-9][0-9]*$ ]] || die "--max-update must be a positive integer"
+for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
+
+cd "$repo"
+step() { echo; echo "=== [demo] $* ==="; }
+step "1/4 environment"
+bash scripts/setup-env.sh
+export PATH="${SKD_VENV:-$repo/.venv}/bin:$PATH"
+
+step "2/4 data"
+if [ -z "${MULTI30K_DIR:-}" ] && [ -d "$repo/../shared/data/multi30k" ]; then
+  export MULTI30K_DIR=$repo/../shared/data/multi30k
+fi
+echo "[demo] Multi30k from ${MULTI30K_DIR:-the public repository (download)}"
+# shellcheck source=/dev/null
+. "$config"
+[ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
+
+extra=()
+[ -z "$max_update" ] || extra=(--max-update "$max_update")
+results=()
+for seed in $seeds; do
+  for preset in $presets; do
+    run_dir=$out/$preset/seed$seed
+    step "3/4 training $preset (seed $seed) -> $run_dir"
+    bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}"
+    step "4/4 evaluating $preset (seed $seed) on test2016"
+    bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --checkpoint best
+    results+=("$run_dir/result.test.json")
+  done
+done
+
+echo
+python scripts/make-tables.py "${results[@]}"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Translate a split with fairseq-generate and score it with sacrebleu (BLEU, chrF, signatures).
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") CONFIG --run-dir DIR [options]
+
+Translates the SPLIT of CONFIG's data with the run's checkpoint (beam and length
+penalty from CONFIG's GENERATE_ARGS), removes the subword segmentation, checks that
+every sentence was translated, and scores against the raw references with sacrebleu.
+Writes DIR/result.SPLIT.json (metrics, signatures, the run's train.json) and
+DIR/hyp.SPLIT.txt.
+
+Options:
+  --run-dir DIR        a directory written by scripts/train.sh
+  --split NAME         valid or test (default: test)
+  --checkpoint NAME    best or last (default: best); ignored with --average-last N > 1
+  --average-last N     average the last N update checkpoints (checkpoint_E_U.pt, from
+                       --save-interval-updates) or epoch checkpoints (checkpointE.pt)
+                       (default: CONFIG's AVERAGE_LAST, else 1)
+  -h, --help           this text
+EOF
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case "$1" in -h|--help) usage; exit 0 ;; esac
+config=$1; shift
+run_dir="" split=test checkpoint=best average_last=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run-dir) run_dir=$2; shift 2 ;;
+    --split) split=$2; shift 2 ;;
+    --checkpoint) checkpoint=$2; shift 2 ;;
+    --average-last) average_last=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "evaluate-translation: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "evaluate-translation: $*" >&2; exit 1; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "$config" ] || die "config '$config' not found"
+# shellcheck source=/dev/null
+. "$config"
+cd "$repo"
+[ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
+case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
+case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, got '$checkpoint'" ;; esac
+average_last=${average_last:-${AVERAGE_LAST:-1}}
+[[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
+reference=$REFERENCE_PREFIX/$split.$TGT
+[ -f "$reference" ] || die "missing reference $reference (prepare the data first)"
+
+if [ "$average_last" -gt 1 ]; then
+  mapfile -t found < <(ls "$run_dir" | grep -E '^checkpoint_[0-9]+_[0-9]+\.pt$' | sort -t_ -k3 -n)
+  [ ${#found[@]} -gt 0 ] || mapfile -t found < <(ls "$run_dir" | grep -E '^checkpoint[0-9]+\.pt$' | sort -V)
+  [ ${#found[@]} -ge "$average_last" ] \
+    || die "--average-last $average_last needs that many update or epoch checkpoints in $run_dir, found ${#found[@]}"
+  inputs=()
+  for f in "${found[@]: -$average_last}"; do inputs+=("$run_dir/$f"); done
+  model=$run_dir/checkpoint_avg$average_last.pt
+  echo "[evaluate] averaging ${inputs[*]}"
+  python "$repo/scripts/average_checkpoints.py" --inputs "${inputs[@]}" --output "$model"
+  checkpoint_label="average of last $average_last"
+else
+  model=$run_dir/checkpoint_$checkpoint.pt
+  [ -f "$model" ] || die "missing $model"
+  checkpoint_label=$checkpoint
+fi
+
+device=()
+python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || device=(--cpu)
+echo "[evaluate] fairseq-generate $split with $model"
+fairseq-generate "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
+  -s "$SRC" -t "$TGT" "${GENERATE_ARGS[@]}" --remove-bpe "$POST_PROCESS" \
+  --required-batch-size-multiple 1 "${device[@]}" > "$run_dir/generate.$split.txt" 2> "$run_dir/generate.$split.log" \
+  || { tail -n 20 "$run_dir/generate.$split.log" >&2; die "fairseq-generate failed (log: $run_dir/generate.$split.log)"; }
+grep -P '^H-\d+\t' "$run_dir/generate.$split.txt" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$run_dir/hyp.$split.txt"
+
+meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"
+      generate_args="${GENERATE_ARGS[*]}")
+summary=()
+[ -f "$run_dir/train.json" ] && summary=(--train-summary "$run_dir/train.json")
+python "$repo/scripts/score_translation.py" --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
+  --out "$run_dir/result.$split.json" "${summary[@]}" --meta "${meta[@]}"
+echo "[evaluate] wrote $run_dir/result.$split.json"

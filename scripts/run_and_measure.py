@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Run a fairseq-train command, copy its output to a log, and write a JSON summary of the run.
+
+  run_and_measure.py --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
+
+The summary holds the command, the git commit, this invocation's wall time and the
+peak resident memory of the command's processes, and what fairseq's log reports:
+updates, its cumulative training wall time (across resumptions) and the median
+words (target tokens) per second. The command's exit status is passed on.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+).*?wall=([0-9.]+)")
+EPOCH = re.compile(r"\| train \| epoch .*?\| wps ([0-9.]+) .*?\| num_updates (\d+) .*?\| wall ([0-9.]+)")
+
+
+def fairseq_stats(log_text):
+    inner_wps, epoch_wps, updates, wall = [], [], None, None
+    for line in log_text.splitlines():
+        inner = INNER.search(line)
+        if inner:
+            inner_wps.append(float(inner.group(1)))
+            updates, wall = int(inner.group(2)), float(inner.group(3))
+        epoch = EPOCH.search(line)
+        if epoch:
+            epoch_wps.append(float(epoch.group(1)))
+            updates, wall = int(epoch.group(2)), float(epoch.group(3))
+    wps = inner_wps or epoch_wps  # per log interval if there were any, else per epoch
+    return {
+        "updates": updates,
+        "fairseq_wall_s": wall,
+        "tokens_per_s": statistics.median(wps) if wps else None,
+    }
+
+
+def git_commit(cwd):
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=cwd).stdout.strip()
+        return (out.stdout.strip() + ("-dirty" if dirty else "")) or None
+    except OSError:
+        return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--summary", required=True)
+    parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the summary")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given after --")
+
+    start = time.time()
+    with open(args.log, "a") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        status = proc.wait()
+    wall = time.time() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    with open(args.log) as log:
+        stats = fairseq_stats(log.read())
+    summary = dict(kv.split("=", 1) for kv in args.meta)
+    summary.update(
+        command=command,
+        commit=git_commit(os.path.dirname(os.path.abspath(__file__))),
+        exit_status=status,
+        invocation_wall_s=round(wall, 1),
+        peak_rss_mib=round(peak_kib / 1024, 1),
+        **stats,
+    )
+    with open(args.summary, "w") as f:
+        json.dump(summary, f, indent=1)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Score detokenised hypotheses against references with sacrebleu and write one result file.
+
+  score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a]
+      [--train-summary train.json] [--meta key=value ...]
+
+BLEU and chrF with their sacrebleu signatures. The numbers of hypotheses and
+references must match (fairseq drops a last batch smaller than
+--required-batch-size-multiple; scoring a truncated set would be silently wrong).
+"""
+
+import argparse
+import json
+import sys
+
+from sacrebleu.metrics import BLEU, CHRF
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def score(hyps, refs, tokenize="13a"):
+    if len(hyps) != len(refs):
+        raise SystemExit(
+            f"score_translation: {len(hyps)} hypotheses for {len(refs)} references; refusing to score "
+            "a partial output (was --required-batch-size-multiple 1 given to fairseq-generate?)"
+        )
+    bleu, chrf = BLEU(tokenize=tokenize), CHRF()
+    b, c = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
+    return {
+        "bleu": round(b.score, 2),
+        "bleu_signature": str(bleu.get_signature()),
+        "bleu_detail": str(b),
+        "chrf": round(c.score, 2),
+        "chrf_signature": str(chrf.get_signature()),
+        "sentences": len(hyps),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hyp", required=True)
+    parser.add_argument("--ref", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tokenize", default="13a", help="sacrebleu BLEU tokenizer")
+    parser.add_argument("--train-summary", help="train.json of the run, merged into the result")
+    parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
+    args = parser.parse_args()
+
+    result = dict(kv.split("=", 1) for kv in args.meta)
+    result["metrics"] = score(read_lines(args.hyp), read_lines(args.ref), args.tokenize)
+    if args.train_summary:
+        with open(args.train_summary) as f:
+            result["training"] = json.load(f)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    m = result["metrics"]
+    print(f"BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['sentences']} sentences)  {m['bleu_signature']}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Train one (config, criterion preset, seed) run with fairseq-train and the skd_fairseq plugin.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [FAIRSEQ FLAGS...]
+
+Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
+the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
+skd-predicted) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
+so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update 200.
+
+  --seed N          random seed (default 1)
+  --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
+
+Prepares the data first when CONFIG's data directory is missing. Re-running the same
+command resumes from DIR/checkpoint_last.pt. Writes DIR/train.log (fairseq's log) and
+DIR/train.json (command, commit, updates, wall time, tokens/s, peak memory).
+EOF
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case "$1" in -h|--help) usage; exit 0 ;; esac
+config=$1; shift
+preset="" seed=1 save_dir="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --criterion-preset) preset=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --save-dir) save_dir=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+
+die() { echo "train: $*" >&2; exit 1; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "$config" ] || die "config '$config' not found (see configs/)"
+[ -n "$preset" ] || die "give --criterion-preset (one of: $(. "$repo/configs/presets.sh"; echo "$PRESETS"))"
+[[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
+# shellcheck source=/dev/null
+. "$repo/configs/presets.sh"
+preset_var="PRESET_${preset//-/_}[@]"
+[[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
+preset_args=("${!preset_var}")
+# shellcheck source=/dev/null
+. "$config"
+name=$(basename "$config" .sh)
+save_dir=${save_dir:-runs/$name/$preset/seed$seed}
+
+cd "$repo"
+if [ ! -f "$DATA/.done" ]; then
+  echo "[train] preparing data: ${PREPARE[*]}"
+  bash "${PREPARE[@]}"
+fi
+mkdir -p "$save_dir"
+cmd=(fairseq-train "$DATA" --user-dir "$repo/skd_fairseq" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}"
+     --seed "$seed" --save-dir "$save_dir" --log-format simple --log-interval 50 "${extra[@]}")
+if ! python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  cmd+=(--cpu)
+fi
+echo "[train] $name / $preset / seed $seed -> $save_dir"
+printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"
+# fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
+python "$repo/scripts/run_and_measure.py" --log "$save_dir/train.log" --summary "$save_dir/train.json" \
+  --meta config="$name" preset="$preset" seed="$seed" -- "${cmd[@]}"

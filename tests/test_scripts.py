@@ -1,0 +1,173 @@
+"""The shell and Python scripts on small inputs: errors, resumption, and the demo pipeline end to end."""
+
+import gzip
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, require_shared, run
+
+SCRIPTS = REPO / "scripts"
+
+
+def write_gz(path, lines):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+@pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "train.sh",
+                                    "evaluate-translation.sh", "demo.sh", "setup-env.sh"])
+def test_scripts_print_usage(script):
+    out = run(["bash", SCRIPTS / script, "-h"]).stdout
+    assert out.startswith("Usage:")
+
+
+def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    proc = run(["bash", SCRIPTS / "prepare-multi30k.sh", "-r", raw, "-o", tmp_path / "out"], check=False)
+    assert proc.returncode == 1 and "missing" in proc.stderr and "train.de.gz" in proc.stderr
+    for split, n in (("train", 29000), ("val", 1014), ("test_2016_flickr", 1000)):
+        for lang in ("de", "en"):
+            write_gz(raw / f"{split}.{lang}.gz", ["x"] * (n - (split == "val" and lang == "en")))
+    proc = run(["bash", SCRIPTS / "prepare-multi30k.sh", "-r", raw, "-o", tmp_path / "out"], check=False)
+    assert proc.returncode == 1
+    assert "val.en.gz has 1013 lines, expected 1014" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["-s", "xx"], "unsupported language 'xx'"), (["-t", "de"], "source and target are both 'de'"),
+     (["--vocab-size", "0"], "--vocab-size must be a positive integer"),
+     (["--train-lines", "ten"], "--train-lines must be a positive integer"),
+     (["--bogus"], "unknown option '--bogus'")],
+)
+def test_prepare_multi30k_rejects_bad_options(tmp_path, flags, message):
+    proc = run(["bash", SCRIPTS / "prepare-multi30k.sh", "-r", tmp_path, *flags], check=False)
+    assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_prepare_multi30k_resumes_and_refuses_other_options(multi30k_bin):
+    args = ["bash", SCRIPTS / "prepare-multi30k.sh", "-r", require_shared("multi30k"), "-o", multi30k_bin,
+            "--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"]
+    before = (multi30k_bin / "bin" / "train.de-en.en.bin").stat().st_mtime_ns
+    out = run(args).stdout
+    assert "fairseq-preprocess" not in out and "ready" in out
+    assert (multi30k_bin / "bin" / "train.de-en.en.bin").stat().st_mtime_ns == before
+    for split, n in (("train", 2000), ("valid", 100), ("test", 100)):
+        for lang in ("de", "en"):
+            assert sum(1 for _ in open(multi30k_bin / "raw" / f"{split}.{lang}")) == n
+    proc = run(args[:-1] + ["2000"], check=False)
+    assert proc.returncode == 1 and "was prepared with other options" in proc.stderr
+
+
+def test_prepare_wikitext_checks_its_input(tmp_path):
+    proc = run(["bash", SCRIPTS / "prepare-wikitext.sh", "-r", tmp_path, "-o", tmp_path / "o"], check=False)
+    assert proc.returncode == 1 and "missing or empty" in proc.stderr and "wiki.train.tokens" in proc.stderr
+    for name in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        (tmp_path / name).write_text("just some text\nwithout headings\n")
+    proc = run(["bash", SCRIPTS / "prepare-wikitext.sh", "-r", tmp_path, "-o", tmp_path / "o"], check=False)
+    assert proc.returncode == 1 and "not WikiText format" in proc.stderr
+
+
+def test_score_translation_refuses_a_partial_output(tmp_path):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import score_translation
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    metrics = score_translation.score(["a cat sits on the mat ."] * 3, ["a cat sits on the mat ."] * 3)
+    assert metrics["bleu"] == 100.0 and metrics["sentences"] == 3
+    assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    with pytest.raises(SystemExit, match="2 hypotheses for 3 references"):
+        score_translation.score(["a", "b"], ["a", "b", "c"])
+
+
+def test_average_checkpoints_averages_the_weights(tmp_path):
+    for i, value in enumerate((1.0, 2.0, 6.0)):
+        torch.save({"model": {"w": torch.full((2, 2), value), "n": torch.tensor([i])}, "extra": i},
+                   tmp_path / f"c{i}.pt")
+    run([sys.executable, SCRIPTS / "average_checkpoints.py", "--inputs",
+         *(tmp_path / f"c{i}.pt" for i in range(3)), "--output", tmp_path / "avg.pt"])
+    avg = torch.load(tmp_path / "avg.pt")
+    assert torch.equal(avg["model"]["w"], torch.full((2, 2), 3.0)) and avg["extra"] == 2
+    assert avg["model"]["n"].dtype == torch.long
+
+
+def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import run_and_measure
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    log = "\n".join([
+        "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, wall=100",
+        "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, wall=200",
+        "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | wall 240",
+    ])
+    assert run_and_measure.fairseq_stats(log) == {"updates": 120, "fairseq_wall_s": 240.0, "tokens_per_s": 1600.5}
+
+
+def tiny_config(tmp_path, multi30k_bin):
+    config = tmp_path / "tiny-demo.sh"
+    config.write_text(f"""
+DATASET=multi30k-slice
+PAIR=de-en
+SRC=de
+TGT=en
+DATA_DIR={multi30k_bin}
+PREPARE=(scripts/prepare-multi30k.sh -o {multi30k_bin})
+DATA=$DATA_DIR/bin
+REFERENCE_PREFIX=$DATA_DIR/raw
+POST_PROCESS=sentencepiece
+FAIRSEQ_ARGS=(--task translation -s de -t en --arch transformer --share-all-embeddings
+  --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64
+  --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128
+  --encoder-attention-heads 2 --decoder-attention-heads 2
+  --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --max-tokens 1024 --max-update 8
+  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints
+  --required-batch-size-multiple 1 --num-workers 0)
+GENERATE_ARGS=(--beam 2 --max-tokens 4000)
+AVERAGE_LAST=1
+""")
+    return config
+
+
+def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    out = tmp_path / "demo"
+    env = dict(os.environ, SKD_VENV=sys.prefix)  # the environment running the tests
+    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
+                "--presets", "baseline skd-predicted", "--seeds", "3"], env=env)
+    table = proc.stdout[proc.stdout.index("| method |"):]
+    assert "| baseline |" in table and "| skd-predicted |" in table and "(n=1)" in table
+    for preset in ("baseline", "skd-predicted"):
+        run_dir = out / preset / "seed3"
+        result = json.loads((run_dir / "result.test.json").read_text())
+        assert result["metrics"]["sentences"] == 100 and 0 <= result["metrics"]["bleu"] <= 100
+        assert result["training"]["preset"] == preset and result["training"]["seed"] == "3"
+        assert result["training"]["updates"] == 6 and result["training"]["exit_status"] == 0
+        assert sum(1 for _ in open(run_dir / "hyp.test.txt")) == 100
+    # Evaluation with averaging uses the interval checkpoints, and says when there are too few.
+    run_dir = out / "baseline" / "seed3"
+    run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir, "--average-last", "1",
+         "--checkpoint", "last", "--split", "valid"])
+    assert json.loads((run_dir / "result.valid.json").read_text())["split"] == "valid"
+    proc = run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir,
+                "--average-last", "5"], check=False)
+    assert proc.returncode == 1 and "needs that many update or epoch checkpoints" in proc.stderr
+    # Re-running train.sh resumes: no update beyond --max-update is done again.
+    again = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--seed", "3",
+                 "--save-dir", run_dir, "--max-update", "6"])
+    assert "Loaded checkpoint" in again.stdout
+
+
+def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):
+    config = tiny_config(tmp_path, multi30k_bin)
+    proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "skd-magic"], check=False)
+    assert proc.returncode == 1 and "unknown preset 'skd-magic'" in proc.stderr
+    proc = run(["bash", SCRIPTS / "train.sh", tmp_path / "nope.sh", "--criterion-preset", "baseline"], check=False)
+    assert proc.returncode == 1 and "not found" in proc.stderr
