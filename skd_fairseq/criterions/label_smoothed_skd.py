@@ -72,7 +72,7 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         metadata={"help": "tau > 0: q = softmax(similarity / tau) over [gold, candidates]"},
     )
     skd_neighbour_refresh: int = field(
-        default=100,
+        default=50,
         metadata={
             "help": "with --skd-candidates neighbours: recompute the neighbour table of the whole "
             "vocabulary every R updates (>= 0); 0 finds the exact neighbours of each batch's "
