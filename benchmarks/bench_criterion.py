@@ -15,17 +15,17 @@ Example:
 
 import argparse
 import itertools
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 
 import torch
 from torch import nn
+
+from reporting import commit, write_outputs
 
 
 def build_dictionary(vocab_size):
@@ -197,14 +197,6 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -241,7 +233,7 @@ def main(argv=None):
     report = {
         "benchmark": "bench_criterion",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "commit": git_commit(),
+        "commit": commit(),
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -253,18 +245,7 @@ def main(argv=None):
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
         "shapes": shapes,
     }
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        text = markdown(report)
-        if args.markdown == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.markdown, "w") as f:
-                f.write(text)
-
+    write_outputs(report, args.json, args.markdown, markdown(report))
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
+from reporting import commit, write_outputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+)")
 
@@ -92,28 +94,17 @@ def main():
     report = {"benchmark": "bench_train", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
               "config": os.path.relpath(args.config, REPO), "updates": args.updates,
               "skip_updates": args.skip_updates, "rounds": args.rounds,
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True, cwd=REPO).stdout.strip(),
+              "commit": commit(),
               "variants": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.markdown:
-        lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
-                 f"{args.rounds} alternating rounds, commit {report['commit']}, {report['date']}.", "",
-                 "| variant | tokens/s (median; per round) | step-time ratio | peak RSS MiB | memory ratio |",
-                 "|---|---|---:|---:|---:|"]
-        for row in rows:
-            per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
-            lines.append(f"| {row['variant']} | {row['median_tokens_per_s']:.0f} ({per_round}) | "
-                         f"{row['step_time_ratio']:.3f} | {max(row['peak_rss_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")
-        text = "\n".join(lines) + "\n"
-        if args.markdown == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.markdown, "w") as f:
-                f.write(text)
-
+    lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
+             f"{args.rounds} alternating rounds, commit {report['commit']}, {report['date']}.", "",
+             "| variant | tokens/s (median; per round) | step-time ratio | peak RSS MiB | memory ratio |",
+             "|---|---|---:|---:|---:|"]
+    for row in rows:
+        per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
+        lines.append(f"| {row['variant']} | {row['median_tokens_per_s']:.0f} ({per_round}) | "
+                     f"{row['step_time_ratio']:.3f} | {max(row['peak_rss_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")
+    write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -17,8 +17,8 @@ FAIRSEQ_ARGS=(
   --encoder-attention-heads 4 --decoder-attention-heads 4
   --dropout 0.3 --weight-decay 0.0001
   --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm 0.0
-  --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 400
-  --max-tokens 4096 --max-update 1300
+  --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 200
+  --max-tokens 4096 --max-update 500
   --required-batch-size-multiple 1 --no-epoch-checkpoints
 )
 GENERATE_ARGS=(--beam 5 --lenpen 1.0 --max-tokens 8000)

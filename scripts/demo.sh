@@ -15,7 +15,7 @@ Options:
   --out DIR          output directory (default: runs/demo)
   --presets "A B"    criterion presets (default: "baseline skd-neighbours"; see configs/presets.sh)
   --seeds "1 2"      seeds (default: "1")
-  --max-update N     updates per model (default: the config's, 1300)
+  --max-update N     updates per model (default: the config's, 500)
   --config FILE      experiment config (default: configs/multi30k-de-en-demo.sh)
   -h, --help         this text
 

@@ -2,7 +2,6 @@
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -138,8 +137,3 @@ def fresh_metrics():
     metrics.reset()
     yield metrics
     metrics.reset()
-
-
-def copy_tree(src, dst):
-    shutil.copytree(src, dst)
-    return dst

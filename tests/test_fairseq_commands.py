@@ -7,7 +7,7 @@ import pytest
 
 from skd_fairseq.schedule import skd_alpha
 
-from conftest import REPO, USER_DIR, run
+from conftest import USER_DIR, run
 
 TRANSLATION_MODEL = [
     "--task", "translation", "-s", "de", "-t", "en",
