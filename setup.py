@@ -17,6 +17,8 @@ setup(
         "sacrebleu>=2.3",
         "sentencepiece>=0.1.99",
         "sacremoses>=0.0.53",
+        "subword-nmt>=0.3.8",  # BPE of fairseq's IWSLT'14 / WMT'14 recipes
+        "matplotlib>=3.5",  # scripts/make-tables.py --plot
     ],
     extras_require={"test": ["pytest>=7"]},
 )

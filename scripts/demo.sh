@@ -29,11 +29,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=runs/demo presets="baseline skd-neighbours" seeds=1 max_update="" config=configs/multi30k-de-en-demo.sh
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) out=$2; shift 2 ;;
+    --out) out=$(realpath -m -- "$2"); shift 2 ;;
     --presets) presets=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --max-update) max_update=$2; shift 2 ;;
-    --config) config=$2; shift 2 ;;
+    --config) config=$(realpath -m -- "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -72,4 +72,5 @@ for seed in $seeds; do
 done
 
 echo
-python scripts/make-tables.py "${results[@]}"
+python scripts/make-tables.py "${results[@]}" --plot "$out/curves.png"
+echo "[demo] validation curves: $out/curves.png"

@@ -7,8 +7,11 @@ usage() {
 Usage: $(basename "$0") CONFIG --run-dir DIR [options]
 
 Translates the SPLIT of CONFIG's data with the run's checkpoint (beam and length
-penalty from CONFIG's GENERATE_ARGS), removes the subword segmentation, checks that
-every sentence was translated, and scores against the raw references with sacrebleu.
+penalty from CONFIG's GENERATE_ARGS), removes the subword segmentation (POST_PROCESS),
+detokenises when CONFIG says DETOKENIZE=moses, checks that every sentence was
+translated, and scores against REFERENCE_PREFIX/SPLIT.TGT with sacrebleu (BLEU with
+tokenizer BLEU_TOKENIZE, default 13a, and chrF). With TOKENIZED_REFERENCE_PREFIX set,
+also the tokenised BLEU of the literature (TOKENIZED_BLEU=plain or compound-split).
 Writes DIR/result.SPLIT.json (metrics, signatures, the run's train.json) and
 DIR/hyp.SPLIT.txt.
 
@@ -25,11 +28,11 @@ EOF
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
-config=$1; shift
+config=$(realpath -m -- "$1"); shift
 run_dir="" split=test checkpoint=best average_last=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --run-dir) run_dir=$2; shift 2 ;;
+    --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
     --split) split=$2; shift 2 ;;
     --checkpoint) checkpoint=$2; shift 2 ;;
     --average-last) average_last=$2; shift 2 ;;
@@ -76,12 +79,24 @@ fairseq-generate "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-su
   -s "$SRC" -t "$TGT" "${GENERATE_ARGS[@]}" --remove-bpe "$POST_PROCESS" \
   --required-batch-size-multiple 1 "${device[@]}" > "$run_dir/generate.$split.txt" 2> "$run_dir/generate.$split.log" \
   || { tail -n 20 "$run_dir/generate.$split.log" >&2; die "fairseq-generate failed (log: $run_dir/generate.$split.log)"; }
-grep -P '^H-\d+\t' "$run_dir/generate.$split.txt" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$run_dir/hyp.$split.txt"
+grep -P '^H-\d+\t' "$run_dir/generate.$split.txt" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$run_dir/hyp.$split.tok.txt"
+case "${DETOKENIZE:-}" in
+  "") cp "$run_dir/hyp.$split.tok.txt" "$run_dir/hyp.$split.txt" ;;
+  moses) python "$repo/scripts/text_tools.py" detokenize --lang "$TGT" < "$run_dir/hyp.$split.tok.txt" > "$run_dir/hyp.$split.txt" ;;
+  *) die "config's DETOKENIZE must be empty or moses, got '$DETOKENIZE'" ;;
+esac
+tokenized=()
+if [ -n "${TOKENIZED_REFERENCE_PREFIX:-}" ]; then
+  [ -f "$TOKENIZED_REFERENCE_PREFIX/$split.$TGT" ] || die "missing tokenised reference $TOKENIZED_REFERENCE_PREFIX/$split.$TGT"
+  tokenized=(--tokenized-hyp "$run_dir/hyp.$split.tok.txt" --tokenized-ref "$TOKENIZED_REFERENCE_PREFIX/$split.$TGT"
+             --tokenized-bleu "${TOKENIZED_BLEU:-plain}")
+fi
 
 meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"
       generate_args="${GENERATE_ARGS[*]}")
 summary=()
 [ -f "$run_dir/train.json" ] && summary=(--train-summary "$run_dir/train.json")
 python "$repo/scripts/score_translation.py" --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
-  --out "$run_dir/result.$split.json" "${summary[@]}" --meta "${meta[@]}"
+  --tokenize "${BLEU_TOKENIZE:-13a}" "${tokenized[@]}" --out "$run_dir/result.$split.json" "${summary[@]}" \
+  --meta "${meta[@]}"
 echo "[evaluate] wrote $run_dir/result.$split.json"

@@ -20,6 +20,8 @@ Options:
   --vocab-size N       joint sentencepiece vocabulary size (default: 8000)
   --train-lines N      keep only the first N training pairs (quick runs and tests)
   --eval-lines N       keep only the first N validation and test pairs
+  --lm LANG            also binarise one side (de, en, fr or cs, one of the pair) for
+                       language modelling into OUT/lm-LANG/bin (--only-source, same pieces)
   -h, --help           this text
 
 Outputs in OUT: raw/{train,valid,test}.LANG (the text the references come from),
@@ -28,7 +30,7 @@ a different set of options needs a different --out.
 EOF
 }
 
-src=de tgt=en raw_dir=${MULTI30K_DIR:-} out="" vocab_size=8000 train_lines="" eval_lines=""
+src=de tgt=en raw_dir=${MULTI30K_DIR:-} out="" vocab_size=8000 train_lines="" eval_lines="" lm=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -s|--src) src=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --vocab-size) vocab_size=$2; shift 2 ;;
     --train-lines) train_lines=$2; shift 2 ;;
     --eval-lines) eval_lines=$2; shift 2 ;;
+    --lm) lm=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "prepare-multi30k: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -51,6 +54,7 @@ for lang in "$src" "$tgt"; do
   case "$lang" in de|en|fr|cs) ;; *) die "unsupported language '$lang': choose de, en, fr or cs" ;; esac
 done
 [ "$src" != "$tgt" ] || die "source and target are both '$src'"
+[ -z "$lm" ] || [ "$lm" = "$src" ] || [ "$lm" = "$tgt" ] || die "--lm must be one side of the pair ($src or $tgt), got '$lm'"
 is_count "$vocab_size" || die "--vocab-size must be a positive integer, got '$vocab_size'"
 [ -z "$train_lines" ] || is_count "$train_lines" || die "--train-lines must be a positive integer, got '$train_lines'"
 [ -z "$eval_lines" ] || is_count "$eval_lines" || die "--eval-lines must be a positive integer, got '$eval_lines'"
@@ -133,3 +137,15 @@ if [ ! -f "$out/bin/.done" ]; then
   touch "$out/bin/.done"
 fi
 echo "[prepare-multi30k] ready: $out/bin ($(wc -l < "$out/bin/dict.$tgt.txt") dictionary entries)"
+
+# 5. Optionally one side alone, for language modelling (its own dictionary of the same pieces).
+if [ -n "$lm" ] && [ ! -f "$out/lm-$lm/bin/.done" ]; then
+  echo "[prepare-multi30k] fairseq-preprocess --only-source ($lm, language modelling)"
+  rm -rf "$out/lm-$lm/bin"
+  mkdir -p "$out/lm-$lm"
+  fairseq-preprocess --only-source --trainpref "$out/spm/train.$lm" --validpref "$out/spm/valid.$lm" \
+    --testpref "$out/spm/test.$lm" --destdir "$out/lm-$lm/bin" --workers 2 > "$out/lm-$lm/preprocess.log" 2>&1 \
+    || { tail -n 20 "$out/lm-$lm/preprocess.log" >&2; die "fairseq-preprocess failed (log: $out/lm-$lm/preprocess.log)"; }
+  touch "$out/lm-$lm/bin/.done"
+fi
+[ -z "$lm" ] || echo "[prepare-multi30k] ready: $out/lm-$lm/bin (language modelling, $lm)"

@@ -2,15 +2,21 @@
 """Score detokenised hypotheses against references with sacrebleu and write one result file.
 
   score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a]
+      [--tokenized-hyp FILE --tokenized-ref FILE --tokenized-bleu plain|compound-split]
       [--train-summary train.json] [--meta key=value ...]
 
 BLEU and chrF with their sacrebleu signatures. The numbers of hypotheses and
 references must match (fairseq drops a last batch smaller than
 --required-batch-size-multiple; scoring a truncated set would be silently wrong).
+With --tokenized-*, also the literature's tokenised BLEU on already tokenised text
+(sacrebleu --tokenize none, i.e. multi-bleu.perl), for WMT'14 en-de after splitting
+hyphenated compounds (a-b -> a ##AT##-##AT## b) as fairseq's compound_split_bleu.sh does.
 """
 
 import argparse
 import json
+import os
+import re
 import sys
 
 from sacrebleu.metrics import BLEU, CHRF
@@ -39,18 +45,44 @@ def score(hyps, refs, tokenize="13a"):
     }
 
 
+def compound_split(lines):
+    return [re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line) for line in lines]
+
+
+def tokenized_bleu(hyps, refs, kind):
+    if len(hyps) != len(refs):
+        raise SystemExit(f"score_translation: {len(hyps)} tokenised hypotheses for {len(refs)} references")
+    if kind == "compound-split":
+        hyps, refs = compound_split(hyps), compound_split(refs)
+    bleu = BLEU(tokenize="none")
+    return {"bleu_tokenized": round(bleu.corpus_score(hyps, [refs]).score, 2),
+            "bleu_tokenized_kind": kind, "bleu_tokenized_signature": str(bleu.get_signature())}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hyp", required=True)
     parser.add_argument("--ref", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--tokenize", default="13a", help="sacrebleu BLEU tokenizer")
+    parser.add_argument("--tokenized-hyp", help="hypotheses before detokenisation")
+    parser.add_argument("--tokenized-ref", help="tokenised references")
+    parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
     parser.add_argument("--train-summary", help="train.json of the run, merged into the result")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
     args = parser.parse_args()
 
     result = dict(kv.split("=", 1) for kv in args.meta)
     result["metrics"] = score(read_lines(args.hyp), read_lines(args.ref), args.tokenize)
+    if bool(args.tokenized_hyp) != bool(args.tokenized_ref):
+        parser.error("--tokenized-hyp and --tokenized-ref go together")
+    if args.tokenized_hyp:
+        result["metrics"].update(tokenized_bleu(read_lines(args.tokenized_hyp), read_lines(args.tokenized_ref),
+                                                args.tokenized_bleu))
+    # Where the scored texts are, relative to the result file (for significance tests later).
+    here = os.path.dirname(os.path.abspath(args.out))
+    result["hypotheses"] = os.path.relpath(os.path.abspath(args.hyp), here)
+    result["references"] = os.path.relpath(os.path.abspath(args.ref), here)
     if args.train_summary:
         with open(args.train_summary) as f:
             result["training"] = json.load(f)

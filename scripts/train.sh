@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [FAIRSEQ FLAGS...]
+Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
@@ -13,6 +13,7 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
 
   --seed N          random seed (default 1)
   --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
+  --method LABEL    the row name in result tables (default: the preset name)
 
 Prepares the data first when CONFIG's data directory is missing. Re-running the same
 command resumes from DIR/checkpoint_last.pt. Writes DIR/train.log (fairseq's log) and
@@ -22,13 +23,14 @@ EOF
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
-config=$1; shift
-preset="" seed=1 save_dir="" extra=()
+config=$(realpath -m -- "$1"); shift
+preset="" seed=1 save_dir="" method="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --criterion-preset) preset=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
-    --save-dir) save_dir=$2; shift 2 ;;
+    --save-dir) save_dir=$(realpath -m -- "$2"); shift 2 ;;
+    --method) method=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -64,4 +66,5 @@ echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
 python "$repo/scripts/run_and_measure.py" --log "$save_dir/train.log" --summary "$save_dir/train.json" \
-  --meta config="$name" preset="$preset" seed="$seed" -- "${cmd[@]}"
+  --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" \
+  -- "${cmd[@]}"

@@ -18,8 +18,10 @@ def write_gz(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-@pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "train.sh",
-                                    "evaluate-translation.sh", "demo.sh", "setup-env.sh"])
+@pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "prepare-iwslt14-de-en.sh",
+                                    "prepare-wmt14-en-de.sh", "prepare-wikitext-103.sh", "train.sh",
+                                    "evaluate-translation.sh", "evaluate-lm.sh", "sweep.sh", "reproduce.sh",
+                                    "demo.sh", "setup-env.sh"])
 def test_scripts_print_usage(script):
     out = run(["bash", SCRIPTS / script, "-h"]).stdout
     assert out.startswith("Usage:")
@@ -171,3 +173,85 @@ def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):
     assert proc.returncode == 1 and "unknown preset 'skd-magic'" in proc.stderr
     proc = run(["bash", SCRIPTS / "train.sh", tmp_path / "nope.sh", "--criterion-preset", "baseline"], check=False)
     assert proc.returncode == 1 and "not found" in proc.stderr
+
+
+def write_result(run_dir, method, seed, hyps, refs, bleu, chrf, log_points=()):
+    run_dir.mkdir(parents=True)
+    (run_dir / "hyp.test.txt").write_text("\n".join(hyps) + "\n")
+    (run_dir / "ref.txt").write_text("\n".join(refs) + "\n")
+    (run_dir / "train.log").write_text("".join(
+        f"x | INFO | valid | epoch {i:03d} | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl {ppl} | wps 1 | num_updates {u}\n"
+        for i, (u, ppl) in enumerate(log_points, 1)))
+    result = {"dataset": "toy", "pair": "de-en", "split": "test", "hypotheses": "hyp.test.txt", "references": "ref.txt",
+              "metrics": {"bleu": bleu, "chrf": chrf, "bleu_signature": "sig-bleu", "chrf_signature": "sig-chrf"},
+              "training": {"preset": method, "method": method, "seed": str(seed), "extra_flags": ""}}
+    (run_dir / "result.test.json").write_text(json.dumps(result))
+    return run_dir / "result.test.json"
+
+
+def test_make_tables_means_significance_and_plot(tmp_path):
+    refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
+    worse = [f"a cat number {i} sat on mat ." for i in range(40)]
+    files = []
+    for seed, (b, s) in enumerate([(20.0, 24.0), (22.0, 26.0)], 1):
+        files.append(write_result(tmp_path / f"baseline{seed}", "baseline", seed, worse, refs, b, 40.0,
+                                  [(100, 50.0), (200, 30.0)]))
+        files.append(write_result(tmp_path / f"skd{seed}", "skd-neighbours", seed, refs, refs, s, 45.0,
+                                  [(100, 45.0), (200, 25.0)]))
+    lm = tmp_path / "lm" / "result.test.json"
+    lm.parent.mkdir()
+    lm.write_text(json.dumps({"dataset": "toy-lm", "split": "test", "metrics": {"ppl": 80.5},
+                              "training": {"preset": "baseline", "seed": "1"}}))
+    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, lm, "--significance",
+               "--plot", tmp_path / "curves.png", "--out", tmp_path / "table.md"]).stdout
+    assert "| baseline | 21.00 ± 1.41 (n=2) | 40.00 ± 0.00 (n=2) |" in out
+    assert "| skd-neighbours | 25.00 ± 1.41 (n=2) | 45.00 ± 0.00 (n=2) |" in out
+    # Seed-matched paired bootstrap: the perfect system beats the worse one, p < 0.05, for each seed.
+    rows = [line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours |")]
+    assert len(rows) == 2 and all(float(r.split("|")[-2]) < 0.05 for r in rows)
+    assert "bootstrap signature: `nrefs:1|bs:1000" in out
+    assert "| baseline | 80.50 (n=1) |" in out  # the language-model table
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "table.md").read_text() == out
+
+
+def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
+                "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
+    assert table in proc.stdout
+    assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\"" in table
+    assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
+    assert "![validation perplexity" in table and (tmp_path / "results" / "multi30k-de-en.png").exists()
+    # Finished runs are not redone.
+    again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
+                 "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    assert "=== [reproduce" not in again.stdout
+
+
+def test_reproduce_language_model_table_on_a_slice(wikitext_bin, tmp_path):
+    config = tmp_path / "tiny-lm.sh"
+    config.write_text(f"""
+DATASET=wikitext2-sample
+DATA_DIR={wikitext_bin}
+PREPARE=(scripts/prepare-wikitext.sh -o {wikitext_bin})
+DATA=$DATA_DIR/bin
+FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm --share-decoder-input-output-embed
+  --decoder-layers 1 --decoder-embed-dim 32 --decoder-ffn-embed-dim 64 --decoder-attention-heads 2
+  --tokens-per-sample 64 --sample-break-mode none --optimizer adam --lr 2e-3 --max-tokens 1024
+  --max-update 6 --no-epoch-checkpoints --num-workers 0)
+EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
+""")
+    run(["bash", SCRIPTS / "reproduce.sh", "multi30k-lm", "--config", config, "--seeds", "2",
+         "--presets", "baseline skd-predicted", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    result = json.loads((tmp_path / "runs" / "skd-predicted" / "seed2" / "result.test.json").read_text())
+    assert result["metrics"]["ppl"] > 1 and result["metrics"]["tokens"] > 1000
+    assert "--label-smoothing 0" in result["training"]["extra_flags"]
+    table = (tmp_path / "results" / "multi30k-en-lm.md").read_text()
+    assert "perplexity" in table and "| skd-predicted |" in table and "Paired bootstrap" not in table
+
+
+def test_reproduce_rejects_unknown_tables():
+    proc = run(["bash", SCRIPTS / "reproduce.sh", "wmt99"], check=False)
+    assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr

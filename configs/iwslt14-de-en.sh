@@ -1,0 +1,24 @@
+# IWSLT'14 de->en: fairseq's transformer_iwslt_de_en recipe (examples/translation/README.md).
+# Scores: tokenised, lowercased BLEU as in the literature (sacrebleu --tokenize none on the
+# recipe's tokenised references, i.e. multi-bleu.perl), plus chrF.
+# Data: set IWSLT14_RAW to the de-en.tgz archive (or its de-en/ directory) before the first run.
+DATASET=iwslt14
+PAIR=de-en
+SRC=de
+TGT=en
+DATA_DIR=data/iwslt14.de-en
+PREPARE=(scripts/prepare-iwslt14-de-en.sh -r "${IWSLT14_RAW:-}" -o data/iwslt14.de-en)
+DATA=$DATA_DIR/bin
+REFERENCE_PREFIX=$DATA_DIR/tok
+POST_PROCESS=subword_nmt
+BLEU_TOKENIZE=none
+FAIRSEQ_ARGS=(
+  --task translation -s de -t en
+  --arch transformer_iwslt_de_en --share-decoder-input-output-embed
+  --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm 0.0
+  --lr 5e-4 --lr-scheduler inverse_sqrt --warmup-updates 4000
+  --dropout 0.3 --weight-decay 0.0001
+  --max-tokens 4096 --max-epoch 60 --keep-last-epochs 5
+)
+GENERATE_ARGS=(--beam 5 --lenpen 1.0 --max-tokens 8000)
+AVERAGE_LAST=5

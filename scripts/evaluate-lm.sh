@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Perplexity of a language-model run with fairseq-eval-lm, into one machine-readable result file.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") CONFIG --run-dir DIR [--split valid|test] [--checkpoint best|last]
+
+Runs fairseq-eval-lm on the SPLIT of CONFIG's data with the run's checkpoint and
+CONFIG's EVAL_LM_ARGS (for WikiText-103, fairseq's recipe: --tokens-per-sample 512
+--context-window 400: every token is scored with at least 400 tokens of context).
+Writes DIR/result.SPLIT.json (perplexity, base-2 loss, scored tokens, the run's
+train.json) and DIR/eval-lm.SPLIT.log.
+EOF
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case "$1" in -h|--help) usage; exit 0 ;; esac
+config=$(realpath -m -- "$1"); shift
+run_dir="" split=test checkpoint=best
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
+    --split) split=$2; shift 2 ;;
+    --checkpoint) checkpoint=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "evaluate-lm: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "evaluate-lm: $*" >&2; exit 1; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "$config" ] || die "config '$config' not found"
+# shellcheck source=/dev/null
+. "$config"
+cd "$repo"
+[ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
+case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
+case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, got '$checkpoint'" ;; esac
+model=$run_dir/checkpoint_$checkpoint.pt
+[ -f "$model" ] || die "missing $model"
+
+device=()
+python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || device=(--cpu)
+log=$run_dir/eval-lm.$split.log
+echo "[evaluate-lm] fairseq-eval-lm $split with $model"
+fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
+  "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
+  || { tail -n 20 "$log" >&2; die "fairseq-eval-lm failed (log: $log)"; }
+
+python - "$log" "$run_dir" "$split" "$checkpoint" "$DATASET" "${EVAL_LM_ARGS[*]}" <<'EOF'
+import json, os, re, sys
+
+log, run_dir, split, checkpoint, dataset, eval_args = sys.argv[1:]
+text = open(log).read()
+loss = re.search(r"Loss \(base 2\): ([0-9.]+), Perplexity: ([0-9.]+)", text)
+tokens = re.search(r"Evaluated ([0-9,]+) tokens", text)
+if not loss or not tokens:
+    sys.exit(f"evaluate-lm: no perplexity in {log}")
+result = {"dataset": dataset, "pair": "", "split": split, "checkpoint": checkpoint, "eval_lm_args": eval_args,
+          "metrics": {"ppl": float(loss.group(2)), "loss_base2": float(loss.group(1)),
+                      "tokens": int(tokens.group(1).replace(",", ""))}}
+summary = os.path.join(run_dir, "train.json")
+if os.path.exists(summary):
+    result["training"] = json.load(open(summary))
+out = os.path.join(run_dir, f"result.{split}.json")
+json.dump(result, open(out, "w"), indent=1)
+print(f"perplexity {result['metrics']['ppl']:.2f} on {result['metrics']['tokens']} tokens -> {out}", file=sys.stderr)
+EOF

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Run a whole results table end to end: prepare, train every row, evaluate, tabulate.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") TABLE [--seeds "1 2 3"] [--presets "A B C"] [--out DIR] [--results DIR]
+
+TABLE is one of:
+  multi30k      Multi30k de->en, configs/multi30k-de-en-demo.sh, BLEU/chrF on test2016 (CPU: ~11 min a run)
+  multi30k-lm   language model on Multi30k English, configs/multi30k-en-lm.sh, test perplexity
+  iwslt14       IWSLT'14 de->en, configs/iwslt14-de-en.sh (set IWSLT14_RAW; GPU)
+  wmt14         WMT'14 en->de, configs/wmt14-en-de.sh (set WMT14_RAW; several GPUs)
+  wikitext103   WikiText-103 language model, configs/wikitext103.sh (set WIKITEXT103_RAW; GPU)
+
+Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
+evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
++- std over seeds, paired bootstrap against the baseline for translation) and
+RESULTS/TABLE.png (validation curves). Language-model rows are trained with
+--label-smoothing 0, so the baseline is plain cross-entropy. Re-running resumes:
+finished runs and evaluations are skipped, an interrupted run continues from its
+checkpoint_last.pt.
+
+  --seeds "..."    default "1 2 3"
+  --presets "..."  default "baseline skd-neighbours skd-predicted" (configs/presets.sh)
+  --out DIR        default runs/TABLE
+  --results DIR    default results
+  --config FILE    use this config instead of the table's (same kind of task)
+EOF
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case "$1" in -h|--help) usage; exit 0 ;; esac
+table=$1; shift
+seeds="1 2 3" presets="baseline skd-neighbours skd-predicted" out="" results_dir=results config_override=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seeds) seeds=$2; shift 2 ;;
+    --presets) presets=$2; shift 2 ;;
+    --out) out=$(realpath -m -- "$2"); shift 2 ;;
+    --results) results_dir=$(realpath -m -- "$2"); shift 2 ;;
+    --config) config_override=$(realpath -m -- "$2"); shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "reproduce: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "reproduce: $*" >&2; exit 1; }
+case "$table" in
+  multi30k) config=configs/multi30k-de-en-demo.sh kind=translation name=multi30k-de-en ;;
+  multi30k-lm) config=configs/multi30k-en-lm.sh kind=lm name=multi30k-en-lm ;;
+  iwslt14) config=configs/iwslt14-de-en.sh kind=translation name=iwslt14-de-en ;;
+  wmt14) config=configs/wmt14-en-de.sh kind=translation name=wmt14-en-de ;;
+  wikitext103) config=configs/wikitext103.sh kind=lm name=wikitext103 ;;
+  *) die "unknown table '$table' (see --help)" ;;
+esac
+for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+config=${config_override:-$config}
+[ -f "$config" ] || die "config '$config' not found"
+out=${out:-runs/$table}
+# shellcheck source=/dev/null
+. "$config"
+[ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
+
+extra=()
+[ "$kind" = lm ] && extra=(--label-smoothing 0)
+result_files=()
+for seed in $seeds; do
+  for preset in $presets; do
+    run_dir=$out/$preset/seed$seed
+    result=$run_dir/result.test.json
+    if [ ! -f "$result" ]; then
+      echo "=== [reproduce $table] $preset, seed $seed -> $run_dir ==="
+      bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}"
+      if [ "$kind" = lm ]; then
+        bash scripts/evaluate-lm.sh "$config" --run-dir "$run_dir" --split test
+      else
+        bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test
+      fi
+    fi
+    result_files+=("$result")
+  done
+done
+
+mkdir -p "$results_dir"
+significance=()
+[ "$kind" = translation ] && significance=(--significance)
+{
+  echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
+  echo
+  echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
+  echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), config \`$config\`,"
+  echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only")')."
+  echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
+  echo
+  python scripts/make-tables.py "${result_files[@]}" "${significance[@]}" --flags --plot "$results_dir/$name.png"
+  echo
+  echo "![validation perplexity against updates, mean over seeds]($name.png)"
+} > "$results_dir/$name.md.part"
+mv "$results_dir/$name.md.part" "$results_dir/$name.md"
+cat "$results_dir/$name.md"
