@@ -16,6 +16,9 @@ Options:
   --presets "A B"    criterion presets (default: "baseline skd-neighbours"; see configs/presets.sh)
   --seeds "1 2"      seeds (default: "1")
   --max-update N     updates per model (default: the config's, 500)
+  --epochs N         train for N epochs instead (Multi30k: 133 updates an epoch)
+  --layers N         encoder and decoder layers (default: the config's, 2)
+  --dim D            embedding size; feed-forward size 2D (default: the config's, 256 and 512)
   --config FILE      experiment config (default: configs/multi30k-de-en-demo.sh)
   -h, --help         this text
 
@@ -26,20 +29,28 @@ EOF
 }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out=runs/demo presets="baseline skd-neighbours" seeds=1 max_update="" config=configs/multi30k-de-en-demo.sh
+out=runs/demo presets="baseline skd-neighbours" seeds=1 max_update="" epochs="" layers="" dim=""
+config=configs/multi30k-de-en-demo.sh
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$(realpath -m -- "$2"); shift 2 ;;
     --presets) presets=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --max-update) max_update=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --layers) layers=$2; shift 2 ;;
+    --dim) dim=$2; shift 2 ;;
     --config) config=$(realpath -m -- "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 die() { echo "demo: $*" >&2; exit 1; }
-[ -z "$max_update" ] || [[ $max_update =~ ^[1-9][0-9]*$ ]] || die "--max-update must be a positive integer"
+for pair in "--max-update:$max_update" "--epochs:$epochs" "--layers:$layers" "--dim:$dim"; do
+  value=${pair#*:}
+  [ -z "$value" ] || [[ $value =~ ^[1-9][0-9]*$ ]] || die "${pair%%:*} must be a positive integer, got '$value'"
+done
+[ -z "$max_update" ] || [ -z "$epochs" ] || die "give --max-update or --epochs, not both"
 for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
 
 cd "$repo"
@@ -58,7 +69,11 @@ echo "[demo] Multi30k from ${MULTI30K_DIR:-the public repository (download)}"
 [ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
 
 extra=()
-[ -z "$max_update" ] || extra=(--max-update "$max_update")
+[ -z "$max_update" ] || extra+=(--max-update "$max_update")
+[ -z "$epochs" ] || extra+=(--max-epoch "$epochs" --max-update 0)
+[ -z "$layers" ] || extra+=(--encoder-layers "$layers" --decoder-layers "$layers")
+[ -z "$dim" ] || extra+=(--encoder-embed-dim "$dim" --decoder-embed-dim "$dim"
+                         --encoder-ffn-embed-dim $((2 * dim)) --decoder-ffn-embed-dim $((2 * dim)))
 results=()
 for seed in $seeds; do
   for preset in $presets; do

@@ -64,7 +64,7 @@ def main():
         parser.error("no command given after --")
 
     start = time.time()
-    with open(args.log, "a") as log:
+    with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             sys.stdout.write(line)

@@ -143,8 +143,9 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, SKD_VENV=sys.prefix)  # the environment running the tests
     proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
-                "--presets", "baseline skd-predicted", "--seeds", "3"], env=env)
+                "--layers", "1", "--dim", "48", "--presets", "baseline skd-predicted", "--seeds", "3"], env=env)
     table = proc.stdout[proc.stdout.index("| method |"):]
+    assert (out / "curves.png").exists() and "validation curves:" in proc.stdout
     assert "| baseline |" in table and "| skd-predicted |" in table and "(n=1)" in table
     for preset in ("baseline", "skd-predicted"):
         run_dir = out / preset / "seed3"
@@ -152,6 +153,8 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
         assert result["metrics"]["sentences"] == 100 and 0 <= result["metrics"]["bleu"] <= 100
         assert result["training"]["preset"] == preset and result["training"]["seed"] == "3"
         assert result["training"]["updates"] == 6 and result["training"]["exit_status"] == 0
+        command = " ".join(result["training"]["command"])
+        assert "--encoder-embed-dim 48" in command and "--decoder-ffn-embed-dim 96" in command
         assert sum(1 for _ in open(run_dir / "hyp.test.txt")) == 100
     # Evaluation with averaging uses the interval checkpoints, and says when there are too few.
     run_dir = out / "baseline" / "seed3"

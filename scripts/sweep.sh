@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A small hyper-parameter sweep: one run per variant, scored on the validation set only.
+set -euo pipefail
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") CONFIG --out DIR [--seed N] --variant NAME="PRESET [flags]" [--variant ...]
+
+Trains each variant (a criterion preset of configs/presets.sh plus fairseq flags, e.g.
+--variant n-a0.2-t0.1="skd-neighbours --skd-alpha 0.2 --skd-temperature 0.1") with
+scripts/train.sh into DIR/NAME, translates the validation split, and writes the table
+DIR/sweep.md (rows: variants, valid BLEU/chrF). The test split is never touched, so the
+choice made from this table does not peek at test scores. Resumable: finished runs and
+evaluations are skipped.
+
+  --seed N   the seed of every run (default 1)
+EOF
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+case "$1" in -h|--help) usage; exit 0 ;; esac
+config=$(realpath -m -- "$1"); shift
+out="" seed=1 variants=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$(realpath -m -- "$2"); shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --variant) variants+=("$2"); shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "sweep: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+die() { echo "sweep: $*" >&2; exit 1; }
+[ -n "$out" ] || die "give --out DIR"
+[ ${#variants[@]} -gt 0 ] || die "give at least one --variant NAME=\"PRESET [flags]\""
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+results=()
+for spec in "${variants[@]}"; do
+  name=${spec%%=*}
+  [ -n "$name" ] && [ "$name" != "$spec" ] || die "--variant '$spec': expected NAME=\"PRESET [flags]\""
+  read -r -a words <<< "${spec#*=}"
+  [ ${#words[@]} -ge 1 ] || die "--variant '$spec' names no preset"
+  run_dir=$out/$name
+  if [ ! -f "$run_dir/result.valid.json" ]; then
+    echo "=== [sweep] $name: ${words[*]} ==="
+    bash "$repo/scripts/train.sh" "$config" --criterion-preset "${words[0]}" --seed "$seed" \
+      --save-dir "$run_dir" --method "$name" "${words[@]:1}"
+    bash "$repo/scripts/evaluate-translation.sh" "$config" --run-dir "$run_dir" --split valid --checkpoint best
+  fi
+  results+=("$run_dir/result.valid.json")
+done
+{
+  echo "# Sweep on the validation split"
+  echo
+  echo "\`bash scripts/sweep.sh $(realpath --relative-to="$repo" "$config") --seed $seed\` with the variants below, on"
+  echo "$(date -u +%Y-%m-%d), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown); one run per variant,"
+  echo "checkpoint_best.pt (by validation loss), BLEU on the validation split only."
+  echo
+  python "$repo/scripts/make-tables.py" "${results[@]}" --flags
+} > "$out/sweep.md.part"
+mv "$out/sweep.md.part" "$out/sweep.md"
+cat "$out/sweep.md"
