@@ -16,8 +16,10 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
   --method LABEL    the row name in result tables (default: the preset name)
 
 Prepares the data first when CONFIG's data directory is missing. Re-running the same
-command resumes from DIR/checkpoint_last.pt. Writes DIR/train.log (fairseq's log) and
-DIR/train.json (command, commit, updates, wall time, tokens/s, peak memory).
+command resumes an interrupted run from DIR/checkpoint_last.pt and leaves a finished one
+alone; with other settings (e.g. a larger --max-update) it trains on from the checkpoint.
+Writes DIR/train.log (fairseq's log) and DIR/train.json (command, commit, updates, wall
+time, tokens/s, peak memory).
 EOF
 }
 
@@ -57,6 +59,14 @@ if [ ! -f "$DATA/.done" ]; then
   bash "${PREPARE[@]}"
 fi
 mkdir -p "$save_dir"
+# fairseq resumes from checkpoint_last.pt, but a finished run would take one more update
+# before noticing --max-update: a run that ended with exactly these settings is not restarted.
+settings=("$DATA" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}" --seed "$seed" "${extra[@]}")
+signature=$(printf '%q ' "${settings[@]}")
+if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signature" ]; then
+  echo "[train] $save_dir already finished with these settings; not training again (delete $save_dir/.finished to continue)"
+  exit 0
+fi
 cmd=(fairseq-train "$DATA" --user-dir "$repo/skd_fairseq" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}"
      --seed "$seed" --save-dir "$save_dir" --log-format simple --log-interval 50 "${extra[@]}")
 if ! python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
@@ -68,3 +78,4 @@ printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.t
 python "$repo/scripts/run_and_measure.py" --log "$save_dir/train.log" --summary "$save_dir/train.json" \
   --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" \
   -- "${cmd[@]}"
+printf '%s' "$signature" > "$save_dir/.finished"

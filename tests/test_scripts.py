@@ -164,10 +164,11 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     proc = run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir,
                 "--average-last", "5"], check=False)
     assert proc.returncode == 1 and "needs that many update or epoch checkpoints" in proc.stderr
-    # Re-running train.sh resumes: no update beyond --max-update is done again.
-    again = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--seed", "3",
-                 "--save-dir", run_dir, "--max-update", "6"])
-    assert "Loaded checkpoint" in again.stdout
+    # Re-running the demo resumes from the checkpoints: no update is done again.
+    again = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
+                 "--layers", "1", "--dim", "48", "--presets", "baseline", "--seeds", "3"], env=env)
+    assert "already finished with these settings" in again.stdout and "fairseq-train" not in again.stdout
+    assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
 
 
 def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):
