@@ -92,7 +92,7 @@ significance=()
   echo
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
   echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), config \`$config\`,"
-  echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only")')."
+  echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {torch.get_num_threads()} thread(s) per run")')."
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   echo
   python scripts/make-tables.py "${result_files[@]}" "${significance[@]}" --flags --plot "$results_dir/$name.png"
