@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from skd_fairseq.schedule import skd_alpha
 
@@ -31,6 +32,7 @@ OPTIMISATION = [
     "--required-batch-size-multiple", "1",
 ]
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+WORD_KD = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0.1"]
 
 
 def train(data, save_dir, *args, check=True):
@@ -119,15 +121,18 @@ def test_alpha_zero_logs_the_same_training_loss_as_label_smoothed_cross_entropy(
 
 
 @pytest.mark.parametrize(
-    "flags, message",
+    "criterion, flags, message",
     [
-        (["--skd-topk", "5000"], "--skd-topk: k=5000 is out of range"),
-        (["--skd-alpha", "2"], r"--skd-alpha must be in [0, 1], got 2.0"),
-        (["--skd-candidates", "nearest"], "argument --skd-candidates: invalid choice: 'nearest'"),
+        ("skd", ["--skd-topk", "5000"], "--skd-topk: k=5000 is out of range"),
+        ("skd", ["--skd-alpha", "2"], r"--skd-alpha must be in [0, 1], got 2.0"),
+        ("skd", ["--skd-candidates", "nearest"], "argument --skd-candidates: invalid choice: 'nearest'"),
+        ("word_kd", [], "--kd-teacher-path is required"),
+        ("word_kd", ["--kd-teacher-path", "/nonexistent.pt"], "teacher checkpoint '/nonexistent.pt' not found"),
     ],
 )
-def test_bad_flags_exit_nonzero_with_the_message(multi30k_bin, tmp_path, flags, message):
-    proc = train(multi30k_bin / "bin", tmp_path, *TRANSLATION_MODEL, *SKD, *flags,
+def test_bad_flags_exit_nonzero_with_the_message(multi30k_bin, tmp_path, criterion, flags, message):
+    proc = train(multi30k_bin / "bin", tmp_path, *TRANSLATION_MODEL,
+                 "--criterion", f"label_smoothed_{criterion}", "--label-smoothing", "0.1", *flags,
                  "--max-update", "1", check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
@@ -140,3 +145,20 @@ def test_adaptive_softmax_language_model_fails_before_any_update(wikitext_bin, t
     assert proc.returncode != 0
     assert "--adaptive-softmax-cutoff" in proc.stdout + proc.stderr
     assert train_logs(proc.stdout) == []
+
+
+def test_word_kd_trains_from_a_teacher_and_composes_with_skd(multi30k_bin, tmp_path):
+    data = multi30k_bin / "bin"
+    train(data, tmp_path / "teacher", *TRANSLATION_MODEL, "--criterion", "label_smoothed_cross_entropy",
+          "--label-smoothing", "0.1", "--max-update", "15")
+    teacher = tmp_path / "teacher" / "checkpoint_last.pt"
+    proc = train(data, tmp_path / "student", *TRANSLATION_MODEL, *WORD_KD, "--kd-teacher-path", teacher,
+                 "--kd-weight", "0.5", "--kd-temperature", "2", "--kd-teacher-topk", "16",
+                 "--skd-alpha", "0.3", "--max-update", "25")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["kd_kl"] > 0 and r["skd_alpha"] == 0.3 and "skd_loss" in r for r in records)
+    # The student checkpoint holds the student only: the teacher is not part of the criterion.
+    state = torch.load(tmp_path / "student" / "checkpoint_last.pt", weights_only=True)
+    assert state.get("criterion") is None
+    assert state["model"].keys() == torch.load(teacher, weights_only=True)["model"].keys()

@@ -130,16 +130,8 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
 
     def forward(self, model, sample, reduce=True):
         net_output = model(**sample["net_input"])
-        # Validation reports the plain label-smoothed loss, so runs stay comparable.
-        alpha = self.current_alpha() if model.training else 0.0
         lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
-        if alpha > 0:
-            loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
-        else:
-            loss, nll_loss = label_smoothed_nll_loss(
-                lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
-            )
-            skd_log = {}
+        loss, nll_loss, training_log = self.compute_loss_terms(model, sample, lprobs, target, reduce)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
@@ -149,13 +141,26 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             "sample_size": sample_size,
         }
         if model.training:
-            # Same keys on every rank and micro-batch of an update, so they can be summed.
-            logging_output.update(skd_alpha=alpha, skd_batches=1, **skd_log)
+            logging_output.update(training_log)
         if self.report_accuracy:
             n_correct, total = self.compute_accuracy(model, net_output, sample)
             logging_output["n_correct"] = utils.item(n_correct.data)
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
+
+    def compute_loss_terms(self, model, sample, lprobs, target, reduce):
+        """(loss, nll_loss, training-only log entries) for flattened lprobs [N, V], target [N]."""
+        # Validation reports the plain label-smoothed loss, so runs stay comparable.
+        alpha = self.current_alpha() if model.training else 0.0
+        if alpha > 0:
+            loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
+        else:
+            loss, nll_loss = label_smoothed_nll_loss(
+                lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
+            )
+            skd_log = {}
+        # Same keys on every rank and micro-batch of an update, so they can be summed.
+        return loss, nll_loss, dict(skd_alpha=alpha, skd_batches=1, **skd_log)
 
     def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
         weight = output_embedding(model, self.vocab_size)

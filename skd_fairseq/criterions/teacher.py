@@ -1,0 +1,129 @@
+"""The frozen teacher(s) of the KD criteria: loading, checks, and their log-probabilities."""
+
+import os
+from typing import Iterator, List
+
+import torch
+from fairseq import checkpoint_utils
+from fairseq.data import Dictionary
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+
+class TeacherEnsemble:
+    """One or more teacher checkpoints, frozen, in eval mode, on the student's device and dtype.
+
+    Deliberately not an ``nn.Module`` attribute of the criterion: fairseq would then hand
+    the teacher's weights to the optimizer, save them in every student checkpoint and
+    wrap the criterion for distributed training.
+    """
+
+    def __init__(self, paths: str, task, flag: str = "--kd-teacher-path"):
+        files = paths.split(":") if paths else []
+        if not files or not all(files):
+            raise ValueError(
+                f"{flag} is required: give the teacher checkpoint (or several, separated by ':', "
+                f"for an ensemble), got '{paths}'"
+            )
+        self.paths = files
+        self.models: List[torch.nn.Module] = []
+        for path in files:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{flag}: teacher checkpoint '{path}' not found")
+            try:
+                state = checkpoint_utils.load_checkpoint_to_cpu(path)
+            except Exception as err:
+                raise ValueError(
+                    f"{flag}: cannot read teacher checkpoint '{path}' ({type(err).__name__}: {err}); "
+                    "give a checkpoint written by fairseq-train"
+                ) from err
+            cfg = state.get("cfg")
+            if cfg is None and state.get("args") is not None:
+                cfg = convert_namespace_to_omegaconf(state["args"])
+            if cfg is None or "model" not in state:
+                raise ValueError(f"{flag}: '{path}' holds no fairseq model (no cfg/args or model)")
+            check_teacher_task(path, cfg.task, task, flag)
+            # Dictionaries are equal (checked above), so the student's task builds the teacher.
+            models, _ = checkpoint_utils.load_model_ensemble([path], task=task, state=state)
+            for model in models:
+                model.eval()
+                model.requires_grad_(False)
+                self.models.append(model)
+        self._placement = None
+
+    def log_probs(self, sample, like: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Each teacher's log-probabilities [B, T, V] for ``sample``, one at a time (no gradient).
+
+        ``like``: a student parameter; the teachers move to its device and dtype the first
+        time (and whenever the student's changes).
+        """
+        placement = (like.device, like.dtype)
+        if placement != self._placement:
+            for model in self.models:
+                model.to(device=like.device, dtype=like.dtype)
+            self._placement = placement
+        for model in self.models:
+            with torch.no_grad():
+                net_output = model(**sample["net_input"])
+                lprobs = model.get_normalized_probs(net_output, log_probs=True)
+            yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
+
+
+def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:
+    """The teacher must solve the student's task with the student's dictionaries."""
+    student_name = getattr(getattr(task, "cfg", None), "_name", None)
+    teacher_name = getattr(teacher_task_cfg, "_name", None)
+    if student_name and teacher_name and student_name != teacher_name:
+        raise ValueError(
+            f"{flag}: teacher '{path}' was trained for --task {teacher_name}, the student runs "
+            f"--task {student_name}; a teacher must be trained for the student's task"
+        )
+    for role, file_name, student_dict in dictionaries_to_compare(teacher_task_cfg, task):
+        teacher_file = find_teacher_dictionary(path, teacher_task_cfg, file_name, flag)
+        check_same_dictionary(role, Dictionary.load(teacher_file), teacher_file, student_dict, flag)
+
+
+def dictionaries_to_compare(teacher_task_cfg, task):
+    """(role, file name, student dictionary) for each dictionary the teacher reads or writes."""
+    student_cfg = getattr(task, "cfg", None)
+    source_lang = getattr(teacher_task_cfg, "source_lang", None) or getattr(student_cfg, "source_lang", None)
+    target_lang = getattr(teacher_task_cfg, "target_lang", None) or getattr(student_cfg, "target_lang", None)
+    if source_lang and target_lang:  # translation
+        return [
+            ("source", f"dict.{source_lang}.txt", task.source_dictionary),
+            ("target", f"dict.{target_lang}.txt", task.target_dictionary),
+        ]
+    return [("target", "dict.txt", task.target_dictionary)]  # language modelling
+
+
+def find_teacher_dictionary(path: str, teacher_task_cfg, file_name: str, flag: str) -> str:
+    """The teacher's dictionary: beside its checkpoint, else in the data it was trained on."""
+    places = [os.path.dirname(os.path.abspath(path))]
+    data = getattr(teacher_task_cfg, "data", None)
+    if data:
+        places.append(str(data).split(os.pathsep)[0])
+    for place in places:
+        candidate = os.path.join(place, file_name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{flag}: cannot find the teacher's {file_name} (looked in {' and '.join(places)}); "
+        f"copy the {file_name} the teacher was trained with next to '{path}'"
+    )
+
+
+def check_same_dictionary(role: str, teacher: Dictionary, teacher_file: str, student: Dictionary, flag: str):
+    if teacher.symbols == student.symbols:
+        return
+    first = next(
+        (i for i, (a, b) in enumerate(zip(teacher.symbols, student.symbols)) if a != b),
+        min(len(teacher), len(student)),
+    )
+    teacher_symbol = teacher.symbols[first] if first < len(teacher) else "(none)"
+    student_symbol = student.symbols[first] if first < len(student) else "(none)"
+    raise ValueError(
+        f"{flag}: the teacher's {role} dictionary ({teacher_file}, {len(teacher)} symbols) differs "
+        f"from the student's ({len(student)} symbols), first at id {first}: teacher "
+        f"'{teacher_symbol}', student '{student_symbol}'. Binarise the student's data with the "
+        "teacher's dictionaries (fairseq-preprocess --srcdict/--tgtdict) or train the teacher on "
+        "the student's data"
+    )
