@@ -162,3 +162,14 @@ def test_word_kd_trains_from_a_teacher_and_composes_with_skd(multi30k_bin, tmp_p
     state = torch.load(tmp_path / "student" / "checkpoint_last.pt", weights_only=True)
     assert state.get("criterion") is None
     assert state["model"].keys() == torch.load(teacher, weights_only=True)["model"].keys()
+
+
+def test_word_kd_trains_a_language_model_from_a_teacher(wikitext_bin, tmp_path):
+    data = wikitext_bin / "bin"
+    train(data, tmp_path / "teacher", *LM_MODEL, "--criterion", "label_smoothed_cross_entropy",
+          "--max-update", "10")
+    proc = train(data, tmp_path / "student", *LM_MODEL, *WORD_KD, "--label-smoothing", "0",
+                 "--kd-teacher-path", tmp_path / "teacher" / "checkpoint_last.pt", "--max-update", "25")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["kd_kl"] > 0 for r in records)
