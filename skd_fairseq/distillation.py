@@ -6,10 +6,12 @@ temperature T (p^(T) = softmax(log p / T), which is softmax(logits / T)):
     p_t^(T) = mean over the teachers of p_teacher^(T)          (probability space, fp32, no gradient)
     q       = p_t^(T), or its top-K entries renormalised         (--kd-teacher-topk K)
     KL      = sum_w q(w) (log q(w) - log p_s^(T)(w))
-    L       = (1 - beta) L_data + beta T^2 KL
+    L       = (1 - beta) L_data + beta L_teacher,   L_teacher = T^2 KL  (word-level KD)
 
 L_data is the student criterion's own loss (label-smoothed NLL, mixed with SKD when
 --skd-alpha > 0); T^2 keeps the gradient's scale independent of T (Hinton et al. 2015).
+TIE-KD (Zhang et al. 2023) adds a ranking loss over the top-k to L_teacher
+(:func:`tie_ranking_loss`) and averages L_teacher over decoder passes.
 """
 
 from typing import Iterable, Optional, Tuple
@@ -85,8 +87,59 @@ def kl_to_teacher(
     return kl.sum() if reduce else kl
 
 
-def mix_with_teacher(data_loss: torch.Tensor, kl: torch.Tensor, beta: float, temperature: float):
-    """(1 - beta) L_data + beta T^2 KL."""
+def mix_with_teacher(data_loss: torch.Tensor, teacher_loss: torch.Tensor, beta: float):
+    """(1 - beta) L_data + beta L_teacher."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}")
-    return (1.0 - beta) * data_loss + (beta * temperature * temperature) * kl
+    return (1.0 - beta) * data_loss + beta * teacher_loss
+
+
+def tie_ranking_loss(
+    student_probs: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    teacher_ids: Optional[torch.Tensor],
+    k: int,
+    pad_mask: Optional[torch.Tensor] = None,
+    reduce: bool = True,
+) -> torch.Tensor:
+    """TIE-KD's hierarchical ranking loss per position (summed when ``reduce``).
+
+    With the teacher's top-k tokens t_1..t_k (most probable first), the student's own
+    top-k tokens s_1..s_k, student probabilities p_s and teacher probabilities p_t:
+
+        L_top1  = sum_{j=2..k} max(0, p_s(t_j) - p_s(t_1))
+        L_topk  = sum_{i,j=1..k} [p_t(t_i) > p_t(s_j)] max(0, p_s(s_j) - p_s(t_i))
+        L_rank  = L_top1 + L_topk
+
+    L_top1 makes the student rank the teacher's top-1 above the teacher's other top-k;
+    L_topk makes it rank the teacher's top-k above its own top-k tokens that the teacher
+    ranks lower. Hinges without margin on probabilities, as in the authors' code.
+
+    Args:
+        student_probs: [N, V] p_s (gradient flows into it).
+        teacher_probs, teacher_ids: q from :func:`teacher_distribution` (full [N, V] with
+            None, or top-K [N, K] with ids, K >= k; tokens outside the top-K have p_t = 0).
+        k: the ranked top-k, >= 1.
+    """
+    width = teacher_probs.size(-1)
+    if not 1 <= k <= width:
+        raise ValueError(f"k must be in [1, {width}] (the teacher's kept tokens), got {k}")
+    if teacher_ids is None:
+        teacher_top, teacher_top_ids = teacher_probs.topk(k, dim=-1)
+    else:  # teacher_distribution keeps its top-K sorted, most probable first
+        teacher_top, teacher_top_ids = teacher_probs[:, :k], teacher_ids[:, :k]
+    student_top, student_top_ids = student_probs.topk(k, dim=-1)
+    student_at_teacher_top = student_probs.gather(-1, teacher_top_ids)
+    with torch.no_grad():
+        if teacher_ids is None:
+            teacher_at_student_top = teacher_probs.gather(-1, student_top_ids)
+        else:
+            same = student_top_ids.unsqueeze(-1).eq(teacher_ids.unsqueeze(-2))  # [N, k, K]
+            teacher_at_student_top = (same * teacher_probs.unsqueeze(-2)).sum(-1)
+        teacher_prefers = teacher_top.unsqueeze(-1) > teacher_at_student_top.unsqueeze(-2)  # [N, k, k]
+    top1 = (student_at_teacher_top[:, 1:] - student_at_teacher_top[:, :1]).clamp_min(0).sum(-1)
+    topk_violations = (student_top.unsqueeze(-2) - student_at_teacher_top.unsqueeze(-1)).clamp_min(0)
+    loss = top1 + (topk_violations * teacher_prefers).sum(dim=(-2, -1))
+    if pad_mask is not None:
+        loss = loss.masked_fill(pad_mask, 0.0)
+    return loss.sum() if reduce else loss

@@ -59,6 +59,22 @@ def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANS
     return task, model, criterion, cfg
 
 
+def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER):
+    """(path, model): a teacher checkpoint written by fairseq's own Trainer; its dictionaries
+    are in directory/data, where the checkpoint's task config points."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    ls = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+    task, model, criterion, cfg = build_translation(directory, ls, n_words=n_words, arch_args=arch_args)
+    from fairseq.trainer import Trainer
+
+    path = directory / "checkpoint.pt"
+    trainer = Trainer(cfg, task, model, criterion)
+    trainer.consolidate_optimizer()  # what fairseq's checkpoint_utils.save_checkpoint calls first
+    trainer.save_checkpoint(str(path), {})
+    return str(path), model
+
+
 def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):
     """A random batch in fairseq's format, with some padding at the end of targets."""
     g = torch.Generator().manual_seed(seed)

@@ -8,6 +8,7 @@ from skd_fairseq.distillation import (
     mix_with_teacher,
     teacher_distribution,
     tempered_log_probs,
+    tie_ranking_loss,
 )
 
 
@@ -102,12 +103,12 @@ def test_gradient_reaches_the_student_only_and_matches_float64():
     assert torch.allclose(logits.grad.double(), logits64.grad, atol=1e-6)
 
 
-def test_mix_with_teacher_scales_kl_by_t_squared():
-    data, kl = torch.tensor(3.0), torch.tensor(0.5)
-    assert float(mix_with_teacher(data, kl, 0.25, 2.0)) == pytest.approx(0.75 * 3.0 + 0.25 * 4 * 0.5)
-    assert torch.equal(mix_with_teacher(data, kl, 0.0, 2.0), data)
+def test_mix_with_teacher_weights_the_two_losses():
+    data, teacher = torch.tensor(3.0), torch.tensor(0.5)
+    assert float(mix_with_teacher(data, teacher, 0.25)) == pytest.approx(0.75 * 3.0 + 0.25 * 0.5)
+    assert torch.equal(mix_with_teacher(data, teacher, 0.0), data)
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1\]"):
-        mix_with_teacher(data, kl, 1.5, 1.0)
+        mix_with_teacher(data, teacher, 1.5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -117,3 +118,54 @@ def test_mix_with_teacher_scales_kl_by_t_squared():
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         teacher_distribution([random_lprobs(2, 3, seed=0)], **kwargs)
+
+
+def reference_ranking_loss(student_probs, teacher_probs, k):
+    """TIE-KD's L_top1 + L_topk, float64, one position and one pair at a time."""
+    out = []
+    for p_s, p_t in zip(student_probs.double(), teacher_probs.double()):
+        t = p_t.topk(k).indices.tolist()
+        s = p_s.topk(k).indices.tolist()
+        top1 = sum(max(0.0, float(p_s[t[j]] - p_s[t[0]])) for j in range(1, k))
+        topk = sum(max(0.0, float(p_s[sj] - p_s[ti])) for ti in t for sj in s if p_t[ti] > p_t[sj])
+        out.append(top1 + topk)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_ranking_loss_of_hand_made_probabilities():
+    teacher = torch.tensor([[0.5, 0.3, 0.1, 0.05, 0.05]])
+    student = torch.tensor([[0.1, 0.2, 0.6, 0.05, 0.05]])
+    # L_top1: p_s(1) - p_s(0) = 0.1; L_topk: (0 over 2) 0.5 + (0 over 1) 0.1 + (1 over 2) 0.4
+    loss = tie_ranking_loss(student, teacher, None, k=2)
+    assert float(loss) == pytest.approx(1.1, abs=1e-6)
+
+
+def test_ranking_loss_is_zero_when_the_student_orders_like_the_teacher():
+    teacher = torch.softmax(3 * torch.randn(6, 15), -1)
+    sharper = torch.softmax(2 * teacher.log(), -1)  # same order, different values
+    for student in (teacher, sharper):
+        assert float(tie_ranking_loss(student, teacher, None, k=5)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("topk", [0, 8])
+def test_ranking_loss_equals_reference(topk):
+    student = torch.softmax(2 * torch.randn(9, 12, generator=torch.Generator().manual_seed(11)), -1)
+    teacher_lprobs = random_lprobs(9, 12, seed=12)
+    probs, ids = teacher_distribution([teacher_lprobs], 1.0, topk)
+    loss = tie_ranking_loss(student, probs, ids, k=4, reduce=False)
+    # Truncation renormalises the teacher, which keeps its order among the kept tokens,
+    # and a token outside them is below all of them: the loss is the full one's.
+    assert torch.allclose(loss.double(), reference_ranking_loss(student, teacher_lprobs.exp(), 4), atol=1e-6)
+    assert (loss > 0).any()
+
+
+def test_ranking_loss_masks_padding_and_sends_gradient_to_the_student():
+    logits = torch.randn(4, 10, requires_grad=True)
+    teacher = random_lprobs(4, 10, seed=13).exp()
+    pad = torch.tensor([False, False, True, False])
+    loss = tie_ranking_loss(torch.softmax(logits, -1), teacher, None, k=3, pad_mask=pad, reduce=False)
+    assert loss[2] == 0
+    loss.sum().backward()
+    assert logits.grad.abs().sum() > 0 and (logits.grad[2] == 0).all()
+    with pytest.raises(ValueError, match=r"k must be in \[1, 10\]"):
+        tie_ranking_loss(torch.softmax(logits, -1), teacher, None, k=11)

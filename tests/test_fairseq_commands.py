@@ -147,17 +147,22 @@ def test_adaptive_softmax_language_model_fails_before_any_update(wikitext_bin, t
     assert train_logs(proc.stdout) == []
 
 
-def test_word_kd_trains_from_a_teacher_and_composes_with_skd(multi30k_bin, tmp_path):
+@pytest.mark.parametrize("criterion", [
+    ["--criterion", "label_smoothed_word_kd", "--kd-temperature", "2"],
+    ["--criterion", "label_smoothed_tie_kd", "--tie-topk", "8", "--tie-iterations", "2"],
+])
+def test_kd_criteria_train_from_a_teacher_and_compose_with_skd(multi30k_bin, tmp_path, criterion):
     data = multi30k_bin / "bin"
     train(data, tmp_path / "teacher", *TRANSLATION_MODEL, "--criterion", "label_smoothed_cross_entropy",
           "--label-smoothing", "0.1", "--max-update", "15")
     teacher = tmp_path / "teacher" / "checkpoint_last.pt"
-    proc = train(data, tmp_path / "student", *TRANSLATION_MODEL, *WORD_KD, "--kd-teacher-path", teacher,
-                 "--kd-weight", "0.5", "--kd-temperature", "2", "--kd-teacher-topk", "16",
+    proc = train(data, tmp_path / "student", *TRANSLATION_MODEL, *criterion, "--label-smoothing", "0.1",
+                 "--kd-teacher-path", teacher, "--kd-weight", "0.5", "--kd-teacher-topk", "16",
                  "--skd-alpha", "0.3", "--max-update", "25")
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["kd_kl"] > 0 and r["skd_alpha"] == 0.3 and "skd_loss" in r for r in records)
+    assert all(("tie_rank" in r) == ("label_smoothed_tie_kd" in criterion) for r in records)
     # The student checkpoint holds the student only: the teacher is not part of the criterion.
     state = torch.load(tmp_path / "student" / "checkpoint_last.pt", weights_only=True)
     assert state.get("criterion") is None
@@ -173,3 +178,11 @@ def test_word_kd_trains_a_language_model_from_a_teacher(wikitext_bin, tmp_path):
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["kd_kl"] > 0 for r in records)
+
+
+def test_tie_kd_iterations_are_refused_for_a_language_model(wikitext_bin, tmp_path):
+    proc = train(wikitext_bin / "bin", tmp_path, *LM_MODEL, "--criterion", "label_smoothed_tie_kd",
+                 "--kd-teacher-path", tmp_path / "none.pt", "--tie-iterations", "2", "--max-update", "1",
+                 check=False)
+    assert proc.returncode != 0
+    assert "use --tie-iterations 1 for language modelling" in proc.stdout + proc.stderr

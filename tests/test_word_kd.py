@@ -3,27 +3,16 @@
 import pytest
 import torch
 from fairseq.logging import metrics
-from fairseq.trainer import Trainer
+from omegaconf import OmegaConf
 
+from skd_fairseq.criterions.teacher import check_teacher_task, registered_task_name
 from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tempered_log_probs
 
-from conftest import TINY_TRANSFORMER, build_translation, translation_sample
+from conftest import build_translation, save_teacher, translation_sample
 
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
 KD = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0.1"]
-
-
-def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER):
-    """A teacher checkpoint written by fairseq's own Trainer, its data dictionaries beside it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    task, model, criterion, cfg = build_translation(directory, LS, n_words=n_words, arch_args=arch_args)
-    path = directory / "checkpoint.pt"
-    trainer = Trainer(cfg, task, model, criterion)
-    trainer.consolidate_optimizer()  # what fairseq's checkpoint_utils.save_checkpoint calls first
-    trainer.save_checkpoint(str(path), {})
-    return str(path), model
 
 
 def student_with_teacher(tmp_path, teacher_path, *flags):
@@ -229,3 +218,13 @@ def test_bad_teacher_flags_fail_when_the_criterion_is_built(tmp_path, flags, err
     (tmp_path / "student").mkdir()
     with pytest.raises(error, match=message):
         build_translation(tmp_path / "student", KD + flags)
+
+
+def test_a_teacher_of_another_task_is_refused(tmp_path):
+    teacher_path, _ = save_teacher(tmp_path / "teacher")
+    (tmp_path / "student").mkdir()
+    task, _, _, _ = build_translation(tmp_path / "student", ["--criterion", "label_smoothed_cross_entropy"])
+    assert registered_task_name(task) == "translation"
+    lm_cfg = OmegaConf.create({"_name": "language_modeling", "data": str(tmp_path)})
+    with pytest.raises(ValueError, match="trained for --task language_modeling, the student runs --task translation"):
+        check_teacher_task(teacher_path, lm_cfg, task, "--kd-teacher-path")

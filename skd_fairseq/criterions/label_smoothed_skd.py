@@ -129,9 +129,11 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return skd_alpha(self.num_updates, self.alpha_max, self.start_update, self.warmup_updates)
 
     def forward(self, model, sample, reduce=True):
-        net_output = model(**sample["net_input"])
+        net_output = self.student_forward(model, sample)
         lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
-        loss, nll_loss, training_log = self.compute_loss_terms(model, sample, lprobs, target, reduce)
+        loss, nll_loss, training_log = self.compute_loss_terms(
+            model, sample, net_output, lprobs, target, reduce
+        )
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
             "loss": loss.data,
@@ -148,7 +150,10 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             logging_output["total"] = utils.item(total.data)
         return loss, sample_size, logging_output
 
-    def compute_loss_terms(self, model, sample, lprobs, target, reduce):
+    def student_forward(self, model, sample):
+        return model(**sample["net_input"])
+
+    def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
         """(loss, nll_loss, training-only log entries) for flattened lprobs [N, V], target [N]."""
         # Validation reports the plain label-smoothed loss, so runs stay comparable.
         alpha = self.current_alpha() if model.training else 0.0

@@ -29,13 +29,13 @@ class LabelSmoothedWordKdCriterionConfig(LabelSmoothedSkdCriterionConfig):
     kd_weight: float = field(
         default=0.5,
         metadata={
-            "help": "beta in [0, 1]: loss = (1 - beta) * student loss + beta * T^2 * "
-            "KL(teacher || student) at temperature T (0 gives the student criterion alone)"
+            "help": "beta in [0, 1]: loss = (1 - beta) * student loss + beta * teacher term "
+            "(T^2 * KL(teacher || student) at temperature T; 0 gives the student criterion alone)"
         },
     )
     kd_temperature: float = field(
         default=1.0,
-        metadata={"help": "T > 0: both distributions are softmax(logits / T) in the KL term"},
+        metadata={"help": "T > 0: both distributions are softmax(logits / T) in the teacher term"},
     )
     kd_teacher_topk: int = field(
         default=0,
@@ -48,7 +48,7 @@ class LabelSmoothedWordKdCriterionConfig(LabelSmoothedSkdCriterionConfig):
         default=0.0,
         metadata={
             "help": "weight of SKD inside the student loss, as in label_smoothed_skd; 0 (the "
-            "default here) gives plain word-level KD"
+            "default here) gives plain knowledge distillation"
         },
     )
 
@@ -71,29 +71,34 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
         # Loaded now, so a bad path or dictionary fails before any training.
         self.teacher = TeacherEnsemble(cfg.kd_teacher_path, task)
 
-    def compute_loss_terms(self, model, sample, lprobs, target, reduce):
+    def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
         data_loss, nll_loss, training_log = super().compute_loss_terms(
-            model, sample, lprobs, target, reduce
+            model, sample, net_output, lprobs, target, reduce
         )
         if not model.training or self.kd_weight == 0:  # validation: the student's plain loss
             return data_loss, nll_loss, training_log
-        teacher_probs, teacher_ids = teacher_distribution(
-            (self.flatten_like_target(t) for t in self.teacher_log_probs(model, sample)),
-            self.kd_temperature,
-            self.kd_teacher_topk,
-        )
         pad_mask = target.eq(self.padding_idx)
+        teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, lprobs, pad_mask, reduce)
+        training_log.update(teacher_log, kd_ntokens=(~pad_mask).sum())
+        return mix_with_teacher(data_loss, teacher_loss, self.kd_weight), nll_loss, training_log
+
+    def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
+        """L_teacher = T^2 KL, and its log entries."""
+        teacher_probs, teacher_ids = self.teacher_targets(model, sample["net_input"])
         kl = kl_to_teacher(
             tempered_log_probs(lprobs, self.kd_temperature), teacher_probs, teacher_ids,
             pad_mask=pad_mask, reduce=reduce,
         )
-        loss = mix_with_teacher(data_loss, kl, self.kd_weight, self.kd_temperature)
-        training_log.update(kd_kl=kl.detach().sum(), kd_ntokens=(~pad_mask).sum())
-        return loss, nll_loss, training_log
+        return self.kd_temperature**2 * kl, {"kd_kl": kl.detach().sum()}
 
-    def teacher_log_probs(self, model, sample):
-        """The teachers' log-probabilities for ``sample``, on the student's device and dtype."""
-        return self.teacher.log_probs(sample, like=next(model.parameters()))
+    def teacher_targets(self, model, net_input):
+        """q for ``net_input``, flattened like the student's lprobs, on its device and dtype."""
+        teacher_lprobs = self.teacher.log_probs(net_input, like=next(model.parameters()))
+        return teacher_distribution(
+            (self.flatten_like_target(t) for t in teacher_lprobs),
+            self.kd_temperature,
+            self.kd_teacher_topk,
+        )
 
     def flatten_like_target(self, lprobs):
         """[B, T, V] -> [N, V] exactly as ``get_lprobs_and_target`` flattens the student's."""

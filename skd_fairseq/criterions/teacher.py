@@ -50,8 +50,8 @@ class TeacherEnsemble:
                 self.models.append(model)
         self._placement = None
 
-    def log_probs(self, sample, like: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Each teacher's log-probabilities [B, T, V] for ``sample``, one at a time (no gradient).
+    def log_probs(self, net_input, like: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Each teacher's log-probabilities [B, T, V] for ``net_input``, one at a time (no gradient).
 
         ``like``: a student parameter; the teachers move to its device and dtype the first
         time (and whenever the student's changes).
@@ -63,14 +63,14 @@ class TeacherEnsemble:
             self._placement = placement
         for model in self.models:
             with torch.no_grad():
-                net_output = model(**sample["net_input"])
+                net_output = model(**net_input)
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
 
 
 def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:
     """The teacher must solve the student's task with the student's dictionaries."""
-    student_name = getattr(getattr(task, "cfg", None), "_name", None)
+    student_name = registered_task_name(task)
     teacher_name = getattr(teacher_task_cfg, "_name", None)
     if student_name and teacher_name and student_name != teacher_name:
         raise ValueError(
@@ -80,6 +80,13 @@ def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:
     for role, file_name, student_dict in dictionaries_to_compare(teacher_task_cfg, task):
         teacher_file = find_teacher_dictionary(path, teacher_task_cfg, file_name, flag)
         check_same_dictionary(role, Dictionary.load(teacher_file), teacher_file, student_dict, flag)
+
+
+def registered_task_name(task):
+    """The --task name of a task object (its cfg no longer says, once fairseq merged it)."""
+    from fairseq.tasks import TASK_REGISTRY
+
+    return next((name for name, cls in TASK_REGISTRY.items() if type(task) is cls), None)
 
 
 def dictionaries_to_compare(teacher_task_cfg, task):

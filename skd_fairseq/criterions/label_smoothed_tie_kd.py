@@ -1,0 +1,117 @@
+"""``--criterion label_smoothed_tie_kd``: TIE-KD (Zhang et al., ACL 2023) on top of word-level KD.
+
+L_teacher = (1/n) sum over n decoder passes of (T^2 KL + L_rank). Pass 1 is the usual
+teacher-forced pass; pass m+1 feeds the student decoder its own greedy predictions of
+pass m (the teacher is re-run on the same prefix). L_rank is
+:func:`skd_fairseq.distillation.tie_ranking_loss`.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import utils
+from fairseq.criterions import register_criterion
+from fairseq.logging import metrics
+from fairseq.models import FairseqEncoderDecoderModel
+
+from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
+from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
+from .teacher import registered_task_name
+
+
+@dataclass
+class LabelSmoothedTieKdCriterionConfig(LabelSmoothedWordKdCriterionConfig):
+    tie_topk: int = field(
+        default=10,
+        metadata={
+            "help": "k >= 1: the ranking loss orders the teacher's and the student's top-k tokens "
+            "(at most --kd-teacher-topk when that is set)"
+        },
+    )
+    tie_iterations: int = field(
+        default=1,
+        metadata={
+            "help": "n >= 1 decoder passes; pass m+1 feeds the student its greedy predictions of "
+            "pass m, and the teacher terms are averaged over the passes (translation only for n > 1)"
+        },
+    )
+
+
+@register_criterion("label_smoothed_tie_kd", dataclass=LabelSmoothedTieKdCriterionConfig)
+class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
+    def __init__(self, task, cfg: LabelSmoothedTieKdCriterionConfig):
+        # Flags first: loading the teacher takes a while.
+        if cfg.tie_iterations < 1:
+            raise ValueError(f"--tie-iterations must be >= 1, got {cfg.tie_iterations}")
+        kept = cfg.kd_teacher_topk or len(task.target_dictionary)
+        if not 1 <= cfg.tie_topk <= kept:
+            raise ValueError(
+                f"--tie-topk must be in [1, {kept}] (the teacher tokens kept by --kd-teacher-topk, "
+                f"else the vocabulary), got {cfg.tie_topk}"
+            )
+        if cfg.tie_iterations > 1 and registered_task_name(task) == "language_modeling":
+            raise ValueError(
+                "--tie-iterations > 1 re-runs a translation decoder on its own predictions; "
+                "use --tie-iterations 1 for language modelling"
+            )
+        super().__init__(task, cfg)
+        self.tie_topk = cfg.tie_topk
+        self.tie_iterations = cfg.tie_iterations
+        self._encoder_out = None
+
+    def student_forward(self, model, sample):
+        if not (model.training and self.tie_iterations > 1 and self.kd_weight > 0):
+            return super().student_forward(model, sample)
+        if not isinstance(getattr(model, "module", model), FairseqEncoderDecoderModel):
+            raise ValueError(
+                f"--tie-iterations > 1 needs an encoder-decoder model, got {type(model).__name__}; "
+                "use --tie-iterations 1"
+            )
+        net_input = sample["net_input"]
+        # Kept for the later passes of this step, which reuse the encoder (as the authors do).
+        self._encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        return model.decoder(
+            net_input["prev_output_tokens"], encoder_out=self._encoder_out,
+            src_lengths=net_input["src_lengths"],
+        )
+
+    def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
+        encoder_out, self._encoder_out = self._encoder_out, None
+        net_input = dict(sample["net_input"])
+        total = kl_sum = rank_sum = 0.0
+        for iteration in range(self.tie_iterations):
+            if iteration > 0:
+                net_input["prev_output_tokens"] = self.greedy_decoder_input(
+                    net_input["prev_output_tokens"], net_output
+                )
+                net_output = model.decoder(
+                    net_input["prev_output_tokens"], encoder_out=encoder_out,
+                    src_lengths=net_input["src_lengths"],
+                )
+                lprobs, _ = self.get_lprobs_and_target(model, net_output, sample)
+            teacher_probs, teacher_ids = self.teacher_targets(model, net_input)
+            student = tempered_log_probs(lprobs, self.kd_temperature)
+            kl = kl_to_teacher(student, teacher_probs, teacher_ids, pad_mask=pad_mask, reduce=reduce)
+            rank = tie_ranking_loss(
+                student.exp(), teacher_probs, teacher_ids, self.tie_topk, pad_mask=pad_mask, reduce=reduce
+            )
+            total = total + self.kd_temperature**2 * kl + rank
+            kl_sum = kl_sum + kl.detach().sum()
+            rank_sum = rank_sum + rank.detach().sum()
+        n = self.tie_iterations
+        return total / n, {"kd_kl": kl_sum / n, "tie_rank": rank_sum / n}
+
+    def greedy_decoder_input(self, prev_output_tokens, net_output):
+        """[first token, the student's argmax predictions shifted right]; padding stays padding."""
+        with torch.no_grad():
+            predictions = net_output[0].argmax(dim=-1)
+            shifted = torch.cat([prev_output_tokens[:, :1], predictions[:, :-1]], dim=1)
+            return shifted.masked_fill(prev_output_tokens.eq(self.padding_idx), self.padding_idx)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        ntokens = utils.item(sum(log.get("kd_ntokens", 0) for log in logging_outputs))
+        if ntokens > 0:
+            rank = utils.item(sum(log.get("tie_rank", 0) for log in logging_outputs))
+            metrics.log_scalar("tie_rank", rank / ntokens, ntokens, round=4)
