@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [FAIRSEQ FLAGS...]
+Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
@@ -14,6 +14,8 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
   --seed N          random seed (default 1)
   --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
   --method LABEL    the row name in result tables (default: the preset name)
+  --data BIN        train on this binarised data instead of CONFIG's (same dictionaries),
+                    e.g. the output of scripts/distill-sequence-level.sh
 
 Prepares the data first when CONFIG's data directory is missing. Re-running the same
 command resumes an interrupted run from DIR/checkpoint_last.pt and leaves a finished one
@@ -26,13 +28,14 @@ EOF
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-preset="" seed=1 save_dir="" method="" extra=()
+preset="" seed=1 save_dir="" method="" data_override="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --criterion-preset) preset=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --save-dir) save_dir=$(realpath -m -- "$2"); shift 2 ;;
     --method) method=$2; shift 2 ;;
+    --data) data_override=$(realpath -m -- "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -54,7 +57,10 @@ name=$(basename "$config" .sh)
 save_dir=${save_dir:-runs/$name/$preset/seed$seed}
 
 cd "$repo"
-if [ ! -f "$DATA/.done" ]; then
+if [ -n "$data_override" ]; then
+  [ -f "$data_override/.done" ] || die "--data $data_override is not a finished data directory (no .done)"
+  DATA=$data_override
+elif [ ! -f "$DATA/.done" ]; then
   echo "[train] preparing data: ${PREPARE[*]}"
   bash "${PREPARE[@]}"
 fi

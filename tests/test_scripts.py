@@ -21,7 +21,7 @@ def write_gz(path, lines):
 @pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "prepare-iwslt14-de-en.sh",
                                     "prepare-wmt14-en-de.sh", "prepare-wikitext-103.sh", "train.sh",
                                     "evaluate-translation.sh", "evaluate-lm.sh", "sweep.sh", "reproduce.sh",
-                                    "demo.sh", "setup-env.sh"])
+                                    "demo.sh", "setup-env.sh", "distill-sequence-level.sh"])
 def test_scripts_print_usage(script):
     out = run(["bash", SCRIPTS / script, "-h"]).stdout
     assert out.startswith("Usage:")
@@ -259,3 +259,68 @@ EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 def test_reproduce_rejects_unknown_tables():
     proc = run(["bash", SCRIPTS / "reproduce.sh", "wmt99"], check=False)
     assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr
+
+
+def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
+    out = tmp_path / "gen.txt"
+    out.write_text("S-1\tb c\nT-1\tref one\nH-1\t-0.5\thyp one\nD-1\t-0.5\thyp one\n"
+                   "S-0\ta\nT-0\tref zero\nH-0\t-0.2\thyp zero\nS-2\td\nT-2\tref two\nH-2\t-0.9\t\n")
+    tool = [sys.executable, SCRIPTS / "distilled_targets.py", "--generate-output", out,
+            "-s", "de", "-t", "en", "--prefix", tmp_path / "train"]
+    proc = run([*tool, "--sentences", "3"], check=False)
+    assert proc.returncode != 0 and "1 empty hypotheses (first ids [2])" in proc.stderr
+    proc = run([*tool, "--sentences", "3", "--on-empty", "reference", "--summary", tmp_path / "s.json"])
+    assert (tmp_path / "train.de").read_text() == "a\nb c\nd\n"
+    assert (tmp_path / "train.en").read_text() == "hyp zero\nhyp one\nref two\n"
+    assert json.loads((tmp_path / "s.json").read_text())["empty_replaced_by_reference"] == 1
+    proc = run([*tool, "--sentences", "4", "--on-empty", "reference"], check=False)
+    assert proc.returncode != 0 and "3 hypotheses for 4 sentences (1 missing, first [3]" in proc.stderr
+
+
+def small_slice(multi30k_bin, out, lines=300):
+    """The first lines of the slice's training pairs, binarised with its dictionaries."""
+    out.mkdir()
+    for lang in ("de", "en"):
+        with open(multi30k_bin / "spm" / f"train.{lang}") as f:
+            (out / f"train.{lang}").write_text("".join(next(f) for _ in range(lines)))
+    run(["fairseq-preprocess", "-s", "de", "-t", "en", "--trainpref", out / "train",
+         "--validpref", multi30k_bin / "spm" / "valid", "--testpref", multi30k_bin / "spm" / "test",
+         "--srcdict", multi30k_bin / "bin" / "dict.de.txt", "--tgtdict", multi30k_bin / "bin" / "dict.en.txt",
+         "--destdir", out / "bin", "--workers", "1"])
+    (out / "bin" / ".done").touch()
+    return out / "bin"
+
+
+def test_sequence_level_distillation_end_to_end(multi30k_bin, tmp_path):
+    data = small_slice(multi30k_bin, tmp_path / "slice")
+    config = tiny_config(tmp_path, multi30k_bin)
+    teacher_dir = tmp_path / "teacher"
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--data", data,
+         "--save-dir", teacher_dir])
+    teacher = teacher_dir / "checkpoint_last.pt"
+    distill = ["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", teacher,
+               "-s", "de", "-t", "en", "--out", tmp_path / "distilled", "--beam", "2", "--max-len-b", "5"]
+    proc = run(distill)
+    assert "translating 300 training sentences" in proc.stdout
+    out = tmp_path / "distilled"
+    hyps = {}
+    for line in (out / "generate.train.txt").read_text().splitlines():
+        if line.startswith("H-"):
+            sid, _, text = line[2:].split("\t")
+            hyps[int(sid)] = text
+    targets = (out / "train.en").read_text().splitlines()
+    assert targets == [hyps[i] for i in range(300)]
+    assert (out / "train.de").read_text() == (tmp_path / "slice" / "train.de").read_text()
+    for name in ("valid.de-en.en.bin", "test.de-en.de.idx"):
+        assert (out / "bin" / name).read_bytes() == (data / name).read_bytes()
+    again = run(distill)
+    assert "translating" not in again.stdout and "ready:" in again.stdout
+    # Any student trains on it, with word-level KD too (seq-KD + word-KD).
+    student = tmp_path / "student"
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--data", out / "bin",
+         "--save-dir", student, "--criterion", "label_smoothed_word_kd", "--kd-teacher-path", teacher,
+         "--max-update", "3"])
+    assert f"{out / 'bin'} " in (student / "command.txt").read_text()
+    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", tmp_path / "none.pt",
+                "-s", "de", "-t", "en", "--out", tmp_path / "x"], check=False)
+    assert proc.returncode == 1 and "teacher checkpoint" in proc.stderr and "not found" in proc.stderr
