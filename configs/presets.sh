@@ -17,4 +17,22 @@ PRESET_skd_predicted=(
   --skd-candidates predicted --skd-similarity cosine --skd-topk 8 --skd-temperature 1.0
   --skd-alpha 0.2 --skd-start-update 0 --skd-warmup-updates 0
 )
-PRESETS="baseline skd-neighbours skd-predicted"
+# Teacher-based presets: the teacher comes from KD_TEACHER (scripts/train.sh --teacher CKPT).
+# word-kd: Kim & Rush's word-level KD, beta 0.5, T 1; tie-kd: TIE-KD with the authors'
+# WMT'14 settings (beta 0.5, k 5, 3 passes); skd-word-kd: word-level KD with the
+# skd-neighbours settings inside the student loss.
+PRESET_word_kd=(
+  --criterion label_smoothed_word_kd --label-smoothing 0.1
+  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0
+)
+PRESET_tie_kd=(
+  --criterion label_smoothed_tie_kd --label-smoothing 0.1
+  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0 --tie-topk 5 --tie-iterations 3
+)
+PRESET_skd_word_kd=(
+  --criterion label_smoothed_word_kd --label-smoothing 0.1
+  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0
+  --skd-candidates neighbours --skd-similarity cosine --skd-topk 8 --skd-temperature 1.0
+  --skd-alpha 0.5 --skd-start-update 0 --skd-warmup-updates 0
+)
+PRESETS="baseline skd-neighbours skd-predicted word-kd tie-kd skd-word-kd"

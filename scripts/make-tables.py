@@ -14,6 +14,8 @@ perplexity. Options:
                    against --baseline on BLEU, seed by seed (baseline seed s vs method seed s)
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
+  --cost           a table of training cost per method (fairseq's wall time, peak memory,
+                   target tokens/s; means over seeds) and its ratio to --baseline's
 """
 
 import argparse
@@ -69,6 +71,34 @@ def table(results, metrics, show_flags):
         for _, key, digits in metrics:
             row += [cell([x["metrics"][key] for x in by[(m, *c)]], digits) for c in columns]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def cost_table(results, baseline):
+    """Training cost per method from the runs' train.json summaries, relative to the baseline."""
+    by = collections.defaultdict(list)
+    for r in results:
+        by[r["method"]].append(r.get("training", {}))
+
+    def mean_of(method, key):
+        values = [t[key] for t in by.get(method, []) if t.get(key) is not None]
+        return statistics.mean(values) if values else None
+
+    def ratio(method, key):
+        value, base = mean_of(method, key), mean_of(baseline, key)
+        return f"{value / base:.3f}" if value is not None and base else "-"
+
+    def plain(value, digits):
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    lines = [f"Training cost (means over seeds; ratios to {baseline}):", "",
+             "| method | train wall s | × | peak memory MiB | × | target tokens/s | × |", "|---|---|---|---|---|---|---|"]
+    for m in by:
+        lines.append(
+            f"| {m} | {plain(mean_of(m, 'fairseq_wall_s'), 0)} | {ratio(m, 'fairseq_wall_s')} "
+            f"| {plain(mean_of(m, 'peak_rss_mib'), 0)} | {ratio(m, 'peak_rss_mib')} "
+            f"| {plain(mean_of(m, 'tokens_per_s'), 0)} | {ratio(m, 'tokens_per_s')} |"
+        )
     return lines
 
 
@@ -162,6 +192,7 @@ def main():
     parser.add_argument("--baseline", default="baseline")
     parser.add_argument("--significance", action="store_true")
     parser.add_argument("--plot")
+    parser.add_argument("--cost", action="store_true")
     args = parser.parse_args()
 
     results = load(args.results)
@@ -178,6 +209,8 @@ def main():
     if lm:
         lines += [""] if lines else []
         lines += table(lm, [("perplexity", "ppl", 2)], args.flags)
+    if args.cost:
+        lines += ["", *cost_table(results, args.baseline)]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.out:

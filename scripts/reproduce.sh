@@ -12,6 +12,12 @@ TABLE is one of:
   iwslt14       IWSLT'14 de->en, configs/iwslt14-de-en.sh (set IWSLT14_RAW; GPU)
   wmt14         WMT'14 en->de, configs/wmt14-en-de.sh (set WMT14_RAW; several GPUs)
   wikitext103   WikiText-103 language model, configs/wikitext103.sh (set WIKITEXT103_RAW; GPU)
+  kd-multi30k   SKD beside teacher-based KD on Multi30k de->en: trains the teacher
+                (configs/multi30k-de-en-teacher.sh) into OUT/teacher, distils the
+                training set with it (scripts/distill-sequence-level.sh, OUT/distilled),
+                then the student rows (configs/multi30k-de-en-demo.sh): baseline,
+                skd-neighbours, word-kd, seq-kd (baseline on the distilled data),
+                seq-word-kd (word-kd on it), tie-kd, skd-word-kd; with a cost table
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
@@ -22,17 +28,21 @@ finished runs and evaluations are skipped, an interrupted run continues from its
 checkpoint_last.pt.
 
   --seeds "..."    default "1 2 3"
-  --presets "..."  default "baseline skd-neighbours skd-predicted" (configs/presets.sh)
+  --presets "..."  default "baseline skd-neighbours skd-predicted" (configs/presets.sh);
+                   for kd-multi30k the rows above
   --out DIR        default runs/TABLE
   --results DIR    default results
   --config FILE    use this config instead of the table's (same kind of task)
+  --teacher-config FILE
+                   kd-multi30k: the teacher's config (its DISTILL_ARGS go to the
+                   sequence-level distillation)
 EOF
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 table=$1; shift
-seeds="1 2 3" presets="baseline skd-neighbours skd-predicted" out="" results_dir=results config_override=""
+seeds="1 2 3" presets="" out="" results_dir=results config_override="" teacher_config_override=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds=$2; shift 2 ;;
@@ -40,6 +50,7 @@ while [ $# -gt 0 ]; do
     --out) out=$(realpath -m -- "$2"); shift 2 ;;
     --results) results_dir=$(realpath -m -- "$2"); shift 2 ;;
     --config) config_override=$(realpath -m -- "$2"); shift 2 ;;
+    --teacher-config) teacher_config_override=$(realpath -m -- "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "reproduce: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -51,6 +62,8 @@ case "$table" in
   iwslt14) config=configs/iwslt14-de-en.sh kind=translation name=iwslt14-de-en ;;
   wmt14) config=configs/wmt14-en-de.sh kind=translation name=wmt14-en-de ;;
   wikitext103) config=configs/wikitext103.sh kind=lm name=wikitext103 ;;
+  kd-multi30k) config=configs/multi30k-de-en-demo.sh kind=kd name=kd-multi30k-de-en
+    teacher_config=configs/multi30k-de-en-teacher.sh ;;
   *) die "unknown table '$table' (see --help)" ;;
 esac
 for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
@@ -59,6 +72,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 config=${config_override:-$config}
 [ -f "$config" ] || die "config '$config' not found"
+if [ "$kind" = kd ]; then
+  teacher_config=${teacher_config_override:-$teacher_config}
+  [ -f "$teacher_config" ] || die "teacher config '$teacher_config' not found"
+fi
 out=${out:-runs/$table}
 # shellcheck source=/dev/null
 . "$config"
@@ -66,6 +83,23 @@ out=${out:-runs/$table}
 
 extra=()
 [ "$kind" = lm ] && extra=(--label-smoothing 0)
+if [ "$kind" = kd ]; then
+  presets=${presets:-baseline skd-neighbours word-kd seq-kd seq-word-kd tie-kd skd-word-kd}
+  teacher_dir=$out/teacher
+  if [ ! -f "$teacher_dir/result.test.json" ]; then
+    echo "=== [reproduce $table] teacher -> $teacher_dir ==="
+    bash scripts/train.sh "$teacher_config" --criterion-preset baseline --seed 1 --save-dir "$teacher_dir" --method teacher
+    bash scripts/evaluate-translation.sh "$teacher_config" --run-dir "$teacher_dir" --split test
+  fi
+  teacher=$teacher_dir/checkpoint_best.pt
+  if [[ " $presets " == *" seq-"* ]]; then
+    # shellcheck source=/dev/null
+    mapfile -t distill_args < <(. "$teacher_config"; printf '%s\n' ${DISTILL_ARGS[@]+"${DISTILL_ARGS[@]}"})
+    bash scripts/distill-sequence-level.sh --data "$DATA" --teacher "$teacher" -s "$SRC" -t "$TGT" \
+      --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
+  fi
+fi
+presets=${presets:-baseline skd-neighbours skd-predicted}
 result_files=()
 for seed in $seeds; do
   for preset in $presets; do
@@ -73,7 +107,15 @@ for seed in $seeds; do
     result=$run_dir/result.test.json
     if [ ! -f "$result" ]; then
       echo "=== [reproduce $table] $preset, seed $seed -> $run_dir ==="
-      bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}"
+      row=(--criterion-preset "$preset")
+      if [ "$kind" = kd ]; then
+        case "$preset" in  # sequence-level rows: a preset trained on the distilled data
+          seq-kd) row=(--criterion-preset baseline --data "$out/distilled/bin") ;;
+          seq-word-kd) row=(--criterion-preset word-kd --data "$out/distilled/bin") ;;
+        esac
+        row+=(--method "$preset" --teacher "$teacher")
+      fi
+      bash scripts/train.sh "$config" "${row[@]}" --seed "$seed" --save-dir "$run_dir" ${extra[@]+"${extra[@]}"}
       if [ "$kind" = lm ]; then
         bash scripts/evaluate-lm.sh "$config" --run-dir "$run_dir" --split test
       else
@@ -86,7 +128,8 @@ done
 
 mkdir -p "$results_dir"
 significance=()
-[ "$kind" = translation ] && significance=(--significance)
+[ "$kind" != lm ] && significance=(--significance)
+[ "$kind" = kd ] && significance+=(--cost)
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo
@@ -95,7 +138,18 @@ significance=()
   echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {torch.get_num_threads()} thread(s) per run")')."
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   echo
-  python scripts/make-tables.py "${result_files[@]}" "${significance[@]}" --flags --plot "$results_dir/$name.png"
+  if [ "$kind" = kd ]; then
+    python - "$teacher_dir" "$teacher_config" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1] + "/result.test.json"))
+m, t = d["metrics"], d.get("training", {})
+print(f"Teacher (`{sys.argv[2]}`, seed 1, trained once and shared by every row): test BLEU {m['bleu']:.2f}, "
+      f"chrF {m['chrf']:.2f}; training {t.get('fairseq_wall_s', 0):,.0f} s, peak memory "
+      f"{t.get('peak_rss_mib', 0):,.0f} MiB (not included in the rows' cost).")
+print()
+PY
+  fi
+  python scripts/make-tables.py "${result_files[@]}" ${significance[@]+"${significance[@]}"} --flags --plot "$results_dir/$name.png"
   echo
   echo "![validation perplexity against updates, mean over seeds]($name.png)"
 } > "$results_dir/$name.md.part"

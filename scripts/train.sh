@@ -4,11 +4,11 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [FAIRSEQ FLAGS...]
+Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [--teacher CKPT] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
-skd-predicted) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
+skd-predicted, word-kd, tie-kd, skd-word-kd) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
 so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update 200.
 
   --seed N          random seed (default 1)
@@ -16,6 +16,8 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
   --method LABEL    the row name in result tables (default: the preset name)
   --data BIN        train on this binarised data instead of CONFIG's (same dictionaries),
                     e.g. the output of scripts/distill-sequence-level.sh
+  --teacher CKPT    the teacher checkpoint(s) of the teacher-based presets (a:b for an
+                    ensemble; sets KD_TEACHER, which those presets read)
 
 Prepares the data first when CONFIG's data directory is missing. Re-running the same
 command resumes an interrupted run from DIR/checkpoint_last.pt and leaves a finished one
@@ -28,7 +30,7 @@ EOF
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-preset="" seed=1 save_dir="" method="" data_override="" extra=()
+preset="" seed=1 save_dir="" method="" data_override="" teacher="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --criterion-preset) preset=$2; shift 2 ;;
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --save-dir) save_dir=$(realpath -m -- "$2"); shift 2 ;;
     --method) method=$2; shift 2 ;;
     --data) data_override=$(realpath -m -- "$2"); shift 2 ;;
+    --teacher) teacher=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -46,11 +49,25 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$config" ] || die "config '$config' not found (see configs/)"
 [ -n "$preset" ] || die "give --criterion-preset (one of: $(. "$repo/configs/presets.sh"; echo "$PRESETS"))"
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
+if [ -n "$teacher" ]; then
+  resolved=()
+  IFS=: read -r -a parts <<< "$teacher"
+  for part in "${parts[@]}"; do
+    [ -f "$part" ] || die "--teacher: checkpoint '$part' not found"
+    resolved+=("$(realpath -- "$part")")
+  done
+  KD_TEACHER=$(IFS=:; echo "${resolved[*]}")
+fi
 # shellcheck source=/dev/null
 . "$repo/configs/presets.sh"
 preset_var="PRESET_${preset//-/_}[@]"
 [[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
 preset_args=("${!preset_var}")
+for i in "${!preset_args[@]}"; do
+  if [ "${preset_args[$i]}" = --kd-teacher-path ] && [ -z "${preset_args[$((i + 1))]}" ]; then
+    die "preset '$preset' distils from a teacher: give --teacher CKPT (or set KD_TEACHER)"
+  fi
+done
 # shellcheck source=/dev/null
 . "$config"
 name=$(basename "$config" .sh)

@@ -234,6 +234,42 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     assert "=== [reproduce" not in again.stdout
 
 
+def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
+    data = small_slice(multi30k_bin, tmp_path / "slice", lines=200)
+    text = tiny_config(tmp_path, multi30k_bin).read_text().replace("DATA=$DATA_DIR/bin", f"DATA={data}")
+    student = tmp_path / "student.sh"
+    student.write_text(text.replace("--max-update 8", "--max-update 4"))
+    teacher = tmp_path / "teacher.sh"
+    teacher.write_text(text + "DISTILL_ARGS=(--beam 1 --max-len-b 5)\n")
+    command = ["bash", SCRIPTS / "reproduce.sh", "kd-multi30k", "--config", student, "--teacher-config", teacher,
+               "--seeds", "1", "--presets", "baseline seq-word-kd", "--out", tmp_path / "runs",
+               "--results", tmp_path / "results"]
+    proc = run(command)
+    table = (tmp_path / "results" / "kd-multi30k-de-en.md").read_text()
+    assert table in proc.stdout
+    assert table.index("Teacher (`") < table.index("| method |")
+    assert "| seq-word-kd | `word-kd` |" in table
+    assert "Training cost (means over seeds; ratios to baseline):" in table
+    assert "| baseline | " in table.split("Training cost")[1] and "| 1.000 |" in table
+    runs = tmp_path / "runs"
+    assert json.loads((runs / "teacher" / "result.test.json").read_text())["training"]["updates"] == 8
+    assert (runs / "distilled" / "bin" / ".done").exists()
+    command_line = (runs / "seq-word-kd" / "seed1" / "command.txt").read_text()
+    assert command_line.startswith(f"fairseq-train {runs / 'distilled' / 'bin'} ")
+    assert f"--kd-teacher-path {runs / 'teacher' / 'checkpoint_best.pt'}" in command_line
+    again = run(command)
+    assert "=== [reproduce" not in again.stdout and "translating" not in again.stdout
+
+
+def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd"], check=False)
+    assert proc.returncode == 1 and "preset 'word-kd' distils from a teacher: give --teacher CKPT" in proc.stderr
+    proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd", "--teacher", tmp_path / "x.pt"],
+               check=False)
+    assert proc.returncode == 1 and "--teacher: checkpoint" in proc.stderr
+
+
 def test_reproduce_language_model_table_on_a_slice(wikitext_bin, tmp_path):
     config = tmp_path / "tiny-lm.sh"
     config.write_text(f"""
