@@ -7,6 +7,9 @@
       --variant skd-R50="skd-neighbours --skd-neighbour-refresh 50" \\
       --variant skd-predicted=skd-predicted --json out.json --markdown -
 
+Teacher-based presets take their teacher like scripts/train.sh does, e.g.
+--variant word-kd="word-kd --teacher runs/kd-multi30k/teacher/checkpoint_best.pt".
+
 Each variant is a criterion preset (configs/presets.sh) plus extra fairseq flags. Runs
 are fresh (no resumption), alternate between variants round by round, and each reports
 the median target tokens/s of its train_inner records after the first --skip-updates
