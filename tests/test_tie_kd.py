@@ -1,7 +1,11 @@
 """``label_smoothed_tie_kd`` in process: the ranking term, the iterative passes, the errors."""
 
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tempered_log_probs, tie_ranking_loss
 
@@ -90,6 +94,21 @@ def test_validation_runs_one_plain_pass(tmp_path, fresh_metrics):
         loss, _, log = tie(model, sample)
         want, _, _ = ls(model, sample)
     assert torch.equal(loss, want) and "tie_rank" not in log
+
+
+def test_iterations_under_torch_ddp_ask_for_legacy_ddp(tmp_path, fresh_metrics):
+    task, model, tie, _ = build_tie(tmp_path, "--tie-iterations", "2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(model)
+        wrapped.train()
+        with pytest.raises(ValueError, match="--ddp-backend legacy_ddp"):
+            tie(wrapped, translation_sample(task))
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -13,6 +13,7 @@ from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 from fairseq.models import FairseqEncoderDecoderModel
+from torch.nn.parallel import DistributedDataParallel
 
 from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
 from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
@@ -62,6 +63,13 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
     def student_forward(self, model, sample):
         if not (model.training and self.tie_iterations > 1 and self.kd_weight > 0):
             return super().student_forward(model, sample)
+        if any(isinstance(m, DistributedDataParallel) for m in (model, getattr(model, "module", None))):
+            # Later passes call the decoder directly, outside DDP's forward, which would
+            # leave its gradient reduction unprepared; legacy_ddp reduces after backward.
+            raise ValueError(
+                "--tie-iterations > 1 runs the decoder several times per step, which torch's "
+                "DistributedDataParallel does not support: train with --ddp-backend legacy_ddp"
+            )
         if not isinstance(getattr(model, "module", model), FairseqEncoderDecoderModel):
             raise ValueError(
                 f"--tie-iterations > 1 needs an encoder-decoder model, got {type(model).__name__}; "
