@@ -58,41 +58,45 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         super().__init__(task, cfg)
         self.tie_topk = cfg.tie_topk
         self.tie_iterations = cfg.tie_iterations
-        self._encoder_out = None
+        self._later_passes = None
 
     def student_forward(self, model, sample):
         if not (model.training and self.tie_iterations > 1 and self.kd_weight > 0):
             return super().student_forward(model, sample)
-        if any(isinstance(m, DistributedDataParallel) for m in (model, getattr(model, "module", None))):
+        wrappers = [model]  # fairseq wraps models for distributed training, sometimes twice
+        while hasattr(wrappers[-1], "module"):
+            wrappers.append(wrappers[-1].module)
+        if any(isinstance(m, DistributedDataParallel) for m in wrappers):
             # Later passes call the decoder directly, outside DDP's forward, which would
             # leave its gradient reduction unprepared; legacy_ddp reduces after backward.
             raise ValueError(
                 "--tie-iterations > 1 runs the decoder several times per step, which torch's "
                 "DistributedDataParallel does not support: train with --ddp-backend legacy_ddp"
             )
-        if not isinstance(getattr(model, "module", model), FairseqEncoderDecoderModel):
+        if not isinstance(wrappers[-1], FairseqEncoderDecoderModel):
             raise ValueError(
-                f"--tie-iterations > 1 needs an encoder-decoder model, got {type(model).__name__}; "
+                f"--tie-iterations > 1 needs an encoder-decoder model, got {type(wrappers[-1]).__name__}; "
                 "use --tie-iterations 1"
             )
-        net_input = sample["net_input"]
+        net_input, student = sample["net_input"], wrappers[-1]
+        encoder_out = student.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         # Kept for the later passes of this step, which reuse the encoder (as the authors do).
-        self._encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
-        return model.decoder(
-            net_input["prev_output_tokens"], encoder_out=self._encoder_out,
-            src_lengths=net_input["src_lengths"],
+        self._later_passes = (student.decoder, encoder_out)
+        return student.decoder(
+            net_input["prev_output_tokens"], encoder_out=encoder_out, src_lengths=net_input["src_lengths"]
         )
 
     def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
-        encoder_out, self._encoder_out = self._encoder_out, None
+        later_passes, self._later_passes = self._later_passes, None
         net_input = dict(sample["net_input"])
         total = kl_sum = rank_sum = 0.0
         for iteration in range(self.tie_iterations):
             if iteration > 0:
+                decoder, encoder_out = later_passes
                 net_input["prev_output_tokens"] = self.greedy_decoder_input(
                     net_input["prev_output_tokens"], net_output
                 )
-                net_output = model.decoder(
+                net_output = decoder(
                     net_input["prev_output_tokens"], encoder_out=encoder_out,
                     src_lengths=net_input["src_lengths"],
                 )

@@ -1,0 +1,96 @@
+"""fairseq's own distributed training with two real CPU ranks (gloo, loopback) against one process.
+
+Two ranks with one batch each per update see the same global batches as one process
+with --update-freq 2, so the weights after N updates must agree up to the order of the
+fp32 gradient sums (all-reduce across ranks vs accumulation in one process): atol 1e-5.
+Dropout is off so that no random mask depends on the rank.
+"""
+
+import socket
+import subprocess
+
+import pytest
+import torch
+
+from skd_fairseq.schedule import skd_alpha
+
+from conftest import BIN, USER_DIR, run
+from test_fairseq_commands import TRANSLATION_MODEL, train_logs
+
+UPDATES = 6
+COMMON = [
+    *TRANSLATION_MODEL, "--optimizer", "adam", "--lr", "2e-3", "--dropout", "0", "--max-tokens", "512",
+    "--cpu", "--seed", "1", "--num-workers", "0", "--log-format", "json", "--log-interval", "1",
+    "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", "--max-update", str(UPDATES),
+    "--disable-validation", "--label-smoothing", "0.1",
+]
+SCHEDULE = ["--skd-alpha", "0.6", "--skd-start-update", "1", "--skd-warmup-updates", "3"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_two_ranks(data, save_dir, args, timeout=300):
+    """Both ranks as separate fairseq-train processes; returns rank 0's stdout."""
+    port = free_port()
+    procs = []
+    try:
+        for rank in (0, 1):
+            cmd = [str(BIN / "fairseq-train"), str(data), "--user-dir", USER_DIR, "--save-dir", str(save_dir),
+                   *COMMON, *args, "--distributed-world-size", "2", "--distributed-rank", str(rank),
+                   "--distributed-backend", "gloo", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
+                   "--distributed-no-spawn", "--ddp-backend", "legacy_ddp", "--device-id", "0"]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for rank, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"rank {rank} failed:\n{out[-3000:]}"
+    return outputs[0]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def assert_same_weights(a, b):
+    a, b = weights(a), weights(b)
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= 1e-5, f"largest weight difference {worst:.2e}"
+
+
+@pytest.fixture(scope="module")
+def teacher(multi30k_bin, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("teacher")
+    run([BIN / "fairseq-train", multi30k_bin / "bin", "--user-dir", USER_DIR, "--save-dir", save_dir, *COMMON,
+         "--criterion", "label_smoothed_cross_entropy"])
+    return save_dir / "checkpoint_last.pt"
+
+
+@pytest.mark.parametrize("criterion", [
+    ["--criterion", "label_smoothed_skd", "--skd-candidates", "neighbours", "--skd-neighbour-refresh", "2"],
+    ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
+    ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
+    ["--criterion", "label_smoothed_tie_kd", "--kd-teacher-path", "TEACHER", "--tie-topk", "4",
+     "--tie-iterations", "2"],
+], ids=["skd-neighbours", "skd-predicted", "word-kd+skd", "tie-kd"])
+def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, teacher, criterion):
+    args = [str(teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE
+    data = multi30k_bin / "bin"
+    single = run([BIN / "fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", tmp_path / "one",
+                  *COMMON, *args, "--update-freq", "2"]).stdout
+    ranks = train_two_ranks(data, tmp_path / "two", args)
+    assert_same_weights(tmp_path / "one" / "checkpoint_last.pt", tmp_path / "two" / "checkpoint_last.pt")
+    logged = train_logs(ranks)
+    assert [int(r["num_updates"]) for r in logged] == list(range(1, UPDATES + 1))
+    for r in logged:
+        # The logged alpha averages both ranks' values: equal to the schedule only if they agree.
+        assert r["skd_alpha"] == pytest.approx(skd_alpha(int(r["num_updates"]) - 1, 0.6, 1, 3), abs=1e-4)
+    assert [r["loss"] for r in logged] == pytest.approx([r["loss"] for r in train_logs(single)], abs=2e-3)
