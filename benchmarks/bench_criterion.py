@@ -175,6 +175,32 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             "distinct_gold_tokens": distinct, "variants": rows}
 
 
+# Issue targets at transformer-base scale with the default settings (k 8, table refresh).
+TARGET_SHAPE = {"tokens": 8192, "vocab": 32000, "dim": 512, "topk": 8}
+TARGET_STEP_RATIO = {"cuda": 1.03, "cpu": 1.10}
+TARGET_PEAK_RATIO = 1.05
+
+
+def check_targets(report):
+    """PASS/FAIL of the step-time and peak-memory targets on the shapes that have them."""
+    checks = []
+    for shape in report["shapes"]:
+        if any(shape[key] != value for key, value in TARGET_SHAPE.items()):
+            continue
+        rows = {v["variant"]: v for v in shape["variants"]}
+        default = rows[f"skd-neighbours-R{report['refresh']}"]
+        limit = TARGET_STEP_RATIO[report["device"]]
+        ratio = default["amortised_ratio_to_baseline"]
+        checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
+                       "value": ratio, "result": "PASS" if ratio <= limit else "FAIL"})
+        peak, base = default["peak_bytes"], rows["baseline"]["peak_bytes"]
+        checks.append({"target": f"peak-memory ratio <= {TARGET_PEAK_RATIO}",
+                       "value": None if not (peak and base) else peak / base,
+                       "result": "not measured (CUDA only)" if not (peak and base)
+                       else "PASS" if peak / base <= TARGET_PEAK_RATIO else "FAIL"})
+    return checks
+
+
 def markdown(report):
     lines = [
         f"Device: {report['device_name']} ({report['device']}, {report['dtype']}), "
@@ -194,6 +220,10 @@ def markdown(report):
                 f"| {v['ratio_to_baseline']:.3f} | {'' if amort is None else f'{amort:.3f}'} "
                 f"| {'n/a' if peak is None else f'{peak / 2**20:.0f}'} |"
             )
+    for check in report["targets"]:
+        value = "" if check["value"] is None else f" (measured {check['value']:.3f})"
+        lines.append(f"\nTarget, {report['device']}, N {TARGET_SHAPE['tokens']}, V {TARGET_SHAPE['vocab']}, "
+                     f"D {TARGET_SHAPE['dim']}: {check['target']}: **{check['result']}**{value}")
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +275,7 @@ def main(argv=None):
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
         "shapes": shapes,
     }
+    report["targets"] = check_targets(report)
     write_outputs(report, args.json, args.markdown, markdown(report))
 
 if __name__ == "__main__":
