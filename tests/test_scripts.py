@@ -138,6 +138,20 @@ AVERAGE_LAST=1
     return config
 
 
+def small_slice(multi30k_bin, out, lines=300):
+    """The first lines of the slice's training pairs, binarised with its dictionaries."""
+    out.mkdir()
+    for lang in ("de", "en"):
+        with open(multi30k_bin / "spm" / f"train.{lang}") as f:
+            (out / f"train.{lang}").write_text("".join(next(f) for _ in range(lines)))
+    run(["fairseq-preprocess", "-s", "de", "-t", "en", "--trainpref", out / "train",
+         "--validpref", multi30k_bin / "spm" / "valid", "--testpref", multi30k_bin / "spm" / "test",
+         "--srcdict", multi30k_bin / "bin" / "dict.de.txt", "--tgtdict", multi30k_bin / "bin" / "dict.en.txt",
+         "--destdir", out / "bin", "--workers", "1"])
+    (out / "bin" / ".done").touch()
+    return out / "bin"
+
+
 def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     out = tmp_path / "demo"
@@ -253,12 +267,25 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert "| baseline | " in table.split("Training cost")[1] and "| 1.000 |" in table
     runs = tmp_path / "runs"
     assert json.loads((runs / "teacher" / "result.test.json").read_text())["training"]["updates"] == 8
-    assert (runs / "distilled" / "bin" / ".done").exists()
+    # The distilled targets are the teacher's translations, in corpus order; valid/test keep references.
+    distilled = runs / "distilled"
+    hyps = {}
+    for line in (distilled / "generate.train.txt").read_text().splitlines():
+        if line.startswith("H-"):
+            sid, _, text = line[2:].split("\t")
+            hyps[int(sid)] = text
+    assert (distilled / "train.en").read_text().splitlines() == [hyps[i] for i in range(200)]
+    assert (distilled / "train.de").read_text() == (tmp_path / "slice" / "train.de").read_text()
+    for name in ("valid.de-en.en.bin", "test.de-en.de.idx"):
+        assert (distilled / "bin" / name).read_bytes() == (data / name).read_bytes()
     command_line = (runs / "seq-word-kd" / "seed1" / "command.txt").read_text()
     assert command_line.startswith(f"fairseq-train {runs / 'distilled' / 'bin'} ")
     assert f"--kd-teacher-path {runs / 'teacher' / 'checkpoint_best.pt'}" in command_line
     again = run(command)
     assert "=== [reproduce" not in again.stdout and "translating" not in again.stdout
+    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", tmp_path / "none.pt",
+                "-s", "de", "-t", "en", "--out", tmp_path / "x"], check=False)
+    assert proc.returncode == 1 and "teacher checkpoint" in proc.stderr and "not found" in proc.stderr
 
 
 def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):
@@ -311,52 +338,3 @@ def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["empty_replaced_by_reference"] == 1
     proc = run([*tool, "--sentences", "4", "--on-empty", "reference"], check=False)
     assert proc.returncode != 0 and "3 hypotheses for 4 sentences (1 missing, first [3]" in proc.stderr
-
-
-def small_slice(multi30k_bin, out, lines=300):
-    """The first lines of the slice's training pairs, binarised with its dictionaries."""
-    out.mkdir()
-    for lang in ("de", "en"):
-        with open(multi30k_bin / "spm" / f"train.{lang}") as f:
-            (out / f"train.{lang}").write_text("".join(next(f) for _ in range(lines)))
-    run(["fairseq-preprocess", "-s", "de", "-t", "en", "--trainpref", out / "train",
-         "--validpref", multi30k_bin / "spm" / "valid", "--testpref", multi30k_bin / "spm" / "test",
-         "--srcdict", multi30k_bin / "bin" / "dict.de.txt", "--tgtdict", multi30k_bin / "bin" / "dict.en.txt",
-         "--destdir", out / "bin", "--workers", "1"])
-    (out / "bin" / ".done").touch()
-    return out / "bin"
-
-
-def test_sequence_level_distillation_end_to_end(multi30k_bin, tmp_path):
-    data = small_slice(multi30k_bin, tmp_path / "slice")
-    config = tiny_config(tmp_path, multi30k_bin)
-    teacher_dir = tmp_path / "teacher"
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--data", data,
-         "--save-dir", teacher_dir])
-    teacher = teacher_dir / "checkpoint_last.pt"
-    distill = ["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", teacher,
-               "-s", "de", "-t", "en", "--out", tmp_path / "distilled", "--beam", "2", "--max-len-b", "5"]
-    proc = run(distill)
-    assert "translating 300 training sentences" in proc.stdout
-    out = tmp_path / "distilled"
-    hyps = {}
-    for line in (out / "generate.train.txt").read_text().splitlines():
-        if line.startswith("H-"):
-            sid, _, text = line[2:].split("\t")
-            hyps[int(sid)] = text
-    targets = (out / "train.en").read_text().splitlines()
-    assert targets == [hyps[i] for i in range(300)]
-    assert (out / "train.de").read_text() == (tmp_path / "slice" / "train.de").read_text()
-    for name in ("valid.de-en.en.bin", "test.de-en.de.idx"):
-        assert (out / "bin" / name).read_bytes() == (data / name).read_bytes()
-    again = run(distill)
-    assert "translating" not in again.stdout and "ready:" in again.stdout
-    # Any student trains on it, with word-level KD too (seq-KD + word-KD).
-    student = tmp_path / "student"
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--data", out / "bin",
-         "--save-dir", student, "--criterion", "label_smoothed_word_kd", "--kd-teacher-path", teacher,
-         "--max-update", "3"])
-    assert f"{out / 'bin'} " in (student / "command.txt").read_text()
-    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", tmp_path / "none.pt",
-                "-s", "de", "-t", "en", "--out", tmp_path / "x"], check=False)
-    assert proc.returncode == 1 and "teacher checkpoint" in proc.stderr and "not found" in proc.stderr
