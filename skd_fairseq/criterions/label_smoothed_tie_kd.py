@@ -9,9 +9,7 @@ pass m (the teacher is re-run on the same prefix). L_rank is
 from dataclasses import dataclass, field
 
 import torch
-from fairseq import utils
 from fairseq.criterions import register_criterion
-from fairseq.logging import metrics
 from fairseq.models import FairseqEncoderDecoderModel
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,6 +38,8 @@ class LabelSmoothedTieKdCriterionConfig(LabelSmoothedWordKdCriterionConfig):
 
 @register_criterion("label_smoothed_tie_kd", dataclass=LabelSmoothedTieKdCriterionConfig)
 class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
+    PER_TOKEN_METRICS = {**LabelSmoothedWordKdCriterion.PER_TOKEN_METRICS, "tie_rank": 1.0}  # probabilities
+
     def __init__(self, task, cfg: LabelSmoothedTieKdCriterionConfig):
         # Flags first: loading the teacher takes a while.
         if cfg.tie_iterations < 1:
@@ -119,11 +119,3 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
             predictions = net_output[0].argmax(dim=-1)
             shifted = torch.cat([prev_output_tokens[:, :1], predictions[:, :-1]], dim=1)
             return shifted.masked_fill(prev_output_tokens.eq(self.padding_idx), self.padding_idx)
-
-    @classmethod
-    def reduce_metrics(cls, logging_outputs) -> None:
-        super().reduce_metrics(logging_outputs)
-        ntokens = utils.item(sum(log.get("kd_ntokens", 0) for log in logging_outputs))
-        if ntokens > 0:
-            rank = utils.item(sum(log.get("tie_rank", 0) for log in logging_outputs))
-            metrics.log_scalar("tie_rank", rank / ntokens, ntokens, round=4)

@@ -106,10 +106,14 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
             lprobs = lprobs[:, self.ignore_prefix_size :, :].contiguous()
         return lprobs.view(-1, lprobs.size(-1))
 
+    # Training-only sums logged per target token: key -> divisor (log 2 turns nats into bits).
+    PER_TOKEN_METRICS = {"kd_kl": math.log(2)}
+
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
         ntokens = utils.item(sum(log.get("kd_ntokens", 0) for log in logging_outputs))
         if ntokens > 0:
-            kl = utils.item(sum(log.get("kd_kl", 0) for log in logging_outputs))
-            metrics.log_scalar("kd_kl", kl / ntokens / math.log(2), ntokens, round=4)
+            for key, divisor in cls.PER_TOKEN_METRICS.items():
+                total = utils.item(sum(log.get(key, 0) for log in logging_outputs))
+                metrics.log_scalar(key, total / ntokens / divisor, ntokens, round=4)
