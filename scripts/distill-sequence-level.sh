@@ -81,8 +81,8 @@ count_pairs() {
 pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
 signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_len_a,$max_len_b"
 if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ]; then
-  device=()
-  python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || device=(--cpu)
+  # shellcheck source=scripts/device.sh
+  . "$repo/scripts/device.sh"
   echo "[distill] translating $pairs training sentences with $teacher (beam $beam, lenpen $lenpen)"
   rm -rf "$out/bin" "$out/.generated"
   fairseq-generate "$data" --user-dir "$repo/skd_fairseq" --path "$teacher" --gen-subset train \

@@ -39,8 +39,8 @@ case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, g
 model=$run_dir/checkpoint_$checkpoint.pt
 [ -f "$model" ] || die "missing $model"
 
-device=()
-python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || device=(--cpu)
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
 log=$run_dir/eval-lm.$split.log
 echo "[evaluate-lm] fairseq-eval-lm $split with $model"
 fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \

@@ -72,8 +72,8 @@ else
   checkpoint_label=$checkpoint
 fi
 
-device=()
-python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || device=(--cpu)
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
 echo "[evaluate] fairseq-generate $split with $model"
 fairseq-generate "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
   -s "$SRC" -t "$TGT" "${GENERATE_ARGS[@]}" --remove-bpe "$POST_PROCESS" \

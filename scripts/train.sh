@@ -92,9 +92,9 @@ if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signatur
 fi
 cmd=(fairseq-train "$DATA" --user-dir "$repo/skd_fairseq" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}"
      --seed "$seed" --save-dir "$save_dir" --log-format simple --log-interval 50 "${extra[@]}")
-if ! python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  cmd+=(--cpu)
-fi
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
+cmd+=(${device[@]+"${device[@]}"})
 echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
