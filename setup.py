@@ -20,5 +20,8 @@ setup(
         "subword-nmt>=0.3.8",  # BPE of fairseq's IWSLT'14 / WMT'14 recipes
         "matplotlib>=3.5",  # scripts/make-tables.py --plot
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        "test": ["pytest>=7"],
+        "bench": ["faiss-cpu>=1.7"],  # benchmarks/bench_topk.py compares against faiss
+    },
 )

@@ -12,15 +12,14 @@ Methods:
                    matrix exceeds --naive-limit-gib)
   faiss            faiss IndexFlatIP / IndexFlatL2 (exact search; CPU only; skipped when
                    faiss is not installed: pip install faiss-cpu)
-Each measurement runs in a fresh process, so its peak memory is its own: on CUDA
-torch.cuda.max_memory_allocated, on the CPU the process's peak resident set minus the
-resident set before the search.
+Each measurement runs in a fresh process; its peak memory is that of one search after
+the timed ones (benchmarks/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
+the CPU the resident set's high-water mark above the resident set before the search).
 """
 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,11 +28,9 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def rss_mib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+sys.path.insert(0, HERE)
+import peak_memory  # noqa: E402
+from peak_memory import PeakMemory  # noqa: E402
 
 
 def make_embeddings(vocab, dim, device, dtype):
@@ -72,6 +69,9 @@ def single(args):
     from skd_fairseq.neighbours import embedding_topk
 
     device = torch.device(args.device)
+    memory_unsupported = peak_memory.cpu_supported() if device.type == "cpu" else None
+    if device.type == "cpu" and memory_unsupported is None:
+        peak_memory.cpu_mode()
     torch.set_num_threads(args.threads or torch.get_num_threads())
     emb = make_embeddings(args.vocab, args.dim, device, {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype])
     exclude = [0, 1, 2, 3]
@@ -83,12 +83,7 @@ def single(args):
         "naive": lambda: naive_topk(emb, ids, args.topk, args.similarity, exclude),
         "faiss": lambda: faiss_topk(emb, ids, args.topk, args.similarity, exclude),
     }[args.method]
-    rss_before = rss_mib()  # the CPU peak below includes the warm-up run: same work
     run()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -96,10 +91,11 @@ def single(args):
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before)
+    peak = None
+    if memory_unsupported is None:
+        with PeakMemory(device) as used:
+            run()
+        peak = round(used.bytes / 2**20, 1)
     # Exactness on a sample: the returned rows' similarities equal the float64 top-k values.
     sample = torch.arange(0, n, max(1, n // 64))
     e = emb.double().cpu()
@@ -113,7 +109,7 @@ def single(args):
     got = sims.gather(1, out.cpu()[sample])
     exact = bool(torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())))
     print(json.dumps({"method": args.method, "chunk": args.chunk, "vocab": args.vocab, "queries": n,
-                      "median_s": statistics.median(times), "min_s": min(times), "peak_mib": round(peak, 1),
+                      "median_s": statistics.median(times), "min_s": min(times), "peak_mib": peak,
                       "exact": exact}))
 
 
@@ -170,7 +166,6 @@ def main():
                     continue
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    sys.path.insert(0, HERE)
     from reporting import commit, write_outputs
 
     report = {"benchmark": "bench_topk", "device": args.device, "dtype": args.dtype, "dim": args.dim,
@@ -185,8 +180,9 @@ def main():
             lines.append(f"| {r['vocab']} | {r['method']} | {r['chunk']} | not run: {r['skipped']} | | | |")
             continue
         speedup = f"{naive[r['vocab']] / r['median_s']:.1f}x" if r["vocab"] in naive else ""
+        peak = "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
         lines.append(f"| {r['vocab']} | {r['method']} | {r['chunk']} | {r['median_s']:.3f} | {speedup} | "
-                     f"{r['peak_mib']:.0f} | {'yes' if r['exact'] else 'NO'} |")
+                     f"{peak} | {'yes' if r['exact'] else 'NO'} |")
     report["targets"] = check_targets(report)
     for check in report["targets"]:
         lines.append(f"\nTarget: {check['target']}: **{check['result']}** ({check['detail']})")

@@ -1,12 +1,16 @@
 """The benchmarks still run and report (tiny shapes; nothing here asserts a time)."""
 
+import argparse
 import json
 import sys
 
+import pytest
+import torch
 from conftest import REPO, run
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_criterion  # noqa: E402
+import peak_memory  # noqa: E402
 
 
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
@@ -16,6 +20,10 @@ def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     report = json.loads(out.read_text())
     names = [v["variant"] for v in report["shapes"][0]["variants"]]
     assert names == ["baseline", "skd-neighbours-R0", f"skd-neighbours-R{report['refresh']}", "skd-predicted"]
+    if peak_memory.cpu_supported() is None:  # every variant's step allocates its logits at least
+        logits = 64 * 300 * 4
+        assert all(v["peak_bytes"] >= logits for v in report["shapes"][0]["variants"])
+        assert report["shapes"][0]["variants"][2]["refresh_step_peak_bytes"] >= logits
     assert report["targets"] == []  # only the transformer-base shape has targets
 
 
@@ -23,7 +31,7 @@ def test_targets_pass_and_fail_on_the_transformer_base_shape():
     def report(device, step_ratio, peak):
         variants = [{"variant": "baseline", "peak_bytes": peak and 100},
                     {"variant": "skd-neighbours-R50", "amortised_ratio_to_baseline": step_ratio,
-                     "peak_bytes": peak}]
+                     "peak_bytes": peak, "refresh_step_peak_bytes": peak}]
         return {"device": device, "refresh": 50,
                 "shapes": [dict(bench_criterion.TARGET_SHAPE, variants=variants)]}
 
@@ -32,7 +40,40 @@ def test_targets_pass_and_fail_on_the_transformer_base_shape():
     checks = bench_criterion.check_targets(report("cuda", 1.05, 110))
     assert [c["result"] for c in checks] == ["FAIL", "FAIL"]
     checks = bench_criterion.check_targets(report("cpu", 1.05, None))
-    assert [c["result"] for c in checks] == ["PASS", "not measured (CUDA only)"]
+    assert [c["result"] for c in checks] == ["PASS", "not measured (no peaks in the report)"]
+
+
+def test_the_memory_target_takes_the_worst_step_a_table_refresh():
+    variants = [{"variant": "baseline", "peak_bytes": 100},
+                {"variant": "skd-neighbours-R50", "amortised_ratio_to_baseline": 1.0,
+                 "peak_bytes": 101, "refresh_step_peak_bytes": 108}]
+    report = {"device": "cpu", "refresh": 50, "shapes": [dict(bench_criterion.TARGET_SHAPE, variants=variants)]}
+    memory = bench_criterion.check_targets(report)[1]
+    assert memory["result"] == "FAIL" and memory["value"] == pytest.approx(1.08)
+
+
+def test_axes_grid_varies_one_axis_at_a_time_around_the_base_shape():
+    args = argparse.Namespace(grid="axes", tokens=[4096, 8192], vocab=[8000], dim=[512, 1024], topk=[8])
+    assert bench_criterion.shape_grid(args) == [
+        (8192, 32000, 512, 8), (4096, 32000, 512, 8), (8192, 8000, 512, 8), (8192, 32000, 1024, 8)]
+    args.grid = "product"
+    assert len(bench_criterion.shape_grid(args)) == 4
+
+
+@pytest.mark.skipif(peak_memory.cpu_supported() is not None, reason="needs Linux's clear_refs and glibc")
+def test_cpu_peak_memory_sees_a_buffer_that_is_freed_again():
+    peak_memory.cpu_mode()
+    torch.empty(1).fill_(0)  # torch's own start-up allocations happen before the block
+    with peak_memory.PeakMemory("cpu") as small:
+        pass
+    with peak_memory.PeakMemory("cpu") as big:
+        buffer = torch.ones(16 << 20)  # 64 MiB, touched
+        del buffer
+    assert big.bytes >= 60 << 20 and small.bytes < 8 << 20
+    with peak_memory.PeakMemory("cpu") as again:  # freed memory went back: seen again
+        buffer = torch.ones(16 << 20)
+        del buffer
+    assert again.bytes >= 60 << 20
 
 
 def test_bench_topk_runs_each_method_and_states_its_target(tmp_path):
