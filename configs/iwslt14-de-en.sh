@@ -1,7 +1,10 @@
 # IWSLT'14 de->en: fairseq's transformer_iwslt_de_en recipe (examples/translation/README.md).
-# Scores: tokenised, lowercased BLEU as in the literature (sacrebleu --tokenize none on the
-# recipe's tokenised references, i.e. multi-bleu.perl), plus chrF.
-# Data: set IWSLT14_RAW to the de-en.tgz archive (or its de-en/ directory) before the first run.
+# Scores: sacrebleu BLEU (13a) and chrF on the detokenised output against the untokenised
+# references (OUT/raw), case-insensitive because the recipe lowercases everything; plus the
+# literature's tokenised BLEU on the recipe's tokenised, lowercased references (sacrebleu
+# --tokenize none, i.e. multi-bleu.perl).
+# Data: set IWSLT14_RAW to the de-en.tgz archive (or its de-en/ directory) before the first
+# run; unset, the prepare script tries the original download URL.
 DATASET=iwslt14
 PAIR=de-en
 SRC=de
@@ -9,9 +12,12 @@ TGT=en
 DATA_DIR=data/iwslt14.de-en
 PREPARE=(scripts/prepare-iwslt14-de-en.sh -r "${IWSLT14_RAW:-}" -o data/iwslt14.de-en)
 DATA=$DATA_DIR/bin
-REFERENCE_PREFIX=$DATA_DIR/tok
+REFERENCE_PREFIX=$DATA_DIR/raw
+TOKENIZED_REFERENCE_PREFIX=$DATA_DIR/tok
+TOKENIZED_BLEU=plain
 POST_PROCESS=subword_nmt
-BLEU_TOKENIZE=none
+DETOKENIZE=moses
+BLEU_LOWERCASE=1
 FAIRSEQ_ARGS=(
   --task translation -s de -t en
   --arch transformer_iwslt_de_en --share-decoder-input-output-embed

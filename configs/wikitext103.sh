@@ -1,6 +1,7 @@
 # WikiText-103 language model: fairseq's transformer_lm recipe (examples/language_model/README.md),
 # the full-softmax model (transformer_lm_wiki103 uses an adaptive softmax, which SKD cannot use).
-# Data: set WIKITEXT103_RAW to wikitext-103-v1.zip (or its directory) before the first run.
+# Data: set WIKITEXT103_RAW to wikitext-103-v1.zip (or its directory) before the first run;
+# unset, the prepare script tries the original download address.
 DATASET=wikitext103
 DATA_DIR=data/wikitext-103
 PREPARE=(scripts/prepare-wikitext-103.sh -r "${WIKITEXT103_RAW:-}" -o data/wikitext-103)

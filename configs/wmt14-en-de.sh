@@ -2,7 +2,8 @@
 # 4096 tokens x update-freq 8 per GPU stands for 8 GPUs x 4096; halve --update-freq per doubling).
 # Scores: sacrebleu on detokenised output against the raw newstest2014 references, and the
 # literature's compound-split tokenised BLEU.
-# Data: set WMT14_RAW to the directory of the recipe's archives before the first run.
+# Data: set WMT14_RAW to the directory of the recipe's archives before the first run;
+# unset, the prepare script tries the recipe's statmt.org download addresses.
 DATASET=wmt14
 PAIR=en-de
 SRC=en

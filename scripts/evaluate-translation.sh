@@ -10,7 +10,8 @@ Translates the SPLIT of CONFIG's data with the run's checkpoint (beam and length
 penalty from CONFIG's GENERATE_ARGS), removes the subword segmentation (POST_PROCESS),
 detokenises when CONFIG says DETOKENIZE=moses, checks that every sentence was
 translated, and scores against REFERENCE_PREFIX/SPLIT.TGT with sacrebleu (BLEU with
-tokenizer BLEU_TOKENIZE, default 13a, and chrF). With TOKENIZED_REFERENCE_PREFIX set,
+tokenizer BLEU_TOKENIZE, default 13a, and chrF; both case-insensitive when CONFIG says
+BLEU_LOWERCASE=1, for lowercased corpora). With TOKENIZED_REFERENCE_PREFIX set,
 also the tokenised BLEU of the literature (TOKENIZED_BLEU=plain or compound-split).
 Writes DIR/result.SPLIT.json (metrics, signatures, the run's train.json) and
 DIR/hyp.SPLIT.txt.
@@ -54,6 +55,12 @@ average_last=${average_last:-${AVERAGE_LAST:-1}}
 [[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
 reference=$REFERENCE_PREFIX/$split.$TGT
 [ -f "$reference" ] || die "missing reference $reference (prepare the data first)"
+lowercase=()  # case-insensitive BLEU and chrF, for lowercased corpora
+case "${BLEU_LOWERCASE:-0}" in
+  0) ;;
+  1) lowercase=(--lowercase) ;;
+  *) die "config's BLEU_LOWERCASE must be 0 or 1, got '$BLEU_LOWERCASE'" ;;
+esac
 
 if [ "$average_last" -gt 1 ]; then
   mapfile -t found < <(ls "$run_dir" | grep -E '^checkpoint_[0-9]+_[0-9]+\.pt$' | sort -t_ -k3 -n)
@@ -79,6 +86,8 @@ fairseq-generate "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-su
   -s "$SRC" -t "$TGT" "${GENERATE_ARGS[@]}" --remove-bpe "$POST_PROCESS" \
   --required-batch-size-multiple 1 "${device[@]}" > "$run_dir/generate.$split.txt" 2> "$run_dir/generate.$split.log" \
   || { tail -n 20 "$run_dir/generate.$split.log" >&2; die "fairseq-generate failed (log: $run_dir/generate.$split.log)"; }
+grep -qP '^H-\d+\t' "$run_dir/generate.$split.txt" \
+  || die "fairseq-generate wrote no hypotheses for $split (see $run_dir/generate.$split.txt and .log)"
 grep -P '^H-\d+\t' "$run_dir/generate.$split.txt" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$run_dir/hyp.$split.tok.txt"
 case "${DETOKENIZE:-}" in
   "") cp "$run_dir/hyp.$split.tok.txt" "$run_dir/hyp.$split.txt" ;;
@@ -94,9 +103,7 @@ fi
 
 meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"
       generate_args="${GENERATE_ARGS[*]}")
-summary=()
-[ -f "$run_dir/train.json" ] && summary=(--train-summary "$run_dir/train.json")
 python "$repo/scripts/score_translation.py" --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
-  --tokenize "${BLEU_TOKENIZE:-13a}" "${tokenized[@]}" --out "$run_dir/result.$split.json" "${summary[@]}" \
-  --meta "${meta[@]}"
+  --tokenize "${BLEU_TOKENIZE:-13a}" ${lowercase[@]+"${lowercase[@]}"} ${tokenized[@]+"${tokenized[@]}"} \
+  --out "$run_dir/result.$split.json" --train-summary "$run_dir/train.json" --meta "${meta[@]}"
 echo "[evaluate] wrote $run_dir/result.$split.json"

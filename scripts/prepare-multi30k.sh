@@ -60,14 +60,13 @@ is_count "$vocab_size" || die "--vocab-size must be a positive integer, got '$vo
 [ -z "$eval_lines" ] || is_count "$eval_lines" || die "--eval-lines must be a positive integer, got '$eval_lines'"
 out=${out:-data/multi30k.$src-$tgt}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/prepare-lib.sh
+. "$here/prepare-lib.sh"
 python=${PYTHON:-python}
 
 mkdir -p "$out"
 options="src=$src tgt=$tgt vocab_size=$vocab_size train_lines=$train_lines eval_lines=$eval_lines"
-if [ -f "$out/prepare.options" ] && [ "$(cat "$out/prepare.options")" != "$options" ]; then
-  die "$out was prepared with other options ($(cat "$out/prepare.options")); use another --out or delete it"
-fi
-echo "$options" > "$out/prepare.options"
+refuse_other_options "$out/prepare.options" "$options" --out
 
 # 1. Raw files: given directory, or download.
 declare -A expected=([train]=29000 [val]=1014 [test_2016_flickr]=1000)
@@ -77,12 +76,8 @@ if [ -z "$raw_dir" ]; then
   url=https://github.com/multi30k/dataset/raw/master/data/task1/raw
   for split in train val test_2016_flickr; do
     for lang in "$src" "$tgt"; do
-      f=$split.$lang.gz
-      [ -s "$raw_dir/$f" ] && continue
-      echo "[prepare-multi30k] downloading $url/$f"
-      curl -fsSL --retry 3 -o "$raw_dir/$f.part" "$url/$f" \
-        || die "could not download $url/$f; download data/task1/raw/ of https://github.com/multi30k/dataset by hand and pass --raw-dir (or set MULTI30K_DIR)"
-      mv "$raw_dir/$f.part" "$raw_dir/$f"
+      download "$url/$split.$lang.gz" "$raw_dir/$split.$lang.gz" \
+        "download data/task1/raw/ of https://github.com/multi30k/dataset by hand and pass --raw-dir (or set MULTI30K_DIR)"
     done
   done
 fi
@@ -95,6 +90,8 @@ for split in train val test_2016_flickr; do
     [ "$n" -eq "${expected[$split]}" ] || die "$f has $n lines, expected ${expected[$split]} (truncated or wrong file?)"
   done
 done
+# Recorded once the input is known good, so a failed first try does not pin the options.
+echo "$options" > "$out/prepare.options"
 
 # 2. Plain text, optionally sliced. fairseq's split names: train, valid, test.
 mkdir -p "$out/raw"

@@ -43,6 +43,8 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "prepare-wikitext: $*" >&2; exit 1; }
+# shellcheck source=scripts/prepare-lib.sh
+. "$(dirname "$0")/prepare-lib.sh"
 [ -n "$raw_dir" ] || die "give the WikiText directory with --raw-dir (see --help)"
 [ -d "$raw_dir" ] || die "raw directory '$raw_dir' does not exist"
 [ -z "$lines" ] || [[ $lines =~ ^[1-9][0-9]*$ ]] || die "--lines must be a positive integer, got '$lines'"
@@ -53,9 +55,7 @@ done
 
 mkdir -p "$out/text"
 options="train=$train valid=$valid test=$test lines=$lines"
-if [ -f "$out/prepare.options" ] && [ "$(cat "$out/prepare.options")" != "$options" ]; then
-  die "$out was prepared with other options ($(cat "$out/prepare.options")); use another --out or delete it"
-fi
+refuse_other_options "$out/prepare.options" "$options" --out
 echo "$options" > "$out/prepare.options"
 
 if [ ! -f "$out/text/.done" ]; then

@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") -r DIR [options]
+Usage: $(basename "$0") [-r DIR] [options]
 
 Prepares WMT'14 en-de as fairseq's recipe (examples/translation/prepare-wmt14en2de.sh):
 Europarl v7 + Common Crawl + News Commentary v12 for training, Moses punctuation
@@ -19,7 +19,10 @@ Options:
                        training-parallel-europarl-v7.tgz, training-parallel-commoncrawl.tgz
                        (https://statmt.org/wmt13/), training-parallel-nc-v12.tgz
                        (https://data.statmt.org/wmt17/translation-task/), test-full.tgz
-                       (https://statmt.org/wmt14/); or with their extracted contents
+                       (https://statmt.org/wmt14/); or with their extracted contents.
+                       Without -r, the archives are downloaded from there (or all from
+                       \$WMT14_URL_BASE, a mirror) into OUT/download; when that fails,
+                       get them by hand and pass their directory with -r
   -o, --out DIR        output directory (default: data/wmt14.en-de)
   --bpe-tokens N       BPE merges (default: 40000, as fairseq)
   --workers N          tokenisation processes (default: 2)
@@ -29,7 +32,8 @@ Options:
 Outputs OUT/bin (for fairseq-train), OUT/tok/test.de (tokenised references, for the
 literature's compound-split BLEU) and OUT/raw/test.de (the untokenised references, for
 sacrebleu). Expected raw sizes: Europarl v7 1,920,209, Common Crawl 2,399,123, News
-Commentary v12 270,769 pairs; newstest2014 3,003 sentences. Re-running skips finished steps.
+Commentary v12 270,769 pairs; newstest2014 3,003 sentences. Re-running skips finished
+steps; other options or another input need another --out.
 EOF
 }
 
@@ -46,43 +50,104 @@ while [ $# -gt 0 ]; do
   esac
 done
 die() { echo "prepare-wmt14: $*" >&2; exit 1; }
-[ -n "$raw_dir" ] || die "give the directory of the downloaded archives with -r (see --help)"
-[ -d "$raw_dir" ] || die "raw directory '$raw_dir' does not exist"
 [[ $bpe_tokens =~ ^[1-9][0-9]*$ ]] || die "--bpe-tokens must be a positive integer, got '$bpe_tokens'"
 [[ $workers =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer, got '$workers'"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/prepare-lib.sh
+. "$here/prepare-lib.sh"
 python=${PYTHON:-python}
 tools=("$python" "$here/text_tools.py")
 src=en tgt=de
 orig=$out/orig
-mkdir -p "$orig" "$out/tmp" "$out/tok" "$out/raw"
 count() { wc -l < "$1" | tr -d ' '; }
 
-# 1. Extract the archives that are there; then every file the recipe reads must exist.
-for archive in training-parallel-europarl-v7.tgz training-parallel-commoncrawl.tgz \
-               training-parallel-nc-v12.tgz test-full.tgz; do
-  if [ -f "$raw_dir/$archive" ] && [ ! -f "$orig/.$archive.done" ]; then
+# The recipe's archives, where fairseq's recipe downloads them, and the files each holds.
+archives=(training-parallel-europarl-v7.tgz training-parallel-commoncrawl.tgz
+          training-parallel-nc-v12.tgz test-full.tgz)
+declare -A url=([training-parallel-europarl-v7.tgz]=https://statmt.org/wmt13/training-parallel-europarl-v7.tgz
+                [training-parallel-commoncrawl.tgz]=https://statmt.org/wmt13/training-parallel-commoncrawl.tgz
+                [training-parallel-nc-v12.tgz]=https://data.statmt.org/wmt17/translation-task/training-parallel-nc-v12.tgz
+                [test-full.tgz]=https://statmt.org/wmt14/test-full.tgz)
+corpora=(training/europarl-v7.de-en commoncrawl.de-en training/news-commentary-v12.de-en)
+declare -A archive_of=([training/europarl-v7.de-en]=training-parallel-europarl-v7.tgz
+                       [commoncrawl.de-en]=training-parallel-commoncrawl.tgz
+                       [training/news-commentary-v12.de-en]=training-parallel-nc-v12.tgz)
+declare -A files_of=([test-full.tgz]="test-full/newstest2014-deen-src.$src.sgm test-full/newstest2014-deen-ref.$tgt.sgm")
+for corpus in "${corpora[@]}"; do files_of[${archive_of[$corpus]}]="$corpus.$src $corpus.$tgt"; done
+
+# 0. No directory given: the recipe's downloads (WMT14_URL_BASE: one mirror for all four).
+if [ -z "$raw_dir" ]; then
+  raw_dir=$out/download
+  mkdir -p "$raw_dir"
+  for archive in "${archives[@]}"; do
+    [ -s "$raw_dir/$archive" ] && continue
+    from=${WMT14_URL_BASE:+$WMT14_URL_BASE/$archive}
+    from=${from:-${url[$archive]}}
+    download "$from" "$raw_dir/$archive" "get the recipe's archives by hand (see --help) and pass their directory with -r"
+  done
+fi
+[ -d "$raw_dir" ] || die "raw directory '$raw_dir' does not exist"
+mkdir -p "$orig" "$out/tmp" "$out/tok" "$out/raw"
+
+# 1. The options and input that OUT is made from (each archive, or the files it would hold);
+#    count_check is part of it: a run with the checks must not take a build made without them.
+options="bpe_tokens=$bpe_tokens
+count_check=$count_check"
+for archive in "${archives[@]}"; do
+  if [ -f "$raw_dir/$archive" ]; then
+    options+=$'\n'$(input_identity "$raw_dir/$archive")
+  else
+    options+=$'\n'$(cd "$raw_dir" && input_identity ${files_of[$archive]})  # paths without spaces
+  fi
+done
+refuse_other_options "$out/prepare.options" "$options" -o
+
+# Extract the archives that are there; each marker names the archive it came from, so a
+# replaced archive is extracted afresh. Then every file the recipe reads must exist.
+for archive in "${archives[@]}"; do
+  [ -f "$raw_dir/$archive" ] || continue
+  stamp=$(input_identity "$raw_dir/$archive")
+  if [ "$(cat "$orig/.$archive.done" 2>/dev/null)" != "$stamp" ]; then
     echo "[prepare-wmt14] extracting $archive"
+    rm -f "$orig/.$archive.done"
     tar -xzf "$raw_dir/$archive" -C "$orig" || die "cannot extract $raw_dir/$archive"
-    touch "$orig/.$archive.done"
+    echo "$stamp" > "$orig/.$archive.done"
   fi
 done
 find_file() {  # the recipe's relative path, in OUT/orig (extracted here) or in the raw directory
   if [ -f "$orig/$1" ]; then echo "$orig/$1"; elif [ -f "$raw_dir/$1" ]; then echo "$raw_dir/$1"
   else die "missing $1 (extract the recipe's archives into $raw_dir, or put the archives there)"; fi
 }
+# A failed size check means that archive (or its files) is wrong: forget its extraction (marker
+# and files, which find_file would prefer), so that a re-run takes a corrected one.
+fail_check() {
+  local archive=$1 f
+  shift
+  rm -f "$orig/.$archive.done"
+  for f in ${files_of[$archive]}; do rm -f "$orig/$f"; done
+  die "$@"
+}
 declare -A expected=([training/europarl-v7.de-en]=1920209 [commoncrawl.de-en]=2399123
                      [training/news-commentary-v12.de-en]=270769)
-corpora=(training/europarl-v7.de-en commoncrawl.de-en training/news-commentary-v12.de-en)
 for corpus in "${corpora[@]}"; do
   a=$(find_file "$corpus.$src"); b=$(find_file "$corpus.$tgt")
-  [ "$(count "$a")" -eq "$(count "$b")" ] || die "$corpus: $(count "$a") English but $(count "$b") German lines"
+  [ "$(count "$a")" -eq "$(count "$b")" ] \
+    || fail_check "${archive_of[$corpus]}" "$corpus: $(count "$a") English but $(count "$b") German lines"
   if [ "$count_check" = 1 ] && [ "$(count "$a")" -ne "${expected[$corpus]}" ]; then
-    die "$corpus has $(count "$a") lines, expected ${expected[$corpus]} (truncated or another release? --skip-count-check)"
+    fail_check "${archive_of[$corpus]}" \
+      "$corpus has $(count "$a") lines, expected ${expected[$corpus]} (truncated or another release? --skip-count-check)"
   fi
 done
 test_src=$(find_file test-full/newstest2014-deen-src.$src.sgm)
 test_ref=$(find_file test-full/newstest2014-deen-ref.$tgt.sgm)
+n_src=$("${tools[@]}" segments < "$test_src" | wc -l)
+n_ref=$("${tools[@]}" segments < "$test_ref" | wc -l)
+[ "$n_src" -eq "$n_ref" ] || fail_check test-full.tgz "newstest2014: $n_src source but $n_ref reference sentences"
+if [ "$count_check" = 1 ] && [ "$n_ref" -ne 3003 ]; then
+  fail_check test-full.tgz "newstest2014 has $n_ref sentences, expected 3,003 (--skip-count-check)"
+fi
+# Recorded once the input is known good, so a failed first try does not pin it.
+echo "$options" > "$out/prepare.options"
 
 # 2. Training text: normalise punctuation, drop non-printing characters, tokenise (-a).
 if [ ! -f "$out/tmp/.train" ]; then
@@ -104,10 +169,6 @@ if [ ! -f "$out/tmp/.test" ]; then
   for l in $src $tgt; do
     "${tools[@]}" tokenize --lang $l --aggressive-dash < "$out/raw/test.$l" > "$out/tok/test.$l"
   done
-  [ "$(count "$out/raw/test.$src")" -eq "$(count "$out/raw/test.$tgt")" ] || die "newstest2014: source and reference differ in length"
-  if [ "$count_check" = 1 ] && [ "$(count "$out/raw/test.$tgt")" -ne 3003 ]; then
-    die "newstest2014 has $(count "$out/raw/test.$tgt") sentences, expected 3,003 (--skip-count-check)"
-  fi
   touch "$out/tmp/.test"
 fi
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Score detokenised hypotheses against references with sacrebleu and write one result file.
 
-  score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a]
+  score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
       [--tokenized-hyp FILE --tokenized-ref FILE --tokenized-bleu plain|compound-split]
       [--train-summary train.json] [--meta key=value ...]
 
-BLEU and chrF with their sacrebleu signatures. The numbers of hypotheses and
+BLEU and chrF with their sacrebleu signatures (--lowercase: both case-insensitive, for
+corpora prepared lowercased such as IWSLT'14). The numbers of hypotheses and
 references must match (fairseq drops a last batch smaller than
 --required-batch-size-multiple; scoring a truncated set would be silently wrong).
 With --tokenized-*, also the literature's tokenised BLEU on already tokenised text
@@ -14,12 +15,13 @@ hyphenated compounds (a-b -> a ##AT##-##AT## b) as fairseq's compound_split_bleu
 """
 
 import argparse
-import json
 import os
-import re
 import sys
 
 from sacrebleu.metrics import BLEU, CHRF
+
+from results import write_result
+from text_tools import split_compounds
 
 
 def read_lines(path):
@@ -27,13 +29,13 @@ def read_lines(path):
         return [line.rstrip("\n") for line in f]
 
 
-def score(hyps, refs, tokenize="13a"):
+def score(hyps, refs, tokenize="13a", lowercase=False):
     if len(hyps) != len(refs):
         raise SystemExit(
             f"score_translation: {len(hyps)} hypotheses for {len(refs)} references; refusing to score "
             "a partial output (was --required-batch-size-multiple 1 given to fairseq-generate?)"
         )
-    bleu, chrf = BLEU(tokenize=tokenize), CHRF()
+    bleu, chrf = BLEU(tokenize=tokenize, lowercase=lowercase), CHRF(lowercase=lowercase)
     b, c = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
     return {
         "bleu": round(b.score, 2),
@@ -45,15 +47,11 @@ def score(hyps, refs, tokenize="13a"):
     }
 
 
-def compound_split(lines):
-    return [re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line) for line in lines]
-
-
 def tokenized_bleu(hyps, refs, kind):
     if len(hyps) != len(refs):
         raise SystemExit(f"score_translation: {len(hyps)} tokenised hypotheses for {len(refs)} references")
     if kind == "compound-split":
-        hyps, refs = compound_split(hyps), compound_split(refs)
+        hyps, refs = [split_compounds(h) for h in hyps], [split_compounds(r) for r in refs]
     bleu = BLEU(tokenize="none")
     return {"bleu_tokenized": round(bleu.corpus_score(hyps, [refs]).score, 2),
             "bleu_tokenized_kind": kind, "bleu_tokenized_signature": str(bleu.get_signature())}
@@ -65,15 +63,17 @@ def main():
     parser.add_argument("--ref", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--tokenize", default="13a", help="sacrebleu BLEU tokenizer")
+    parser.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
     parser.add_argument("--tokenized-hyp", help="hypotheses before detokenisation")
     parser.add_argument("--tokenized-ref", help="tokenised references")
     parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
-    parser.add_argument("--train-summary", help="train.json of the run, merged into the result")
+    parser.add_argument("--train-summary", help="train.json of the run (used when it exists): its fields "
+                        "go to the result's top level (scripts/results.py)")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
     args = parser.parse_args()
 
     result = dict(kv.split("=", 1) for kv in args.meta)
-    result["metrics"] = score(read_lines(args.hyp), read_lines(args.ref), args.tokenize)
+    result["metrics"] = score(read_lines(args.hyp), read_lines(args.ref), args.tokenize, args.lowercase)
     if bool(args.tokenized_hyp) != bool(args.tokenized_ref):
         parser.error("--tokenized-hyp and --tokenized-ref go together")
     if args.tokenized_hyp:
@@ -83,11 +83,7 @@ def main():
     here = os.path.dirname(os.path.abspath(args.out))
     result["hypotheses"] = os.path.relpath(os.path.abspath(args.hyp), here)
     result["references"] = os.path.relpath(os.path.abspath(args.ref), here)
-    if args.train_summary:
-        with open(args.train_summary) as f:
-            result["training"] = json.load(f)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    result = write_result(args.out, result, args.train_summary)
     m = result["metrics"]
     print(f"BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['sentences']} sentences)  {m['bleu_signature']}",
           file=sys.stderr)

@@ -3,7 +3,7 @@
 
   text_tools.py tokenize --lang L [--aggressive-dash] [--normalize-punct] [--lowercase] [--workers N] < in > out
   text_tools.py detokenize --lang L < in > out
-  text_tools.py clean --ratio 1.5 --min 1 --max 175 SRC_IN TGT_IN SRC_OUT TGT_OUT
+  text_tools.py clean --ratio 1.5 --min 1 --max 175 [--kept-lines FILE] SRC_IN TGT_IN SRC_OUT TGT_OUT
   text_tools.py segments < file.xml|file.sgm > text      (the <seg> contents, one per line)
   text_tools.py compound-split < in > out                 (a-b -> a ##AT##-##AT## b, for WMT'14 BLEU)
 
@@ -11,11 +11,13 @@ tokenize follows tokenizer.perl (-a: --aggressive-dash), normalize-punctuation.p
 (--normalize-punct, which also drops non-printing characters as
 remove-non-printing-char.perl does) and lowercase.perl; clean follows
 clean-corpus-n.perl: drop pairs with an empty side, a side longer than --max or
-shorter than --min tokens, or a length ratio above --ratio.
+shorter than --min tokens, or a length ratio above --ratio; --kept-lines writes the
+1-based line numbers of the pairs it kept (to pick the same pairs from other text).
 """
 
 import argparse
 import multiprocessing
+import os
 import re
 import sys
 
@@ -62,8 +64,9 @@ def detokenize(args):
 def clean(args):
     kept = dropped = 0
     with open(args.src_in, encoding="utf-8") as fs, open(args.tgt_in, encoding="utf-8") as ft, \
-            open(args.src_out, "w", encoding="utf-8") as gs, open(args.tgt_out, "w", encoding="utf-8") as gt:
-        for s, t in zip(fs, ft):
+            open(args.src_out, "w", encoding="utf-8") as gs, open(args.tgt_out, "w", encoding="utf-8") as gt, \
+            open(args.kept_lines or os.devnull, "w") as gk:
+        for number, (s, t) in enumerate(zip(fs, ft), 1):
             s, t = " ".join(s.split()), " ".join(t.split())
             ns, nt = len(s.split()), len(t.split())
             if (ns == 0 or nt == 0 or ns > args.max or nt > args.max or ns < args.min or nt < args.min
@@ -72,6 +75,7 @@ def clean(args):
                 continue
             gs.write(s + "\n")
             gt.write(t + "\n")
+            gk.write(f"{number}\n")
             kept += 1
         if next(fs, None) is not None or next(ft, None) is not None:
             sys.exit(f"text_tools clean: {args.src_in} and {args.tgt_in} have different numbers of lines")
@@ -88,9 +92,14 @@ def segments(args):
             sys.stdout.write(m.group(1).replace("\u2019", "'") + "\n")
 
 
+def split_compounds(line):
+    """a-b -> a ##AT##-##AT## b, as fairseq's compound_split_bleu.sh (also used by score_translation.py)."""
+    return re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line)
+
+
 def compound_split(args):
     for line in sys.stdin:
-        sys.stdout.write(re.sub(r"(\S)-(\S)", r"\1 ##AT##-##AT## \2", line.rstrip("\n")) + "\n")
+        sys.stdout.write(split_compounds(line.rstrip("\n")) + "\n")
 
 
 def main():
@@ -110,6 +119,7 @@ def main():
     p.add_argument("--ratio", type=float, required=True)
     p.add_argument("--min", type=int, required=True)
     p.add_argument("--max", type=int, required=True)
+    p.add_argument("--kept-lines", help="write the 1-based line numbers of the kept pairs here")
     for name in ("src_in", "tgt_in", "src_out", "tgt_out"):
         p.add_argument(name)
     p.set_defaults(run=clean)
