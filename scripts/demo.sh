@@ -68,7 +68,7 @@ echo "[demo] Multi30k from ${MULTI30K_DIR:-the public repository (download)}"
 . "$config"
 [ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
 
-extra=()
+extra=(--log-interval 10)  # a progress line every ~15 s on a 2-core CPU
 [ -z "$max_update" ] || extra+=(--max-update "$max_update")
 [ -z "$epochs" ] || extra+=(--max-epoch "$epochs" --max-update 0)
 [ -z "$layers" ] || extra+=(--encoder-layers "$layers" --decoder-layers "$layers")
@@ -81,7 +81,11 @@ for seed in $seeds; do
     step "3/4 training $preset (seed $seed) -> $run_dir"
     bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}"
     step "4/4 evaluating $preset (seed $seed) on test2016"
-    bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --checkpoint best
+    if [ "$run_dir/result.test.json" -nt "$run_dir/checkpoint_best.pt" ]; then
+      echo "[demo] $run_dir/result.test.json is newer than checkpoint_best.pt: not translating again"
+    else
+      bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --checkpoint best
+    fi
     results+=("$run_dir/result.test.json")
   done
 done

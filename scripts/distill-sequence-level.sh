@@ -70,6 +70,13 @@ teachers=()
 IFS=: read -r -a teachers <<< "$teacher"
 for ckpt in "${teachers[@]}"; do
   [ -f "$ckpt" ] || die "teacher checkpoint '$ckpt' not found"
+  # Same-sized but different dictionaries would translate into the wrong words, silently.
+  python -c 'import sys; sys.path.insert(0, sys.argv[1])
+from skd_fairseq.criterions.teacher import check_teacher_data
+try:
+    check_teacher_data(*sys.argv[2:], flag="--teacher")
+except (OSError, ValueError) as err:
+    sys.exit(f"distill-sequence-level: {err}")' "$repo" "$ckpt" "$data" "$src" "$tgt"
 done
 [[ $beam =~ ^[1-9][0-9]*$ ]] || die "--beam must be a positive integer, got '$beam'"
 case "$on_empty" in fail|reference) ;; *) die "--on-empty must be fail or reference, got '$on_empty'" ;; esac

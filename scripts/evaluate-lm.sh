@@ -47,10 +47,13 @@ fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-sub
   "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
   || { tail -n 20 "$log" >&2; die "fairseq-eval-lm failed (log: $log)"; }
 
-python - "$log" "$run_dir" "$split" "$checkpoint" "$DATASET" "${EVAL_LM_ARGS[*]}" <<'EOF'
-import json, os, re, sys
+python - "$log" "$run_dir" "$split" "$checkpoint" "$DATASET" "${EVAL_LM_ARGS[*]}" "$repo/scripts" <<'EOF'
+import os, re, sys
 
-log, run_dir, split, checkpoint, dataset, eval_args = sys.argv[1:]
+log, run_dir, split, checkpoint, dataset, eval_args, scripts = sys.argv[1:]
+sys.path.insert(0, scripts)
+from results import write_result
+
 text = open(log).read()
 loss = re.search(r"Loss \(base 2\): ([0-9.]+), Perplexity: ([0-9.]+)", text)
 tokens = re.search(r"Evaluated ([0-9,]+) tokens", text)
@@ -59,10 +62,7 @@ if not loss or not tokens:
 result = {"dataset": dataset, "pair": "", "split": split, "checkpoint": checkpoint, "eval_lm_args": eval_args,
           "metrics": {"ppl": float(loss.group(2)), "loss_base2": float(loss.group(1)),
                       "tokens": int(tokens.group(1).replace(",", ""))}}
-summary = os.path.join(run_dir, "train.json")
-if os.path.exists(summary):
-    result["training"] = json.load(open(summary))
 out = os.path.join(run_dir, f"result.{split}.json")
-json.dump(result, open(out, "w"), indent=1)
+result = write_result(out, result, os.path.join(run_dir, "train.json"))
 print(f"perplexity {result['metrics']['ppl']:.2f} on {result['metrics']['tokens']} tokens -> {out}", file=sys.stderr)
 EOF

@@ -14,8 +14,9 @@ perplexity. Options:
                    against --baseline on BLEU, seed by seed (baseline seed s vs method seed s)
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
-  --cost           a table of training cost per method (fairseq's wall time, peak memory,
-                   target tokens/s; means over seeds) and its ratio to --baseline's
+  --cost           a column with each method's training time and peak memory relative to
+                   --baseline's, and a table of the training cost per method (fairseq's
+                   wall time, peak memory, target tokens/s; means over seeds)
 """
 
 import argparse
@@ -26,16 +27,19 @@ import re
 import statistics
 import sys
 
+from results import run_fields
+
 
 def load(paths):
     results = []
     for path in paths:
         with open(path) as f:
             result = json.load(f)
-        training = result.get("training", {})
-        result["method"] = training.get("method") or training.get("preset", "unknown")
-        result["settings"] = " ".join(filter(None, [training.get("preset"), training.get("extra_flags")]))
-        result["seed"] = training.get("seed")
+        # Result files carry the run's fields at the top level; older ones only in "training".
+        if "flags" not in result:
+            result = {**run_fields(result.get("training", {})), **result}
+        result["method"] = result.get("method") or "unknown"
+        result["settings"] = result["flags"]
         result["run_dir"] = os.path.dirname(os.path.abspath(path))
         result.setdefault("pair", "")
         results.append(result)
@@ -55,8 +59,9 @@ def benchmark_name(column):
     return " ".join(filter(None, column))
 
 
-def table(results, metrics, show_flags):
-    """One Markdown table: rows methods, columns (benchmark x metric)."""
+def table(results, metrics, show_flags, extra_columns=()):
+    """One Markdown table: rows methods, columns (benchmark x metric), then extra_columns:
+    (header, method -> text) pairs."""
     columns = sorted({(r["dataset"], r["pair"], r["split"]) for r in results})
     methods = list(dict.fromkeys(r["method"] for r in results))
     settings = {r["method"]: r["settings"] for r in results}
@@ -65,41 +70,58 @@ def table(results, metrics, show_flags):
         by[(r["method"], r["dataset"], r["pair"], r["split"])].append(r)
     header = ["method"] + (["settings"] if show_flags else [])
     header += [f"{benchmark_name(c)}: {label}" for label, _, _ in metrics for c in columns]
+    header += [title for title, _ in extra_columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:
         row = [m] + ([f"`{settings[m]}`"] if show_flags else [])
         for _, key, digits in metrics:
-            row += [cell([x["metrics"][key] for x in by[(m, *c)]], digits) for c in columns]
+            row += [cell([x["metrics"][key] for x in by[(m, *c)] if key in x["metrics"]], digits)
+                    for c in columns]
+        row += [text(m) for _, text in extra_columns]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def cost_table(results, baseline):
-    """Training cost per method from the runs' train.json summaries, relative to the baseline."""
-    by = collections.defaultdict(list)
-    for r in results:
-        by[r["method"]].append(r.get("training", {}))
 
-    def mean_of(method, key):
-        values = [t[key] for t in by.get(method, []) if t.get(key) is not None]
+
+class Cost:
+    """Training cost per method (means over its runs) and ratios to the baseline's."""
+
+    def __init__(self, results, baseline):
+        self.baseline = baseline
+        self.by = collections.defaultdict(list)
+        for r in results:
+            self.by[r["method"]].append(r)
+        kinds = {r.get("peak_memory_kind") for r in results}
+        self.memory_kind = " / ".join(sorted(k for k in kinds if k)) or "host resident set"
+
+    def mean(self, method, key):
+        values = [r[key] for r in self.by.get(method, []) if r.get(key) is not None]
         return statistics.mean(values) if values else None
 
-    def ratio(method, key):
-        value, base = mean_of(method, key), mean_of(baseline, key)
+    def ratio(self, method, key):
+        value, base = self.mean(method, key), self.mean(self.baseline, key)
         return f"{value / base:.3f}" if value is not None and base else "-"
 
-    def plain(value, digits):
-        return "-" if value is None else f"{value:,.{digits}f}"
+    def column(self):
+        """The main table's cost column: training time and peak memory relative to the baseline."""
+        return (f"cost vs {self.baseline}: time × / memory ×",
+                lambda m: f"{self.ratio(m, 'wall_time_s')} / {self.ratio(m, 'peak_memory_mib')}")
 
-    lines = [f"Training cost (means over seeds; ratios to {baseline}):", "",
-             "| method | train wall s | × | peak memory MiB | × | target tokens/s | × |", "|---|---|---|---|---|---|---|"]
-    for m in by:
-        lines.append(
-            f"| {m} | {plain(mean_of(m, 'fairseq_wall_s'), 0)} | {ratio(m, 'fairseq_wall_s')} "
-            f"| {plain(mean_of(m, 'peak_rss_mib'), 0)} | {ratio(m, 'peak_rss_mib')} "
-            f"| {plain(mean_of(m, 'tokens_per_s'), 0)} | {ratio(m, 'tokens_per_s')} |"
-        )
-    return lines
+    def table(self):
+        def plain(value, digits):
+            return "-" if value is None else f"{value:,.{digits}f}"
+
+        lines = [f"Training cost (means over seeds; ratios to {self.baseline}; peak memory: {self.memory_kind}):",
+                 "", "| method | train wall s | × | peak memory MiB | × | target tokens/s | × |",
+                 "|---|---|---|---|---|---|---|"]
+        for m in self.by:
+            lines.append(
+                f"| {m} | {plain(self.mean(m, 'wall_time_s'), 0)} | {self.ratio(m, 'wall_time_s')} "
+                f"| {plain(self.mean(m, 'peak_memory_mib'), 0)} | {self.ratio(m, 'peak_memory_mib')} "
+                f"| {plain(self.mean(m, 'tokens_per_s'), 0)} | {self.ratio(m, 'tokens_per_s')} |"
+            )
+        return lines
 
 
 def hypotheses(result):
@@ -110,6 +132,13 @@ def hypotheses(result):
 def references(result):
     with open(os.path.join(result["run_dir"], result["references"]), encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
+
+
+def bleu_options(result):
+    """The sacrebleu BLEU options a result was scored with, from its signature (tok:, case:)."""
+    signature = result["metrics"]["bleu_signature"]
+    match = re.search(r"(?:^|\|)tok:([^|]+)", signature)
+    return {"tokenize": match.group(1) if match else "13a", "lowercase": "|case:lc|" in f"|{signature}|"}
 
 
 def significance(results, baseline):
@@ -127,7 +156,9 @@ def significance(results, baseline):
         if method == baseline or base is None:
             continue
         refs = references(r)
-        test = PairedTest([(baseline, hypotheses(base)), (method, hypotheses(r))], {"BLEU": BLEU()},
+        # The table's BLEU: same tokenizer and casing (e.g. lowercased for IWSLT'14).
+        bleu = BLEU(**bleu_options(r))
+        test = PairedTest([(baseline, hypotheses(base)), (method, hypotheses(r))], {"BLEU": bleu},
                           [refs], test_type="bs", n_samples=1000)
         signatures, scores = test()
         signature = signatures["BLEU"]
@@ -171,8 +202,12 @@ def plot(results, path):
         for run_dir, method in runs.items():
             by_method[method].append(validation_curve(run_dir))
         for method, curves in by_method.items():
+            # Mean over seeds where every seed has a validation point.
             updates = sorted(set.intersection(*(set(c) for c in curves)))
-            if updates:
+            if not updates:
+                print(f"make-tables: no validation point common to the {len(curves)} run(s) of {method} "
+                      f"(missing or differing train.log); {method} is left out of {path}", file=sys.stderr)
+            else:
                 ax.plot(updates, [statistics.mean(c[u] for c in curves) for u in updates], marker="o",
                         label=f"{method} (n={len(curves)})")
         ax.set_title(f"{benchmark_name(column)}: validation")
@@ -199,18 +234,29 @@ def main():
     translation = [r for r in results if "bleu" in r["metrics"]]
     lm = [r for r in results if "ppl" in r["metrics"]]
     lines = []
+    cost = Cost(results, args.baseline) if args.cost else None
+    extra = [cost.column()] if cost else []
     if translation:
-        lines += table(translation, [("BLEU", "bleu", 2), ("chrF", "chrf", 2)], args.flags)
+        metrics = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
+        kinds = sorted({r["metrics"]["bleu_tokenized_kind"] for r in translation if "bleu_tokenized" in r["metrics"]})
+        if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
+            metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
+        lines += table(translation, metrics, args.flags, extra)
         signatures = sorted({r["metrics"]["bleu_signature"] for r in translation}
                             | {r["metrics"]["chrf_signature"] for r in translation})
         lines += ["", "sacrebleu signatures: " + "; ".join(f"`{s}`" for s in signatures)]
+        tokenized = sorted({r["metrics"]["bleu_tokenized_signature"] for r in translation
+                            if "bleu_tokenized" in r["metrics"]})
+        if tokenized:
+            lines += ["", "tokenised BLEU signature (on the tokenised hypotheses and references): "
+                      + "; ".join(f"`{s}`" for s in tokenized)]
         if args.significance:
             lines += [""] + significance(translation, args.baseline)
     if lm:
         lines += [""] if lines else []
-        lines += table(lm, [("perplexity", "ppl", 2)], args.flags)
-    if args.cost:
-        lines += ["", *cost_table(results, args.baseline)]
+        lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra)
+    if cost:
+        lines += ["", *cost.table()]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.out:

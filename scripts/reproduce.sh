@@ -22,7 +22,9 @@ TABLE is one of:
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
 +- std over seeds, paired bootstrap against the baseline for translation) and
-RESULTS/TABLE.png (validation curves). Language-model rows are trained with
+RESULTS/TABLE.png (validation curves), and scripts/archive_runs.py copies what they
+were computed from (result files, train.json, hypotheses, validation records) into
+RESULTS/TABLE-runs/, from which make-tables.py rebuilds them. Language-model rows are trained with
 --label-smoothing 0, so the baseline is plain cross-entropy. Re-running resumes:
 finished runs and evaluations are skipped, an interrupted run continues from its
 checkpoint_last.pt.
@@ -133,19 +135,28 @@ significance=()
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo
+  trained_at=$(python - "${result_files[@]}" <<'PY'
+import json, sys
+commits = sorted({json.load(open(p)).get("training", {}).get("commit") or "unknown" for p in sys.argv[1:]})
+print(", ".join(commits))
+PY
+)
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
-  echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), config \`$config\`,"
+  echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (runs trained at $trained_at), config \`$config\`,"
   echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {torch.get_num_threads()} thread(s) per run")')."
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   echo
   if [ "$kind" = kd ]; then
     python - "$teacher_dir" "$teacher_config" <<'PY'
 import json, sys
+sys.path.insert(0, "scripts")
+from results import run_fields
 d = json.load(open(sys.argv[1] + "/result.test.json"))
-m, t = d["metrics"], d.get("training", {})
+d = {**run_fields(d.get("training", {})), **d}
+m = d["metrics"]
 print(f"Teacher (`{sys.argv[2]}`, seed 1, trained once and shared by every row): test BLEU {m['bleu']:.2f}, "
-      f"chrF {m['chrf']:.2f}; training {t.get('fairseq_wall_s', 0):,.0f} s, peak memory "
-      f"{t.get('peak_rss_mib', 0):,.0f} MiB (not included in the rows' cost).")
+      f"chrF {m['chrf']:.2f}; training {d['wall_time_s'] or 0:,.0f} s, peak memory "
+      f"{d['peak_memory_mib'] or 0:,.0f} MiB ({d['peak_memory_kind']}; not included in the rows' cost).")
 print()
 PY
   fi
@@ -154,4 +165,8 @@ PY
   echo "![validation perplexity against updates, mean over seeds]($name.png)"
 } > "$results_dir/$name.md.part"
 mv "$results_dir/$name.md.part" "$results_dir/$name.md"
+# What the table was computed from (results, hypotheses, validation curves), to commit beside it.
+rm -rf "$results_dir/$name-runs"
+python scripts/archive_runs.py --out "$results_dir/$name-runs" "${result_files[@]}"
+[ "$kind" != kd ] || python scripts/archive_runs.py --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
 cat "$results_dir/$name.md"

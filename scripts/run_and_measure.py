@@ -3,10 +3,14 @@
 
   run_and_measure.py --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
 
-The summary holds the command, the git commit, this invocation's wall time and the
-peak resident memory of the command's processes, and what fairseq's log reports:
-updates, its cumulative training wall time (across resumptions) and the median
-words (target tokens) per second. The command's exit status is passed on.
+The summary holds the command, the git commit, the wall time of this invocation and
+of all invocations of a resumed run, the peak memory, and what fairseq's log reports:
+updates, its cumulative training wall time (across resumptions) and the median words
+(target tokens) per second. Peak memory: the command's processes' peak resident set on
+the host (the largest over invocations) and, when the run used a GPU, the largest
+``torch.cuda.max_memory_allocated`` of its processes (reported by the plugin, see
+``skd_fairseq/cuda_peak.py``); ``peak_memory_mib`` is the GPU's when there is one.
+The command's exit status is passed on.
 """
 
 import argparse
@@ -42,6 +46,20 @@ def fairseq_stats(log_text):
     }
 
 
+# The plugin's contract (skd_fairseq/cuda_peak.py), restated here so this script runs
+# without importing torch.
+CUDA_PEAK_ENV = "SKD_FAIRSEQ_CUDA_PEAK_FILE"
+
+
+def read_cuda_peak_mib(path):
+    """The largest peak the run's processes wrote to ``path`` (MiB), or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        peaks = [json.loads(line)["peak_bytes"] for line in f if line.strip()]
+    return round(max(peaks) / 2**20, 1) if peaks else None
+
+
 def git_commit(cwd):
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd)
@@ -63,15 +81,29 @@ def main():
     if not command:
         parser.error("no command given after --")
 
+    previous = {}
+    if os.path.exists(args.summary):  # a resumed run: its earlier invocations count too
+        with open(args.summary) as f:
+            previous = json.load(f)
+    cuda_file = args.summary + ".cuda-peak"
+    if os.path.exists(cuda_file):
+        os.remove(cuda_file)
+    env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
+
     start = time.time()
     with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=env)
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
         status = proc.wait()
     wall = time.time() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    peak_rss = max(peak_rss, previous.get("peak_rss_mib") or 0)
+    cuda_peak = max(filter(None, [read_cuda_peak_mib(cuda_file), previous.get("cuda_peak_mib")]), default=None)
+    if os.path.exists(cuda_file):
+        os.remove(cuda_file)
 
     with open(args.log) as log:
         stats = fairseq_stats(log.read())
@@ -81,7 +113,14 @@ def main():
         commit=git_commit(os.path.dirname(os.path.abspath(__file__))),
         exit_status=status,
         invocation_wall_s=round(wall, 1),
-        peak_rss_mib=round(peak_kib / 1024, 1),
+        invocations=previous.get("invocations", 1 if previous else 0) + 1,
+        all_invocations_wall_s=round(wall + (previous.get("all_invocations_wall_s")
+                                             or previous.get("invocation_wall_s") or 0), 1),
+        peak_rss_mib=peak_rss,
+        cuda_peak_mib=cuda_peak,
+        peak_memory_mib=cuda_peak if cuda_peak is not None else peak_rss,
+        peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None
+        else "host resident set",
         **stats,
     )
     with open(args.summary, "w") as f:

@@ -8,8 +8,10 @@ importing the package also registers the criteria with fairseq.
 
 __version__ = "0.1.0"
 
+from . import cuda_peak
 from .checkpoints import allow_fairseq_checkpoints
 
 allow_fairseq_checkpoints()
+cuda_peak.install()
 
 from . import criterions  # noqa: E402,F401  (registers the criteria)

@@ -3,6 +3,8 @@
 import gzip
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -21,7 +23,7 @@ def write_gz(path, lines):
 @pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "prepare-iwslt14-de-en.sh",
                                     "prepare-wmt14-en-de.sh", "prepare-wikitext-103.sh", "train.sh",
                                     "evaluate-translation.sh", "evaluate-lm.sh", "sweep.sh", "reproduce.sh",
-                                    "demo.sh", "setup-env.sh", "distill-sequence-level.sh"])
+                                    "demo.sh", "setup-env.sh", "distill-sequence-level.sh", "test.sh"])
 def test_scripts_print_usage(script):
     out = run(["bash", SCRIPTS / script, "-h"]).stdout
     assert out.startswith("Usage:")
@@ -111,6 +113,52 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
         "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | wall 240",
     ])
     assert run_and_measure.fairseq_stats(log) == {"updates": 120, "fairseq_wall_s": 240.0, "tokens_per_s": 1600.5}
+
+
+def load_script(name):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
+    summary = tmp_path / "train.json"
+    command = [sys.executable, SCRIPTS / "run_and_measure.py", "--log", tmp_path / "train.log", "--summary", summary,
+               "--meta", "seed=3", "--", sys.executable, "-c", "print('fairseq says hello')"]
+    run(command)
+    first = json.loads(summary.read_text())
+    run(command)
+    second = json.loads(summary.read_text())
+    assert (first["invocations"], second["invocations"]) == (1, 2) and second["seed"] == "3"
+    assert second["all_invocations_wall_s"] >= first["invocation_wall_s"] + second["invocation_wall_s"] - 0.2
+    assert second["peak_rss_mib"] >= first["peak_rss_mib"] > 0
+    assert second["cuda_peak_mib"] is None  # no GPU process reported
+    assert (second["peak_memory_mib"], second["peak_memory_kind"]) == (second["peak_rss_mib"], "host resident set")
+    assert (tmp_path / "train.log").read_text().count("fairseq says hello") == 2
+
+
+def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path):
+    import skd_fairseq.cuda_peak as cuda_peak
+
+    run_and_measure = load_script("run_and_measure")
+    assert run_and_measure.CUDA_PEAK_ENV == cuda_peak.ENV
+    # A process that "used CUDA" (torch.cuda faked: no GPU here) and loads the plugin, as fairseq-train does.
+    fake = ("import torch\n"
+            "torch.cuda.is_available = lambda: True\n"
+            "torch.cuda.is_initialized = lambda: True\n"
+            "torch.cuda.current_device = lambda: 0\n"
+            "torch.cuda.max_memory_allocated = lambda device=None: 3 << 20\n"
+            "import skd_fairseq\n")
+    peak_file = tmp_path / "peaks"
+    env = dict(os.environ, **{cuda_peak.ENV: str(peak_file)})
+    subprocess.run([sys.executable, "-c", fake], check=True, env=env, cwd=REPO)
+    subprocess.run([sys.executable, "-c", fake.replace("3 << 20", "5 << 20")], check=True, env=env, cwd=REPO)
+    assert run_and_measure.read_cuda_peak_mib(str(peak_file)) == 5.0  # the largest process
+    # A process that never used CUDA writes nothing.
+    subprocess.run([sys.executable, "-c", "import skd_fairseq"], check=True, env=env, cwd=REPO)
+    assert len(peak_file.read_text().splitlines()) == 2
 
 
 def tiny_config(tmp_path, multi30k_bin):
@@ -233,6 +281,28 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     assert (tmp_path / "table.md").read_text() == out
 
 
+def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_path):
+    refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
+    worse = [f"a cat number {i} sat on mat ." for i in range(40)]
+    files = []
+    for method, hyps, wall, memory in (("baseline", worse, 100.0, 1000.0), ("skd-neighbours", refs, 110.0, 1020.0)):
+        path = write_result(tmp_path / method, method, 1, hyps, refs, 20.0, 40.0, [(100, 50.0)])
+        result = json.loads(path.read_text())
+        result["metrics"].update(bleu_signature="nrefs:1|case:lc|eff:no|tok:none|smooth:exp|version:2.6.0",
+                                 bleu_tokenized=31.5, bleu_tokenized_kind="compound-split",
+                                 bleu_tokenized_signature="nrefs:1|tok:none")
+        result["training"].update(fairseq_wall_s=wall, peak_rss_mib=memory)  # a result file of an older commit
+        path.write_text(json.dumps(result))
+        files.append(path)
+    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--cost"]).stdout
+    assert ("| method | toy de-en test: BLEU | toy de-en test: chrF | toy de-en test: tokenised BLEU "
+            "(compound-split) | cost vs baseline: time × / memory × |") in out
+    assert "| skd-neighbours | 20.00 (n=1) | 40.00 (n=1) | 31.50 (n=1) | 1.100 / 1.020 |" in out
+    assert "tokenised BLEU signature (on the tokenised hypotheses and references): `nrefs:1|tok:none`" in out
+    # The table's tokenizer and casing, not sacrebleu's defaults (13a, mixed case).
+    assert "|case:lc|" in out.split("bootstrap signature:")[1] and "|tok:none|" in out.split("bootstrap signature:")[1]
+
+
 def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
@@ -242,6 +312,11 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\"" in table
     assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
     assert "![validation perplexity" in table and (tmp_path / "results" / "multi30k-de-en.png").exists()
+    # The archived runs rebuild the same table and significance tests without the runs or the data.
+    archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
+    assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
+    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags"]).stdout
+    assert rebuilt.strip() in table
     # Finished runs are not redone.
     again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
                  "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
@@ -262,11 +337,16 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     table = (tmp_path / "results" / "kd-multi30k-de-en.md").read_text()
     assert table in proc.stdout
     assert table.index("Teacher (`") < table.index("| method |")
-    assert "| seq-word-kd | `word-kd` |" in table
-    assert "Training cost (means over seeds; ratios to baseline):" in table
+    assert "| seq-word-kd | `word-kd --data distilled/bin` |" in table
+    assert "| cost vs baseline: time × / memory × |" in table and "| 1.000 / 1.000 |" in table
+    assert "Training cost (means over seeds; ratios to baseline; peak memory: host resident set):" in table
     assert "| baseline | " in table.split("Training cost")[1] and "| 1.000 |" in table
     runs = tmp_path / "runs"
-    assert json.loads((runs / "teacher" / "result.test.json").read_text())["training"]["updates"] == 8
+    assert json.loads((runs / "teacher" / "result.test.json").read_text())["updates"] == 8
+    result = json.loads((runs / "seq-word-kd" / "seed1" / "result.test.json").read_text())
+    assert result["method"] == "seq-word-kd" and result["seed"] == 1 and result["updates"] == 4
+    assert result["flags"] == "word-kd --data distilled/bin" and result["commit"] and result["evaluation_commit"]
+    assert result["wall_time_s"] > 0 and result["tokens_per_s"] > 0 and result["peak_memory_mib"] > 0
     # The distilled targets are the teacher's translations, in corpus order; valid/test keep references.
     distilled = runs / "distilled"
     hyps = {}
@@ -286,6 +366,18 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", tmp_path / "none.pt",
                 "-s", "de", "-t", "en", "--out", tmp_path / "x"], check=False)
     assert proc.returncode == 1 and "teacher checkpoint" in proc.stderr and "not found" in proc.stderr
+    # Data whose target dictionary has the teacher's size but not its symbols: refused before translating.
+    other = tmp_path / "other-dict"
+    shutil.copytree(data, other)
+    lines = (other / "dict.en.txt").read_text().splitlines(keepends=True)
+    lines[0], lines[1] = lines[1], lines[0]
+    (other / "dict.en.txt").write_text("".join(lines))
+    (runs / "teacher" / "dict.en.txt").unlink(missing_ok=True)  # so the teacher's data dictionary is read
+    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", other, "--teacher",
+                runs / "teacher" / "checkpoint_best.pt", "-s", "de", "-t", "en", "--out", tmp_path / "y"], check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert "the teacher's target dictionary" in proc.stderr and "first at id 4" in proc.stderr
+    assert not (tmp_path / "y" / "generate.train.txt").exists()
 
 
 def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):

@@ -27,20 +27,7 @@ class TeacherEnsemble:
         self.paths = files
         self.models: List[torch.nn.Module] = []
         for path in files:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{flag}: teacher checkpoint '{path}' not found")
-            try:
-                state = checkpoint_utils.load_checkpoint_to_cpu(path)
-            except Exception as err:
-                raise ValueError(
-                    f"{flag}: cannot read teacher checkpoint '{path}' ({type(err).__name__}: {err}); "
-                    "give a checkpoint written by fairseq-train"
-                ) from err
-            cfg = state.get("cfg")
-            if cfg is None and state.get("args") is not None:
-                cfg = convert_namespace_to_omegaconf(state["args"])
-            if cfg is None or "model" not in state:
-                raise ValueError(f"{flag}: '{path}' holds no fairseq model (no cfg/args or model)")
+            state, cfg = read_teacher_checkpoint(path, flag)
             check_teacher_task(path, cfg.task, task, flag)
             # Dictionaries are equal (checked above), so the student's task builds the teacher.
             models, _ = checkpoint_utils.load_model_ensemble([path], task=task, state=state)
@@ -66,6 +53,36 @@ class TeacherEnsemble:
                 net_output = model(**net_input)
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
+
+
+def read_teacher_checkpoint(path: str, flag: str):
+    """(state, cfg) of a fairseq checkpoint, with errors that name the file and the fix."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: teacher checkpoint '{path}' not found")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as err:
+        raise ValueError(
+            f"{flag}: cannot read teacher checkpoint '{path}' ({type(err).__name__}: {err}); "
+            "give a checkpoint written by fairseq-train"
+        ) from err
+    cfg = state.get("cfg")
+    if cfg is None and state.get("args") is not None:
+        cfg = convert_namespace_to_omegaconf(state["args"])
+    if cfg is None or "model" not in state:
+        raise ValueError(f"{flag}: '{path}' holds no fairseq model (no cfg/args or model)")
+    return state, cfg
+
+
+def check_teacher_data(path: str, data_dir: str, source_lang: str, target_lang: str, flag: str) -> None:
+    """A translation teacher must use the dictionaries of the binarised data ``data_dir``
+    (for scripts that run it on that data, such as sequence-level distillation)."""
+    _, cfg = read_teacher_checkpoint(path, flag)
+    for role, lang in (("source", source_lang), ("target", target_lang)):
+        file_name = f"dict.{lang}.txt"
+        teacher_file = find_teacher_dictionary(path, cfg.task, file_name, flag)
+        data_file = os.path.join(data_dir, file_name)
+        check_same_dictionary(role, Dictionary.load(teacher_file), teacher_file, Dictionary.load(data_file), flag)
 
 
 def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Keep what a results table was computed from, small enough to commit beside it.
+
+  archive_runs.py --out DIR RESULT.json [...]
+
+For each run: its result file, train.json, the hypotheses it scored and the validation
+lines of its train.log, into DIR/METHOD/seedN/; the references once per benchmark into
+DIR/references/. The copied result files point at the copies, so
+``make-tables.py DIR/*/seed*/result.*.json --significance --plot ...`` rebuilds the
+table, the significance tests and the curves without the checkpoints or the data.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+
+def archive(result_path, out):
+    with open(result_path) as f:
+        result = json.load(f)
+    run_dir = os.path.dirname(os.path.abspath(result_path))
+    training = result.get("training", {})
+    method = result.get("method") or training.get("method") or training.get("preset") or "unknown"
+    seed = result.get("seed", training.get("seed", "unknown"))
+    dest = os.path.join(out, method, f"seed{seed}")
+    os.makedirs(dest, exist_ok=True)
+    for name in ("train.json",):
+        if os.path.exists(os.path.join(run_dir, name)):
+            shutil.copy(os.path.join(run_dir, name), dest)
+    log = os.path.join(run_dir, "train.log")
+    if os.path.exists(log):  # the validation records: what make-tables.py plots
+        with open(log) as f, open(os.path.join(dest, "train.log"), "w") as g:
+            g.writelines(line for line in f if "| valid |" in line)
+    for key in ("hypotheses", "references"):
+        if key not in result:
+            continue
+        source = os.path.normpath(os.path.join(run_dir, result[key]))
+        if key == "hypotheses":
+            target = os.path.join(dest, os.path.basename(source))
+        else:
+            name = "-".join(filter(None, [result.get("dataset"), result.get("pair"), os.path.basename(source)]))
+            target = os.path.join(out, "references", name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(source, target)
+        result[key] = os.path.relpath(target, dest)
+    with open(os.path.join(dest, os.path.basename(result_path)), "w") as f:
+        json.dump(result, f, indent=1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("results", nargs="+")
+    args = parser.parse_args()
+    for path in args.results:
+        if not os.path.exists(path):
+            sys.exit(f"archive_runs: {path} not found")
+        archive(path, args.out)
+
+
+if __name__ == "__main__":
+    main()
