@@ -81,18 +81,18 @@ def embedding_topk(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
     ids = _as_ids(ids, device)
+    excluded = _as_ids(exclude if exclude is not None else [], device)
     with torch.no_grad():
         similarity_of = EmbeddingSimilarity(embeddings, similarity)
-        blocked = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-        if exclude is not None:
-            blocked[_as_ids(exclude, device)] = True
         out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
         for start in range(0, ids.numel(), chunk_size):
             query = ids[start : start + chunk_size]
             sims = similarity_of.against_all(query)
-            sims.masked_fill_(blocked.unsqueeze(0), float("-inf"))
+            # Only the excluded columns are written (no pass over the whole block).
+            sims.index_fill_(1, excluded, float("-inf"))
             sims.scatter_(1, query.unsqueeze(1), float("-inf"))
             out[start : start + chunk_size] = sims.topk(k, dim=1).indices
+            del sims  # else the next block is allocated while this one is alive: twice the memory
     return out
 
 
