@@ -13,8 +13,9 @@ Teacher-based presets take their teacher like scripts/train.sh does, e.g.
 Each variant is a criterion preset (configs/presets.sh) plus extra fairseq flags. Runs
 are fresh (no resumption), alternate between variants round by round, and each reports
 the median target tokens/s of its train_inner records after the first --skip-updates
-updates (start-up and the first table build excluded) and the peak resident memory of
-its process tree. Ratios are to the first variant, measured in the same run.
+updates (start-up and the first table build excluded) and the peak memory of
+the run (the GPU's when it used one, else the host's resident set; see
+scripts/run_and_measure.py). Ratios are to the first variant, measured in the same run.
 """
 
 import argparse
@@ -46,8 +47,8 @@ def run_variant(config, preset, flags, updates, log_interval, save_dir):
         sys.exit(f"bench_train: {' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     records = [(float(m.group(1)), int(m.group(2))) for m in map(INNER.search, proc.stdout.splitlines()) if m]
     with open(os.path.join(save_dir, "train.json")) as f:
-        peak = json.load(f)["peak_rss_mib"]
-    return records, wall, peak
+        summary = json.load(f)
+    return records, wall, summary["peak_memory_mib"], summary["peak_memory_kind"]
 
 
 def main():
@@ -71,21 +72,23 @@ def main():
             parser.error(f"--variant {spec!r}: expected NAME=\"PRESET [flags]\"")
         variants.append((name, words[0], words[1:]))
 
-    results = {name: {"tokens_per_s": [], "wall_s": [], "peak_rss_mib": []} for name, _, _ in variants}
+    results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
+    memory_kinds = set()
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for name, preset, flags in variants:
                 print(f"[bench_train] round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-                records, wall, peak = run_variant(args.config, preset, flags, args.updates, args.log_interval,
+                records, wall, peak, memory_kind = run_variant(args.config, preset, flags, args.updates, args.log_interval,
                                                   os.path.join(tmp, f"{name}-{round_}"))
                 wps = [w for w, u in records if u > args.skip_updates]
                 if not wps:
                     sys.exit("bench_train: no train_inner records after --skip-updates; raise --updates")
                 results[name]["tokens_per_s"].append(statistics.median(wps))
                 results[name]["wall_s"].append(round(wall, 1))
-                results[name]["peak_rss_mib"].append(peak)
+                results[name]["peak_memory_mib"].append(peak)
+                memory_kinds.add(memory_kind)
     base = statistics.median(results[variants[0][0]]["tokens_per_s"])
-    base_mem = max(results[variants[0][0]]["peak_rss_mib"])
+    base_mem = max(results[variants[0][0]]["peak_memory_mib"])
     rows = []
     for name, preset, flags in variants:
         r = results[name]
@@ -93,20 +96,21 @@ def main():
         rows.append({"variant": name, "preset": preset, "flags": flags, **r,
                      "median_tokens_per_s": round(tps, 1), "throughput_ratio": round(tps / base, 3),
                      "step_time_ratio": round(base / tps, 3),
-                     "peak_memory_ratio": round(max(r["peak_rss_mib"]) / base_mem, 3)})
+                     "peak_memory_ratio": round(max(r["peak_memory_mib"]) / base_mem, 3)})
     report = {"benchmark": "bench_train", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
               "config": os.path.relpath(args.config, REPO), "updates": args.updates,
               "skip_updates": args.skip_updates, "rounds": args.rounds,
-              "commit": commit(),
+              "commit": commit(), "peak_memory": sorted(memory_kinds),
               "variants": rows}
     lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
              f"{args.rounds} alternating rounds, commit {report['commit']}, {report['date']}.", "",
-             "| variant | tokens/s (median; per round) | step-time ratio | peak RSS MiB | memory ratio |",
+             f"Peak memory: {' / '.join(sorted(memory_kinds))}.", "",
+             "| variant | tokens/s (median; per round) | step-time ratio | peak memory MiB | memory ratio |",
              "|---|---|---:|---:|---:|"]
     for row in rows:
         per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
         lines.append(f"| {row['variant']} | {row['median_tokens_per_s']:.0f} ({per_round}) | "
-                     f"{row['step_time_ratio']:.3f} | {max(row['peak_rss_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")
+                     f"{row['step_time_ratio']:.3f} | {max(row['peak_memory_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":

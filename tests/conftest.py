@@ -153,3 +153,29 @@ def fresh_metrics():
     metrics.reset()
     yield metrics
     metrics.reset()
+
+
+def tiny_config(tmp_path, multi30k_bin):
+    """A config (configs/*.sh format) for a tiny transformer on the Multi30k slice: 8 updates."""
+    config = tmp_path / "tiny-demo.sh"
+    config.write_text(f"""
+DATASET=multi30k-slice
+PAIR=de-en
+SRC=de
+TGT=en
+DATA_DIR={multi30k_bin}
+PREPARE=(scripts/prepare-multi30k.sh -o {multi30k_bin})
+DATA=$DATA_DIR/bin
+REFERENCE_PREFIX=$DATA_DIR/raw
+POST_PROCESS=sentencepiece
+FAIRSEQ_ARGS=(--task translation -s de -t en --arch transformer --share-all-embeddings
+  --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64
+  --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128
+  --encoder-attention-heads 2 --decoder-attention-heads 2
+  --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --max-tokens 1024 --max-update 8
+  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints
+  --required-batch-size-multiple 1 --num-workers 0)
+GENERATE_ARGS=(--beam 2 --max-tokens 4000)
+AVERAGE_LAST=1
+""")
+    return config

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run
+from conftest import REPO, run, tiny_config
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_criterion  # noqa: E402
@@ -84,3 +84,16 @@ def test_bench_topk_runs_each_method_and_states_its_target(tmp_path):
     ran = {r["method"]: r for r in report["rows"]}
     assert ran["embedding_topk"]["exact"] and ran["naive"]["exact"]
     assert report["targets"][0]["result"] == "not run"  # the target is a GPU one
+
+
+def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_path):
+    out = tmp_path / "train.json"
+    run([sys.executable, REPO / "benchmarks" / "bench_train.py", "--config", tiny_config(tmp_path, multi30k_bin),
+         "--updates", "6", "--skip-updates", "2", "--log-interval", "1", "--rounds", "1",
+         "--variant", "baseline=baseline", "--variant", "skd=skd-neighbours --skd-neighbour-refresh 2",
+         "--json", out])
+    report = json.loads(out.read_text())
+    rows = {row["variant"]: row for row in report["variants"]}
+    assert rows["baseline"]["step_time_ratio"] == 1.0 and rows["skd"]["step_time_ratio"] > 0
+    assert rows["skd"]["flags"] == ["--skd-neighbour-refresh", "2"]
+    assert report["peak_memory"] == ["host resident set"] and rows["skd"]["peak_memory_mib"][0] > 0

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, require_shared, run
+from conftest import REPO, require_shared, run, tiny_config
 
 SCRIPTS = REPO / "scripts"
 
@@ -159,31 +159,6 @@ def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path):
     # A process that never used CUDA writes nothing.
     subprocess.run([sys.executable, "-c", "import skd_fairseq"], check=True, env=env, cwd=REPO)
     assert len(peak_file.read_text().splitlines()) == 2
-
-
-def tiny_config(tmp_path, multi30k_bin):
-    config = tmp_path / "tiny-demo.sh"
-    config.write_text(f"""
-DATASET=multi30k-slice
-PAIR=de-en
-SRC=de
-TGT=en
-DATA_DIR={multi30k_bin}
-PREPARE=(scripts/prepare-multi30k.sh -o {multi30k_bin})
-DATA=$DATA_DIR/bin
-REFERENCE_PREFIX=$DATA_DIR/raw
-POST_PROCESS=sentencepiece
-FAIRSEQ_ARGS=(--task translation -s de -t en --arch transformer --share-all-embeddings
-  --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 --decoder-embed-dim 64
-  --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128
-  --encoder-attention-heads 2 --decoder-attention-heads 2
-  --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --max-tokens 1024 --max-update 8
-  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints
-  --required-batch-size-multiple 1 --num-workers 0)
-GENERATE_ARGS=(--beam 2 --max-tokens 4000)
-AVERAGE_LAST=1
-""")
-    return config
 
 
 def small_slice(multi30k_bin, out, lines=300):
