@@ -3,8 +3,9 @@
 
   archive_runs.py --out DIR RESULT.json [...]
 
-For each run: its result file, train.json, the hypotheses it scored and the validation
-lines of its train.log, into DIR/METHOD/seedN/; the references once per benchmark into
+For each run: its result file, train.json, the hypotheses it scored (a language model:
+its per-sample scores) and the validation lines of its train.log, into
+DIR/METHOD/seedN/; the references once per benchmark into
 DIR/references/. The copied result files point at the copies, so
 ``make-tables.py DIR/*/seed*/result.*.json --significance --plot ...`` rebuilds the
 table, the significance tests and the curves without the checkpoints or the data.
@@ -33,11 +34,11 @@ def archive(result_path, out):
     if os.path.exists(log):  # the validation records: what make-tables.py plots
         with open(log) as f, open(os.path.join(dest, "train.log"), "w") as g:
             g.writelines(line for line in f if "| valid |" in line)
-    for key in ("hypotheses", "references"):
+    for key in ("hypotheses", "scores", "references"):
         if key not in result:
             continue
         source = os.path.normpath(os.path.join(run_dir, result[key]))
-        if key == "hypotheses":
+        if key != "references":
             target = os.path.join(dest, os.path.basename(source))
         else:
             name = "-".join(filter(None, [result.get("dataset"), result.get("pair"), os.path.basename(source)]))

@@ -10,7 +10,9 @@ Runs fairseq-eval-lm on the SPLIT of CONFIG's data with the run's checkpoint and
 CONFIG's EVAL_LM_ARGS (for WikiText-103, fairseq's recipe: --tokens-per-sample 512
 --context-window 400: every token is scored with at least 400 tokens of context).
 Writes DIR/result.SPLIT.json (perplexity, base-2 loss, scored tokens, the run's
-train.json) and DIR/eval-lm.SPLIT.log.
+train.json), DIR/eval-lm.SPLIT.log and DIR/scores.SPLIT.tsv: per scored sample
+(fairseq-eval-lm's blocks of the split), its id, number of tokens and summed natural-log
+probability, from which scripts/make-tables.py --significance bootstraps perplexity.
 EOF
 }
 
@@ -44,11 +46,11 @@ model=$run_dir/checkpoint_$checkpoint.pt
 log=$run_dir/eval-lm.$split.log
 echo "[evaluate-lm] fairseq-eval-lm $split with $model"
 fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
-  "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
+  --output-word-probs "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
   || { tail -n 20 "$log" >&2; die "fairseq-eval-lm failed (log: $log)"; }
 
 python - "$log" "$run_dir" "$split" "$checkpoint" "$DATASET" "${EVAL_LM_ARGS[*]}" "$repo/scripts" <<'EOF'
-import os, re, sys
+import math, os, re, sys
 
 log, run_dir, split, checkpoint, dataset, eval_args, scripts = sys.argv[1:]
 sys.path.insert(0, scripts)
@@ -59,7 +61,26 @@ loss = re.search(r"Loss \(base 2\): ([0-9.]+), Perplexity: ([0-9.]+)", text)
 tokens = re.search(r"Evaluated ([0-9,]+) tokens", text)
 if not loss or not tokens:
     sys.exit(f"evaluate-lm: no perplexity in {log}")
+# --output-word-probs: one line per sample, "ID tok [logp]<TAB>tok [logp]...", natural log.
+samples = {}
+for line in text.splitlines():
+    match = re.search(r"fairseq_cli\.eval_lm(?::| \| )(\d+) (.*)$", line)  # either logging format
+    if match:
+        scores = [float(s) for s in re.findall(r" \[(-?(?:[0-9.]+|inf))\](?:\t|$)", " " + match.group(2))]
+        scores = [s for s in scores if math.isfinite(s)]  # as fairseq-eval-lm, which skips infinite scores
+        samples[int(match.group(1))] = (len(scores), math.fsum(scores))
+scored = sum(n for n, _ in samples.values())
+ppl = math.exp(-math.fsum(s for _, s in samples.values()) / max(scored, 1))
+# The per-sample scores must reproduce fairseq's own perplexity, or the bootstrap would test something else.
+if not samples or abs(ppl - float(loss.group(2))) > 1e-3 * float(loss.group(2)) + 0.01:
+    sys.exit(f"evaluate-lm: the per-sample scores in {log} ({len(samples)} samples, perplexity {ppl:.2f}) "
+             f"do not reproduce fairseq-eval-lm's perplexity {loss.group(2)}")
+scores_file = f"scores.{split}.tsv"
+with open(os.path.join(run_dir, scores_file), "w") as f:
+    f.write("id\ttokens\tlogprob\n")
+    f.writelines(f"{i}\t{n}\t{s!r}\n" for i, (n, s) in sorted(samples.items()))
 result = {"dataset": dataset, "pair": "", "split": split, "checkpoint": checkpoint, "eval_lm_args": eval_args,
+          "scores": scores_file,
           "metrics": {"ppl": float(loss.group(2)), "loss_base2": float(loss.group(1)),
                       "tokens": int(tokens.group(1).replace(",", ""))}}
 out = os.path.join(run_dir, f"result.{split}.json")

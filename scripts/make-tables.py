@@ -10,8 +10,10 @@ give BLEU and chrF (with their sacrebleu signatures), language-model results
 perplexity. Options:
 
   --flags          a column with each method's criterion preset and extra flags (sweeps)
-  --significance   paired bootstrap resampling (sacrebleu, 1000 resamples) of each method
-                   against --baseline on BLEU, seed by seed (baseline seed s vs method seed s)
+  --significance   paired bootstrap resampling (1000 resamples) of each method against
+                   --baseline, seed by seed (baseline seed s vs method seed s): BLEU with
+                   sacrebleu's --paired-bs; perplexity the same way over the samples that
+                   fairseq-eval-lm scored (scores.SPLIT.tsv, from scripts/evaluate-lm.sh)
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
   --cost           a column with each method's training time and peak memory relative to
@@ -170,6 +172,54 @@ def significance(results, baseline):
     return lines + ["", f"bootstrap signature: `{signature}`"]
 
 
+def lm_scores(result):
+    """(sample ids, tokens, summed log-probabilities) of a language-model result's scores file."""
+    if "scores" not in result:
+        sys.exit(f"make-tables: {result['run_dir']}/result.{result['split']}.json has no per-sample scores for "
+                 "the perplexity bootstrap: re-run scripts/evaluate-lm.sh on that run (or leave out --significance)")
+    import numpy as np
+    table = np.loadtxt(os.path.join(result["run_dir"], result["scores"]), skiprows=1, ndmin=2)
+    return table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
+
+
+def lm_significance(results, baseline, n_samples=1000, seed=12345):
+    """Paired bootstrap of perplexity: sacrebleu's paired-bs test with fairseq-eval-lm's samples as the units."""
+    import numpy as np
+
+    lines = [f"Paired bootstrap resampling against `{baseline}` (perplexity, {n_samples} resamples of the "
+             "samples fairseq-eval-lm scored, sacrebleu's paired-bs statistic), seed by seed: the method's "
+             "perplexity, its 95 % confidence interval, and p.", ""]
+    lines += ["| benchmark | method | seed | baseline perplexity | method perplexity (± 95 % CI) | p |",
+              "|---|---|---:|---:|---:|---:|"]
+    index = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
+    units = set()
+    for key, r in sorted(index.items(), key=lambda kv: (kv[0][1:4], kv[0][0], str(kv[0][4]))):
+        method, *column, seed_ = key
+        base = index.get((baseline, *column, seed_))
+        if method == baseline or base is None:
+            continue
+        (ids_b, tokens_b, logp_b), (ids_m, tokens_m, logp_m) = lm_scores(base), lm_scores(r)
+        if not (np.array_equal(ids_b, ids_m) and np.array_equal(tokens_b, tokens_m)):
+            sys.exit(f"make-tables: {r['run_dir']} and {base['run_dir']} scored different samples; evaluate both "
+                     "with the same data and EVAL_LM_ARGS")
+        idx = np.random.default_rng(seed).choice(len(ids_b), size=(n_samples, len(ids_b)), replace=True)
+        tokens = tokens_b[idx].sum(1)
+        ppl_b, ppl_m = np.exp(-logp_b[idx].sum(1) / tokens), np.exp(-logp_m[idx].sum(1) / tokens)
+        real_b, real_m = np.exp(-logp_b.sum() / tokens_b.sum()), np.exp(-logp_m.sum() / tokens_b.sum())
+        # As sacrebleu's paired-bs: the resampled |difference|, centred, against the observed one;
+        # the CI is half the central 95 % range of the method's resampled perplexities.
+        diffs = np.abs(ppl_m - ppl_b)
+        p = (np.sum(diffs - diffs.mean() > abs(real_m - real_b)) + 1) / (n_samples + 1)
+        ppl_sorted = np.sort(ppl_m)
+        ci = 0.5 * (ppl_sorted[n_samples - n_samples // 40 - 1] - ppl_sorted[n_samples // 40])
+        units.add(f"{benchmark_name(column)}: {len(ids_b)} samples, {int(tokens_b.sum())} tokens")
+        lines.append(f"| {benchmark_name(column)} | {method} | {seed_} | {real_b:.2f} | {real_m:.2f} (± {ci:.2f}) | {p:.4f} |")
+    if not units:
+        return []
+    return lines + ["", f"bootstrap: {n_samples} resamples with numpy seed {seed}; "
+                    f"resampled units: {'; '.join(sorted(units))}"]
+
+
 VALID = re.compile(r"\| valid \| epoch \d+ \| valid on '[^']+' subset \|.*?\| ppl ([0-9.]+) .*?\| num_updates (\d+)")
 
 
@@ -255,6 +305,8 @@ def main():
     if lm:
         lines += [""] if lines else []
         lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra)
+        if args.significance:
+            lines += [""] + lm_significance(lm, args.baseline)
     if cost:
         lines += ["", *cost.table()]
     text = "\n".join(lines) + "\n"

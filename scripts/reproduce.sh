@@ -21,7 +21,7 @@ TABLE is one of:
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
-+- std over seeds, paired bootstrap against the baseline for translation) and
++- std over seeds, paired bootstrap against the baseline: BLEU, or perplexity) and
 RESULTS/TABLE.png (validation curves), and scripts/archive_runs.py copies what they
 were computed from (result files, train.json, hypotheses, validation records) into
 RESULTS/TABLE-runs/, from which make-tables.py rebuilds them. Language-model rows are trained with
@@ -123,14 +123,17 @@ for seed in $seeds; do
       else
         bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test
       fi
+    elif [ "$kind" = lm ] && ! grep -q '"scores"' "$result"; then
+      # evaluated before evaluate-lm.sh kept per-sample scores, which the significance test needs
+      echo "=== [reproduce $table] $preset, seed $seed: evaluating again for per-sample scores ==="
+      bash scripts/evaluate-lm.sh "$config" --run-dir "$run_dir" --split test
     fi
     result_files+=("$result")
   done
 done
 
 mkdir -p "$results_dir"
-significance=()
-[ "$kind" != lm ] && significance=(--significance)
+significance=(--significance)
 [ "$kind" = kd ] && significance+=(--cost)
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"

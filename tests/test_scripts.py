@@ -2,8 +2,10 @@
 
 import gzip
 import json
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -239,11 +241,9 @@ def test_make_tables_means_significance_and_plot(tmp_path):
                                   [(100, 50.0), (200, 30.0)]))
         files.append(write_result(tmp_path / f"skd{seed}", "skd-neighbours", seed, refs, refs, s, 45.0,
                                   [(100, 45.0), (200, 25.0)]))
-    lm = tmp_path / "lm" / "result.test.json"
-    lm.parent.mkdir()
-    lm.write_text(json.dumps({"dataset": "toy-lm", "split": "test", "metrics": {"ppl": 80.5},
-                              "training": {"preset": "baseline", "seed": "1"}}))
-    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, lm, "--significance",
+    lm = [write_lm_result(tmp_path / "lm-base", "baseline", [-4.0, -5.0] * 30),
+          write_lm_result(tmp_path / "lm-skd", "skd-neighbours", [-3.0, -4.0] * 30)]
+    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, *lm, "--significance",
                "--plot", tmp_path / "curves.png", "--out", tmp_path / "table.md"]).stdout
     assert "| baseline | 21.00 ± 1.41 (n=2) | 40.00 ± 0.00 (n=2) |" in out
     assert "| skd-neighbours | 25.00 ± 1.41 (n=2) | 45.00 ± 0.00 (n=2) |" in out
@@ -251,9 +251,39 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours |")]
     assert len(rows) == 2 and all(float(r.split("|")[-2]) < 0.05 for r in rows)
     assert "bootstrap signature: `nrefs:1|bs:1000" in out
-    assert "| baseline | 80.50 (n=1) |" in out  # the language-model table
+    assert "| baseline | 90.02 (n=1) |" in out  # the language-model table
+    # Perplexity bootstrapped over the scored samples: exp(4.5) against exp(3.5), clearly significant.
+    row = next(line for line in out.splitlines() if line.startswith("| toy-lm test | skd-neighbours | 1 | 90.02 | 33.12 (± "))
+    assert float(row.split("|")[-2]) < 0.05
+    assert "resampled units: toy-lm test: 60 samples, 600 tokens" in out
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "table.md").read_text() == out
+
+
+def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
+    """A language-model result whose samples each have tokens_per_sample tokens of the given mean log-probability."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "scores.test.tsv").write_text("id\ttokens\tlogprob\n" + "".join(
+        f"{i}\t{tokens_per_sample}\t{lp * tokens_per_sample}\n" for i, lp in enumerate(sample_logprobs)))
+    ppl = math.exp(-statistics.mean(sample_logprobs))
+    result = {"dataset": "toy-lm", "split": "test", "scores": "scores.test.tsv", "metrics": {"ppl": round(ppl, 2)},
+              "training": {"preset": method, "method": method, "seed": "1", "extra_flags": ""}}
+    (run_dir / "result.test.json").write_text(json.dumps(result))
+    return run_dir / "result.test.json"
+
+
+def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
+    base = write_lm_result(tmp_path / "base", "baseline", [-4.0] * 20)
+    other = write_lm_result(tmp_path / "other", "skd-neighbours", [-4.0] * 19)
+    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, other, "--significance"], check=False)
+    assert proc.returncode == 1 and "scored different samples" in proc.stderr
+    old = json.loads(other.read_text())
+    del old["scores"]
+    other.write_text(json.dumps(old))
+    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, other, "--significance"], check=False)
+    assert proc.returncode == 1 and "no per-sample scores" in proc.stderr and "re-run scripts/evaluate-lm.sh" in proc.stderr
+    # Without --significance the table needs no scores.
+    assert "| skd-neighbours | 54.60 (n=1) |" in run([sys.executable, SCRIPTS / "make-tables.py", base, other]).stdout
 
 
 def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_path):
@@ -382,8 +412,24 @@ EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
     result = json.loads((tmp_path / "runs" / "skd-predicted" / "seed2" / "result.test.json").read_text())
     assert result["metrics"]["ppl"] > 1 and result["metrics"]["tokens"] > 1000
     assert "--label-smoothing 0" in result["training"]["extra_flags"]
+    scores = (tmp_path / "runs" / "skd-predicted" / "seed2" / result["scores"]).read_text().splitlines()
+    assert scores[0] == "id\ttokens\tlogprob" and sum(int(line.split("\t")[1]) for line in scores[1:]) > 1000
     table = (tmp_path / "results" / "multi30k-en-lm.md").read_text()
-    assert "perplexity" in table and "| skd-predicted |" in table and "Paired bootstrap" not in table
+    assert "perplexity" in table and "| skd-predicted |" in table
+    assert "| wikitext2-sample test | skd-predicted | 2 |" in table and "method perplexity (± 95 % CI)" in table
+    # The archive holds the per-sample scores, so the significance test is rebuilt from it.
+    archived = sorted((tmp_path / "results" / "multi30k-en-lm-runs").glob("*/seed*/result.test.json"))
+    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags"]).stdout
+    assert rebuilt.strip() in table
+    # A result evaluated before the scores existed is evaluated again, not retrained.
+    run_result = tmp_path / "runs" / "baseline" / "seed2" / "result.test.json"
+    fresh = json.loads(run_result.read_text())
+    del fresh["scores"]
+    run_result.write_text(json.dumps(fresh))
+    again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k-lm", "--config", config, "--seeds", "2",
+                 "--presets", "baseline skd-predicted", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    assert "baseline, seed 2: evaluating again for per-sample scores" in again.stdout
+    assert "fairseq-train" not in again.stdout and json.loads(run_result.read_text())["scores"] == "scores.test.tsv"
 
 
 def test_reproduce_rejects_unknown_tables():
