@@ -54,19 +54,19 @@ def test_iterations_feed_the_student_its_greedy_predictions(tmp_path, fresh_metr
     sample = translation_sample(task, seed=3)
     pad = task.target_dictionary.pad()
     seen = {"student": [], "teacher": []}
-    student_decoder, teacher_forward = model.decoder.forward, teacher.forward
+    student_decoder, teacher_decoder = model.decoder.forward, teacher.decoder.forward
     model.decoder.forward = lambda prev, **kw: seen["student"].append(prev.clone()) or student_decoder(prev, **kw)
-    teacher.forward = lambda **net_input: (
-        seen["teacher"].append(net_input["prev_output_tokens"].clone()) or teacher_forward(**net_input)
-    )
-    encoder_calls = []
+    teacher.decoder.forward = lambda prev, **kw: seen["teacher"].append(prev.clone()) or teacher_decoder(prev, **kw)
+    encoder_calls, teacher_encoder_calls = [], []
     model.encoder.register_forward_hook(lambda *args: encoder_calls.append(1))
+    teacher.encoder.register_forward_hook(lambda *args: teacher_encoder_calls.append(1))
     tie.teacher.models[0] = teacher
     model.train()
     original = sample["net_input"]["prev_output_tokens"].clone()
     loss, _, log = tie(model, sample)
     loss.backward()
     assert len(encoder_calls) == 1  # the encoder runs once; its output serves every pass
+    assert len(teacher_encoder_calls) == 1  # so does the teacher's
     assert len(seen["student"]) == 3
     assert all(torch.equal(s, t) for s, t in zip(seen["student"], seen["teacher"]))
     assert torch.equal(seen["student"][0], original)
@@ -83,6 +83,19 @@ def test_iterations_feed_the_student_its_greedy_predictions(tmp_path, fresh_metr
     want = torch.cat([original[:, :1], first.argmax(-1)[:, :-1]], 1).masked_fill(original.eq(pad), pad)
     assert torch.equal(seen["student"][1], want)
     assert torch.isfinite(loss) and "tie_rank" in log
+
+
+def test_reusing_the_teachers_encoder_output_changes_no_loss(tmp_path, fresh_metrics):
+    task, model, tie, _ = build_tie(tmp_path, "--tie-iterations", "3", "--tie-topk", "3")
+    sample = translation_sample(task, seed=5)
+    model.train()
+    torch.manual_seed(7)
+    cached_loss, _, cached_log = tie(model, sample)
+    tie.teacher.encode = lambda *args, **kwargs: None  # every pass runs the whole teacher again
+    torch.manual_seed(7)  # the same dropout masks in the student
+    loss, _, log = tie(model, sample)
+    assert torch.equal(cached_loss, loss)
+    assert all(torch.equal(cached_log[key], log[key]) for key in ("kd_kl", "tie_rank"))
 
 
 def test_validation_runs_one_plain_pass(tmp_path, fresh_metrics):

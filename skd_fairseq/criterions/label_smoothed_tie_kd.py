@@ -2,7 +2,8 @@
 
 L_teacher = (1/n) sum over n decoder passes of (T^2 KL + L_rank). Pass 1 is the usual
 teacher-forced pass; pass m+1 feeds the student decoder its own greedy predictions of
-pass m (the teacher is re-run on the same prefix). L_rank is
+pass m (the teacher's decoder is re-run on the same prefix; the student's and the
+teacher's encoders run once per step). L_rank is
 :func:`skd_fairseq.distillation.tie_ranking_loss`.
 """
 
@@ -89,6 +90,10 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
     def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
         later_passes, self._later_passes = self._later_passes, None
         net_input = dict(sample["net_input"])
+        # Every pass decodes the same source: the teachers encode it once per step.
+        teacher_encoder_outs = (
+            self.teacher.encode(net_input, like=next(model.parameters())) if self.tie_iterations > 1 else None
+        )
         total = kl_sum = rank_sum = 0.0
         for iteration in range(self.tie_iterations):
             if iteration > 0:
@@ -101,7 +106,7 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                     src_lengths=net_input["src_lengths"],
                 )
                 lprobs, _ = self.get_lprobs_and_target(model, net_output, sample)
-            teacher_probs, teacher_ids = self.teacher_targets(model, net_input)
+            teacher_probs, teacher_ids = self.teacher_targets(model, net_input, teacher_encoder_outs)
             student = tempered_log_probs(lprobs, self.kd_temperature)
             kl = kl_to_teacher(student, teacher_probs, teacher_ids, pad_mask=pad_mask, reduce=reduce)
             rank = tie_ranking_loss(

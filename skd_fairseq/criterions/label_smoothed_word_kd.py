@@ -91,9 +91,12 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
         )
         return self.kd_temperature**2 * kl, {"kd_kl": kl.detach().sum()}
 
-    def teacher_targets(self, model, net_input):
-        """q for ``net_input``, flattened like the student's lprobs, on its device and dtype."""
-        teacher_lprobs = self.teacher.log_probs(net_input, like=next(model.parameters()))
+    def teacher_targets(self, model, net_input, teacher_encoder_outs=None):
+        """q for ``net_input``, flattened like the student's lprobs, on its device and dtype
+        (``teacher_encoder_outs``: see :meth:`TeacherEnsemble.encode`)."""
+        teacher_lprobs = self.teacher.log_probs(
+            net_input, like=next(model.parameters()), encoder_outs=teacher_encoder_outs
+        )
         return teacher_distribution(
             (self.flatten_like_target(t) for t in teacher_lprobs),
             self.kd_temperature,

@@ -1,12 +1,13 @@
 """The frozen teacher(s) of the KD criteria: loading, checks, and their log-probabilities."""
 
 import os
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import torch
 from fairseq import checkpoint_utils
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.models import FairseqEncoderDecoderModel
 
 
 class TeacherEnsemble:
@@ -37,20 +38,45 @@ class TeacherEnsemble:
                 self.models.append(model)
         self._placement = None
 
-    def log_probs(self, net_input, like: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Each teacher's log-probabilities [B, T, V] for ``net_input``, one at a time (no gradient).
-
-        ``like``: a student parameter; the teachers move to its device and dtype the first
-        time (and whenever the student's changes).
-        """
+    def place(self, like: torch.Tensor) -> None:
+        """Move the teachers to the device and dtype of ``like`` (a student parameter) when
+        they are not there yet (the first time, and whenever the student's change)."""
         placement = (like.device, like.dtype)
         if placement != self._placement:
             for model in self.models:
                 model.to(device=like.device, dtype=like.dtype)
             self._placement = placement
-        for model in self.models:
+
+    def encode(self, net_input, like: torch.Tensor) -> Optional[List[object]]:
+        """Each teacher's encoder output for ``net_input``, to reuse over several decoder
+        passes on the same source (TIE-KD); None when some teacher has no encoder."""
+        if not all(isinstance(model, FairseqEncoderDecoderModel) for model in self.models):
+            return None
+        self.place(like)
+        with torch.no_grad():
+            return [
+                model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+                for model in self.models
+            ]
+
+    def log_probs(
+        self, net_input, like: torch.Tensor, encoder_outs: Optional[List[object]] = None
+    ) -> Iterator[torch.Tensor]:
+        """Each teacher's log-probabilities [B, T, V] for ``net_input``, one at a time (no gradient).
+
+        ``like``: a student parameter (see :meth:`place`). ``encoder_outs``: what
+        :meth:`encode` returned for this source; only the decoders run then.
+        """
+        self.place(like)
+        for i, model in enumerate(self.models):
             with torch.no_grad():
-                net_output = model(**net_input)
+                if encoder_outs is None:
+                    net_output = model(**net_input)
+                else:
+                    net_output = model.decoder(
+                        net_input["prev_output_tokens"], encoder_out=encoder_outs[i],
+                        src_lengths=net_input["src_lengths"],
+                    )
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
 
