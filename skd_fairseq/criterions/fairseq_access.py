@@ -1,4 +1,5 @@
-"""What the criteria take from fairseq: the output embedding, the excluded symbols, the update count."""
+"""What the criteria take from fairseq: the output embedding, the excluded symbols, the update count,
+and an encoder-decoder run in pieces."""
 
 import functools
 import re
@@ -73,3 +74,14 @@ def relay_num_updates(task) -> None:
 
     relaying_train_step.relays_num_updates = True
     task.train_step = relaying_train_step
+
+
+def encode_source(model, net_input):
+    """The encoder output of a fairseq encoder-decoder ``model`` for ``net_input``, as its
+    ``forward`` computes it before decoding (kept to decode several prefixes of one source)."""
+    return model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+
+
+def decode_prefix(decoder, prev_output_tokens, encoder_out, net_input):
+    """The decoder output for ``prev_output_tokens`` given an :func:`encode_source` output."""
+    return decoder(prev_output_tokens, encoder_out=encoder_out, src_lengths=net_input["src_lengths"])

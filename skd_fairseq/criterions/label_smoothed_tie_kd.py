@@ -15,6 +15,7 @@ from fairseq.models import FairseqEncoderDecoderModel
 from torch.nn.parallel import DistributedDataParallel
 
 from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
+from .fairseq_access import decode_prefix, encode_source
 from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
 from .teacher import registered_task_name
 
@@ -80,12 +81,10 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                 "use --tie-iterations 1"
             )
         net_input, student = sample["net_input"], wrappers[-1]
-        encoder_out = student.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        encoder_out = encode_source(student, net_input)
         # Kept for the later passes of this step, which reuse the encoder (as the authors do).
         self._later_passes = (student.decoder, encoder_out)
-        return student.decoder(
-            net_input["prev_output_tokens"], encoder_out=encoder_out, src_lengths=net_input["src_lengths"]
-        )
+        return decode_prefix(student.decoder, net_input["prev_output_tokens"], encoder_out, net_input)
 
     def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
         later_passes, self._later_passes = self._later_passes, None
@@ -101,10 +100,7 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                 net_input["prev_output_tokens"] = self.greedy_decoder_input(
                     net_input["prev_output_tokens"], net_output
                 )
-                net_output = decoder(
-                    net_input["prev_output_tokens"], encoder_out=encoder_out,
-                    src_lengths=net_input["src_lengths"],
-                )
+                net_output = decode_prefix(decoder, net_input["prev_output_tokens"], encoder_out, net_input)
                 lprobs, _ = self.get_lprobs_and_target(model, net_output, sample)
             teacher_probs, teacher_ids = self.teacher_targets(model, net_input, teacher_encoder_outs)
             student = tempered_log_probs(lprobs, self.kd_temperature)

@@ -9,6 +9,8 @@ from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.models import FairseqEncoderDecoderModel
 
+from .fairseq_access import decode_prefix, encode_source
+
 
 class TeacherEnsemble:
     """One or more teacher checkpoints, frozen, in eval mode, on the student's device and dtype.
@@ -54,10 +56,7 @@ class TeacherEnsemble:
             return None
         self.place(like)
         with torch.no_grad():
-            return [
-                model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
-                for model in self.models
-            ]
+            return [encode_source(model, net_input) for model in self.models]
 
     def log_probs(
         self, net_input, like: torch.Tensor, encoder_outs: Optional[List[object]] = None
@@ -73,9 +72,8 @@ class TeacherEnsemble:
                 if encoder_outs is None:
                     net_output = model(**net_input)
                 else:
-                    net_output = model.decoder(
-                        net_input["prev_output_tokens"], encoder_out=encoder_outs[i],
-                        src_lengths=net_input["src_lengths"],
+                    net_output = decode_prefix(
+                        model.decoder, net_input["prev_output_tokens"], encoder_outs[i], net_input
                     )
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
