@@ -1,0 +1,28 @@
+# Multi30k de->en, trained to convergence on a CPU: the table config of results/multi30k-de-en.md.
+# The model is the demo's (2+2 layers, 256 wide, shared embeddings); it trains for a fixed
+# number of epochs, chosen from the baseline's validation curve (results/multi30k-de-en-sweep.md),
+# and is scored with the average of its last epoch checkpoints and beam 5.
+DATASET=multi30k
+PAIR=de-en
+SRC=de
+TGT=en
+DATA_DIR=data/multi30k.de-en
+PREPARE=(scripts/prepare-multi30k.sh -s de -t en -o data/multi30k.de-en --vocab-size 8000)
+DATA=$DATA_DIR/bin
+REFERENCE_PREFIX=$DATA_DIR/raw    # raw text: REFERENCE_PREFIX/{valid,test}.TGT
+POST_PROCESS=sentencepiece
+FAIRSEQ_ARGS=(
+  --task translation -s de -t en
+  --arch transformer --share-all-embeddings
+  --encoder-layers 2 --decoder-layers 2
+  --encoder-embed-dim 256 --decoder-embed-dim 256
+  --encoder-ffn-embed-dim 512 --decoder-ffn-embed-dim 512
+  --encoder-attention-heads 4 --decoder-attention-heads 4
+  --dropout 0.3 --weight-decay 0.0001
+  --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm 0.0
+  --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 200
+  --max-tokens 4096 --required-batch-size-multiple 1
+  --max-epoch 30 --keep-last-epochs 5
+)
+GENERATE_ARGS=(--beam 5 --lenpen 1.0 --max-tokens 8000)
+AVERAGE_LAST=5
