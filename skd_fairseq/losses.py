@@ -6,7 +6,8 @@ Per target position with gold token t, candidates c_1..c_k and entries [t, c_1..
     L_skd   = - sum_j q_j log p(entry_j)
     L       = (1 - alpha) L_ls + alpha L_skd
 
-where L_ls is fairseq's label-smoothed NLL (``label_smoothed_nll_loss``).
+where tau is either fixed or, with a gold mass rho, solved per position so that q_t = rho.
+L_ls is fairseq's label-smoothed NLL (``label_smoothed_nll_loss``).
 """
 
 import torch
@@ -17,38 +18,111 @@ from .similarity import EmbeddingSimilarity
 _SOFT_TARGET_BLOCK_ELEMENTS = 1 << 24
 
 
+# Newton steps of the gold-mass solve: 20 already give rho to 1e-6 for gaps spanning
+# 1e-6 to 1e3 in one row (tests/test_losses.py); a fixed count, so the solve never syncs.
+GOLD_MASS_NEWTON_STEPS = 30
+
+
+def check_gold_mass(gold_mass: float, k: int) -> None:
+    """rho must lie strictly between the uniform mass 1/(k+1) and 1."""
+    if not 1.0 / (k + 1) < gold_mass < 1.0:
+        raise ValueError(
+            f"gold mass must be in (1/(k+1), 1) = ({1.0 / (k + 1):.4g}, 1) for k = {k} candidates, "
+            f"got {gold_mass}: 1/(k+1) is the mass of a uniform q (infinite tau), 1 a one-hot q (tau 0)"
+        )
+
+
+def gold_mass_soft_targets(similarities: torch.Tensor, gold_mass: float, steps: int = GOLD_MASS_NEWTON_STEPS):
+    """q = softmax(similarities / tau) with tau solved per row so that q[:, 0] = ``gold_mass``.
+
+    With d_j = s_0 - s_j >= 0 (column 0 is the gold token's similarity with itself, the
+    largest for cosine and l2; rounding below 0 is clamped) and beta = 1/tau, the target is
+    sum_j exp(-beta d_j) = 1/rho - 1. Its log is convex and decreasing in beta, so Newton's
+    method from beta = 0 climbs to the root without overshooting. A row whose target cannot be
+    reached (m candidates tie with the gold token and 1/(m+1) <= rho: every row of a zero
+    embedding, say) gets the limit tau -> 0: q uniform over the gold token and its ties.
+
+    Args:
+        similarities: [N, k+1] similarities, column 0 the gold token's with itself.
+        gold_mass: rho in (1/(k+1), 1).
+        steps: Newton steps (a fixed number: no host-device sync).
+
+    Returns:
+        (q [N, k+1] fp32 without gradient, tau [N] fp32: the solved temperature, 0 where the
+        gold mass could not be reached).
+    """
+    check_gold_mass(gold_mass, similarities.size(-1) - 1)
+    with torch.no_grad():
+        sims = similarities.detach().float()
+        gaps = (sims[:, :1] - sims[:, 1:]).clamp_min_(0.0)  # d_j, [N, k]
+        log_target = torch.log(torch.tensor(1.0 / gold_mass - 1.0, dtype=torch.float32, device=sims.device))
+        ties = gaps.eq(0).sum(-1)
+        reachable = ties < (1.0 / gold_mass - 1.0)
+        beta = torch.zeros(sims.size(0), dtype=torch.float32, device=sims.device)
+        for _ in range(steps):
+            logits = -beta.unsqueeze(-1) * gaps
+            excess = torch.logsumexp(logits, dim=-1) - log_target  # > 0 left of the root
+            slope = -(torch.softmax(logits, dim=-1) * gaps).sum(-1)  # < 0 where reachable
+            beta = beta - excess / slope.masked_fill(slope.ge(0), -1.0)
+        beta = torch.where(reachable, beta.clamp_min(0.0), torch.full_like(beta, float("inf")))
+        # tau -> 0 leaves only the ties: -beta * 0 would be nan there, so they keep logit 0.
+        logits = torch.where(gaps.gt(0), -beta.unsqueeze(-1) * gaps, torch.zeros_like(gaps))
+        q = torch.softmax(torch.cat([torch.zeros_like(beta).unsqueeze(-1), logits], dim=-1), dim=-1)
+        return q, beta.reciprocal()
+
+
 def skd_soft_targets(
     embeddings: torch.Tensor,
     target: torch.Tensor,
     candidates: torch.Tensor,
     similarity: str,
-    temperature: float,
-) -> torch.Tensor:
-    """q over [t, c_1..c_k] for each position.
+    temperature: float = None,
+    gold_mass: float = None,
+    return_temperature: bool = False,
+):
+    """q over [t, c_1..c_k] for each position, at a fixed tau or at a gold mass rho.
 
     Args:
         embeddings: [V, D] output embedding matrix.
         target: [N] gold ids.
         candidates: [N, k] candidate ids.
         similarity: ``cosine``, ``l2`` or ``dot``.
-        temperature: tau > 0.
+        temperature: tau > 0 (give this or ``gold_mass``).
+        gold_mass: rho in (1/(k+1), 1): tau solved per position so that q_t = rho
+            (:func:`gold_mass_soft_targets`); cosine or l2 only, where the gold token is
+            the most similar to itself.
+        return_temperature: also return tau per position.
 
     Returns:
         FloatTensor [N, k+1] (fp32, rows sum to 1, no gradient); column 0 is the gold token.
+        With ``return_temperature``: (q, tau [N]); tau is 0 where rho could not be reached.
     """
-    if not temperature > 0:
+    if (temperature is None) == (gold_mass is None):
+        raise ValueError("give exactly one of temperature and gold_mass")
+    if gold_mass is None and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if gold_mass is not None:
+        if similarity == "dot":
+            raise ValueError(
+                "a gold mass needs a similarity under which each token is the most similar to "
+                "itself (cosine or l2); with dot a candidate can outrank the gold token"
+            )
+        check_gold_mass(gold_mass, candidates.size(-1))
     similarity_of = EmbeddingSimilarity(embeddings, similarity)
     entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
     n, width = entries.shape
     rows = max(1, _SOFT_TARGET_BLOCK_ELEMENTS // (width * embeddings.size(1)))
     q = torch.empty(n, width, dtype=torch.float32, device=embeddings.device)
+    tau = torch.full((n,), temperature or 0.0, dtype=torch.float32, device=embeddings.device)
     with torch.no_grad():
         for start in range(0, n, rows):
             block = entries[start : start + rows]
             sims = similarity_of.pairs(block[:, 0], block)
-            q[start : start + rows] = torch.softmax(sims / temperature, dim=-1)
-    return q
+            if gold_mass is None:
+                q[start : start + rows] = torch.softmax(sims / temperature, dim=-1)
+            else:
+                q[start : start + rows], tau[start : start + rows] = gold_mass_soft_targets(sims, gold_mass)
+    return (q, tau) if return_temperature else q
 
 
 def label_smoothed_skd_loss(

@@ -4,6 +4,8 @@
   (``--skd-candidates neighbours``), chunked so memory stays O(chunk x V).
 * :func:`predicted_topk`: the k tokens the model ranks highest
   (``--skd-candidates predicted``), without copying the [N, V] log-probabilities.
+* :func:`random_candidates`: k tokens drawn uniformly (``--skd-candidates random``,
+  the control that tells neighbours from any extra smoothing).
 """
 
 from typing import Iterable, Optional, Union
@@ -126,3 +128,53 @@ def predicted_topk(
         # A stable sort on the skip flag moves admissible ids first, keeping their order.
         order = skip.to(torch.uint8).sort(dim=-1, stable=True).indices[..., :k]
         return top.gather(-1, order)
+
+
+def admissible_ids(vocab_size: int, exclude: Optional[IdsLike], device=None) -> torch.LongTensor:
+    """The sorted ids a candidate may take: the vocabulary without ``exclude``."""
+    keep = torch.ones(vocab_size, dtype=torch.bool)
+    if exclude is not None:
+        keep[_as_ids(exclude, torch.device("cpu"))] = False
+    return keep.nonzero().squeeze(1).to(device)
+
+
+def random_candidates(
+    target: torch.Tensor,
+    k: int,
+    admissible: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> torch.LongTensor:
+    """``k`` distinct ids per position, drawn uniformly from ``admissible`` without the gold id.
+
+    Robert Floyd's sampling, vectorised over positions: k draws per row, each an index
+    into the row's own pool (the admissible ids, less the gold id when it is one of them),
+    so there is no rejection loop and no host-device sync.
+
+    Args:
+        target: [N] gold ids.
+        k: candidates per position.
+        admissible: sorted [M] ids that may be drawn (:func:`admissible_ids`), on target's device.
+        generator: random source on target's device (reproducible draws).
+
+    Returns:
+        LongTensor [N, k] in no particular order.
+    """
+    m = admissible.numel()
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= m - 1:
+        raise ValueError(f"k={k!r} is out of range: it must be an integer in [1, {m - 1}] for {m} admissible ids")
+    n = target.numel()
+    # Where the gold id sits among the admissible ids, and whether it is one of them.
+    gold_pos = torch.searchsorted(admissible, target).clamp_max_(m - 1)
+    gold_admissible = admissible[gold_pos].eq(target)
+    pool = m - gold_admissible.long()  # [N] ids each row draws from
+    chosen = torch.empty(n, k, dtype=torch.long, device=target.device)
+    for i in range(k):
+        # Floyd: j runs over pool-k .. pool-1; draw t in [0, j]; if t was taken, take j.
+        j = pool - k + i
+        u = torch.rand(n, generator=generator, device=target.device)
+        t = torch.minimum((u * (j + 1).to(u.dtype)).long(), j)
+        taken = chosen[:, :i].eq(t.unsqueeze(1)).any(1)
+        chosen[:, i] = torch.where(taken, j, t)
+    # Skip over the gold id's slot: index x >= gold_pos moves one up when the gold id is admissible.
+    chosen += (chosen >= gold_pos.unsqueeze(1)) & gold_admissible.unsqueeze(1)
+    return admissible[chosen]

@@ -59,3 +59,19 @@ def reference_loss(lprobs, target, candidates, q, alpha, eps, pad):
         nll_total += nll
         skd_total += skd
     return total, nll_total, skd_total
+
+
+def reference_gold_mass_temperature(similarities, rho):
+    """tau with softmax(s / tau)[0] = rho for one row of similarities, by float64 bisection on log tau."""
+    s = [float(x) for x in similarities]
+
+    def gold_q(tau):
+        top = max(s)
+        exps = [math.exp((x - top) / tau) for x in s]
+        return exps[0] / sum(exps)
+
+    lo, hi = math.log(1e-12), math.log(1e12)  # gold_q falls as tau grows
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if gold_q(math.exp(mid)) > rho else (lo, mid)
+    return math.exp((lo + hi) / 2)

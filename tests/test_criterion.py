@@ -131,6 +131,91 @@ def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_me
     assert table_at[10] is not table_at[9] and table_at[20] is not table_at[19]
 
 
+def record_random_draws(monkeypatch):
+    from skd_fairseq.criterions import label_smoothed_skd as module
+
+    draws = []
+    original = module.random_candidates
+    monkeypatch.setattr(module, "random_candidates", lambda *a, **kw: draws.append(original(*a, **kw)) or draws[-1])
+    return draws
+
+
+def test_random_mode_loss_equals_reference_on_its_draws(tmp_path, fresh_metrics, monkeypatch):
+    draws = record_random_draws(monkeypatch)
+    args = SKD + ["--skd-alpha", "0.5", "--skd-topk", "6", "--skd-candidates", "random", "--skd-temperature", "0.3"]
+    task, model, criterion, _ = build_translation(tmp_path, args)
+    sample = translation_sample(task, seed=4)
+    model.train()
+    loss, _, log = criterion(model, sample)
+    lprobs, target = criterion.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    candidates = draws[-1]
+    assert candidates.shape == (target.numel(), 6)
+    assert not candidates.eq(target.unsqueeze(1)).any()
+    assert not torch.isin(candidates, torch.tensor(excluded_token_ids(task.target_dictionary))).any()
+    weight = model.decoder.output_projection.weight.detach()
+    q = reference_soft_targets(weight, target, candidates, "cosine", 0.3)
+    want = reference_loss(lprobs.detach(), target, candidates, q, 0.5, 0.1, task.target_dictionary.pad())
+    assert float(loss.detach()) == pytest.approx(want[0], rel=1e-5)
+    assert float(log["skd_loss"]) == pytest.approx(want[2], rel=1e-5)
+
+
+def test_random_draws_are_reproducible_and_fresh_at_every_step(tmp_path, fresh_metrics, monkeypatch):
+    draws = record_random_draws(monkeypatch)
+    args = SKD + ["--skd-alpha", "0.5", "--skd-candidates", "random"]
+
+    def steps(seed, updates=(0, 0, 1, 2)):
+        task, model, criterion, _ = build_translation(tmp_path, args + ["--seed", str(seed)])
+        sample = translation_sample(task, seed=5)
+        model.train()
+        del draws[:]
+        for u in updates:  # update 0 has two micro-batches
+            criterion.set_num_updates(u)
+            criterion(model, sample)
+        return list(draws)
+
+    first, again, other_seed = steps(1), steps(1), steps(2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # reproducible under the seed
+    for i in range(len(first)):  # fresh per micro-batch and update, and per seed
+        assert (first[i] != other_seed[i]).float().mean() > 0.8
+        for j in range(i):
+            assert (first[i] != first[j]).float().mean() > 0.8
+
+
+def test_gold_mass_mode_puts_rho_on_the_gold_token_and_logs_tau(tmp_path, fresh_metrics):
+    args = SKD + ["--skd-alpha", "0.5", "--skd-gold-mass", "0.75", "--skd-topk", "5"]
+    task, model, criterion, _ = build_translation(tmp_path, args)
+    assert criterion.temperature is None and criterion.gold_mass == 0.75
+    model.train()
+    logs = [criterion(model, translation_sample(task, seed=s))[2] for s in range(2)]
+    ntok = sum(int(log["skd_ntokens"]) for log in logs)
+    assert sum(int(log["skd_tau_ntokens"]) for log in logs) == ntok  # reachable everywhere
+    with metrics.aggregate() as agg:
+        type(criterion).reduce_metrics(logs)
+    values = agg.get_smoothed_values()
+    assert values["skd_gold_q"] == pytest.approx(0.75, abs=1e-4)
+    assert values["skd_tau"] == pytest.approx(sum(float(log["skd_tau"]) for log in logs) / ntok, abs=1e-4)
+    assert values["skd_tau"] > 0
+    # Without a gold mass, tau is the flag's (default 1) and is not logged.
+    task, model, criterion, _ = build_translation(tmp_path, SKD)
+    assert criterion.temperature == 1.0 and criterion.gold_mass is None
+    model.train()
+    assert "skd_tau" not in criterion(model, translation_sample(task))[2]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--skd-gold-mass", "0.8", "--skd-temperature", "0.5"], r"give --skd-temperature or --skd-gold-mass, not both"),
+        (["--skd-gold-mass", "0.1"], r"--skd-gold-mass: gold mass must be in \(1/\(k\+1\), 1\) = \(0.1111, 1\) for k = 8"),
+        (["--skd-gold-mass", "1"], r"--skd-gold-mass: gold mass must be in"),
+        (["--skd-gold-mass", "0.8", "--skd-similarity", "dot"], r"--skd-gold-mass needs --skd-similarity cosine or l2"),
+    ],
+)
+def test_gold_mass_flags_are_checked_when_the_criterion_is_built(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        build_translation(tmp_path, SKD + flags)
+
+
 def test_excluded_ids_are_specials_extra_specials_and_filler(tmp_path):
     from fairseq.data import Dictionary
 

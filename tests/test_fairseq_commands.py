@@ -97,6 +97,14 @@ def test_language_model_trains_and_evaluates(wikitext_bin, tmp_path, candidates)
     assert ppl and 1 < float(ppl.group(1)) < 5000
 
 
+def test_random_candidates_at_a_gold_mass_train(multi30k_bin, tmp_path):
+    proc = train(multi30k_bin / "bin", tmp_path, *TRANSLATION_MODEL, *SKD, "--skd-candidates", "random",
+                 "--skd-gold-mass", "0.8", "--skd-topk", "4", "--skd-alpha", "0.5", "--max-update", "30")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["skd_gold_q"] == pytest.approx(0.8, abs=1e-3) and r["skd_tau"] > 0 for r in records)
+
+
 def test_resumed_run_continues_the_alpha_schedule(multi30k_bin, tmp_path):
     schedule = ["--skd-alpha", "0.8", "--skd-start-update", "4", "--skd-warmup-updates", "16"]
     common = [*TRANSLATION_MODEL, *SKD, *schedule, "--update-freq", "2"]

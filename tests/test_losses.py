@@ -6,11 +6,16 @@ import pathlib
 import pytest
 import torch
 
-from skd_fairseq.losses import label_smoothed_skd_loss, skd_soft_targets
+from skd_fairseq.losses import (
+    check_gold_mass,
+    gold_mass_soft_targets,
+    label_smoothed_skd_loss,
+    skd_soft_targets,
+)
 from skd_fairseq.schedule import check_schedule, skd_alpha
 from skd_fairseq.similarity import SIMILARITIES
 
-from references import reference_loss, reference_soft_targets
+from references import reference_gold_mass_temperature, reference_loss, reference_soft_targets
 
 PAD = 1
 
@@ -49,6 +54,103 @@ def test_soft_targets_reject_bad_temperature():
     embeddings, _, target, candidates = random_batch()
     with pytest.raises(ValueError, match="temperature must be > 0"):
         skd_soft_targets(embeddings, target, candidates, "cosine", 0.0)
+
+
+def gold_first(n, k, scale, generator):
+    """[n, k+1] similarities whose column 0 (the gold token's with itself) is the row maximum."""
+    sims = torch.randn(n, k + 1, generator=generator) * scale
+    sims[:, 0] = sims.max(-1).values + torch.rand(n, generator=generator) * scale
+    return sims
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 64])
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 300.0])
+def test_gold_mass_is_met_to_1e5_and_tau_equals_a_float64_bisection(k, scale):
+    g = torch.Generator().manual_seed(k)
+    sims = gold_first(40, k, scale, g)
+    lowest = 1.0 / (k + 1)
+    for fraction in (0.001, 0.3, 0.7, 0.999):
+        rho = lowest + (1 - lowest) * fraction
+        q, tau = gold_mass_soft_targets(sims, rho)
+        assert q.dtype == torch.float32 and tau.shape == (40,)
+        torch.testing.assert_close(q[:, 0], torch.full((40,), rho), rtol=0, atol=1e-5)
+        torch.testing.assert_close(q.sum(-1), torch.ones(40))
+        # q is softmax(s / tau) with the solved tau, and tau is the float64 root.
+        torch.testing.assert_close(q, torch.softmax(sims / tau.unsqueeze(-1), -1), rtol=1e-4, atol=1e-5)
+        want = torch.tensor([reference_gold_mass_temperature(row, rho) for row in sims[:5]])
+        torch.testing.assert_close(tau[:5].double(), want.double(), rtol=1e-3, atol=0)
+
+
+def test_gold_mass_holds_when_the_gaps_span_nine_orders_of_magnitude():
+    g = torch.Generator().manual_seed(0)
+    for k in (1, 5, 64):
+        gaps = 10 ** torch.empty(200, k).uniform_(-6, 3, generator=g)
+        sims = torch.cat([torch.zeros(200, 1), -gaps], dim=-1)
+        lowest = 1.0 / (k + 1)
+        for rho in (lowest + 1e-4, (lowest + 1) / 2, 0.99, 0.99999):
+            q, _ = gold_mass_soft_targets(sims, rho)
+            torch.testing.assert_close(q[:, 0], torch.full((200,), rho), rtol=0, atol=1e-5)
+
+
+def test_gold_mass_tau_limits_and_monotonicity():
+    sims = torch.tensor([[1.0, 0.5, 0.2, -0.3]])
+    taus = [float(gold_mass_soft_targets(sims, rho)[1]) for rho in (0.2501, 0.3, 0.5, 0.9, 0.999999)]
+    assert all(a > b for a, b in zip(taus, taus[1:]))  # more gold mass, colder q
+    assert taus[0] > 100 and taus[-1] < 0.05  # rho -> 1/(k+1): tau -> inf; rho -> 1: tau -> 0
+
+
+def test_gold_mass_with_ties():
+    # Every similarity equal (a zero embedding under cosine): q is uniform at any tau, and
+    # no tau reaches rho > 1/(k+1): the limit tau -> 0 is reported as 0.
+    q, tau = gold_mass_soft_targets(torch.zeros(3, 5), 0.5)
+    torch.testing.assert_close(q, torch.full((3, 5), 0.2))
+    assert (tau == 0).all()
+    # One candidate ties with the gold token: rho < 1/2 is reachable, rho >= 1/2 gives the
+    # limit, half on the gold token and half on its tie.
+    sims = torch.tensor([[1.0, 1.0, 0.5, 0.0]])
+    q, tau = gold_mass_soft_targets(sims, 0.4)
+    assert float(q[0, 0]) == pytest.approx(0.4, abs=1e-5) and float(q[0, 1]) == pytest.approx(0.4, abs=1e-5)
+    assert float(tau) > 0
+    q, tau = gold_mass_soft_targets(sims, 0.6)
+    torch.testing.assert_close(q, torch.tensor([[0.5, 0.5, 0.0, 0.0]]))
+    assert float(tau) == 0
+    # A candidate a rounding error above the gold token counts as a tie, not as a winner.
+    q, _ = gold_mass_soft_targets(torch.tensor([[1.0, 1.0 + 1e-7, 0.0]]), 0.45)
+    assert float(q[0, 0]) == pytest.approx(0.45, abs=1e-5)
+
+
+def test_gold_mass_carries_no_gradient():
+    embeddings, _, target, candidates = random_batch(seed=6)
+    weight = embeddings.clone().requires_grad_()
+    q, tau = skd_soft_targets(weight, target, candidates, "cosine", gold_mass=0.7, return_temperature=True)
+    assert q.grad_fn is None and tau.grad_fn is None and not q.requires_grad
+    sims = torch.randn(4, 3, requires_grad=True)
+    q, tau = gold_mass_soft_targets(sims, 0.6)
+    assert not q.requires_grad and not tau.requires_grad
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "l2"])
+def test_soft_targets_at_a_gold_mass_equal_the_reference_at_the_solved_tau(similarity):
+    embeddings, _, target, candidates = random_batch(seed=7)
+    candidates = torch.where(candidates.eq(target.unsqueeze(-1)), (candidates - 3) % 46 + 4, candidates)  # no ties
+    q, tau = skd_soft_targets(embeddings, target, candidates, similarity, gold_mass=0.6, return_temperature=True)
+    torch.testing.assert_close(q[:, 0], torch.full((37,), 0.6), rtol=0, atol=1e-5)
+    for i in range(0, 37, 6):
+        want = reference_soft_targets(embeddings, target[i : i + 1], candidates[i : i + 1], similarity, float(tau[i]))
+        torch.testing.assert_close(q[i : i + 1].double(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_gold_mass_arguments_are_checked():
+    embeddings, _, target, candidates = random_batch()
+    with pytest.raises(ValueError, match="exactly one of temperature and gold_mass"):
+        skd_soft_targets(embeddings, target, candidates, "cosine", 1.0, gold_mass=0.5)
+    with pytest.raises(ValueError, match="exactly one of temperature and gold_mass"):
+        skd_soft_targets(embeddings, target, candidates, "cosine")
+    with pytest.raises(ValueError, match="cosine or l2"):
+        skd_soft_targets(embeddings, target, candidates, "dot", gold_mass=0.5)
+    for rho in (0.2, 1.0, 1.5):  # k = 4: (0.2, 1)
+        with pytest.raises(ValueError, match=r"gold mass must be in \(1/\(k\+1\), 1\) = \(0.2, 1\)"):
+            check_gold_mass(rho, 4)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])

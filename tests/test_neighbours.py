@@ -1,9 +1,9 @@
-"""embedding_topk and predicted_topk against brute-force references."""
+"""embedding_topk and predicted_topk against brute-force references; random_candidates' distribution."""
 
 import pytest
 import torch
 
-from skd_fairseq.neighbours import embedding_topk, predicted_topk
+from skd_fairseq.neighbours import admissible_ids, embedding_topk, predicted_topk, random_candidates
 from skd_fairseq.similarity import SIMILARITIES, EmbeddingSimilarity
 
 from references import brute_force_neighbours, brute_force_similarities
@@ -149,3 +149,50 @@ def test_similarities_do_not_overflow_for_large_half_precision_rows():
         sim = EmbeddingSimilarity(rows, similarity)
         assert torch.isfinite(sim.against_all(torch.arange(3))).all()
         assert torch.isfinite(sim.pairs(torch.arange(3), torch.arange(3).repeat(3, 1))).all()
+
+
+EXCLUDED = [0, 1, 2, 3, 17, 18, 19]  # specials and two filler ids
+
+
+def test_admissible_ids_are_the_sorted_vocabulary_without_the_excluded():
+    assert admissible_ids(10, [0, 1, 2, 3, 7]).tolist() == [4, 5, 6, 8, 9]
+    assert admissible_ids(4, None).tolist() == [0, 1, 2, 3]
+
+
+def test_random_candidates_are_never_gold_special_or_filler_and_never_repeat():
+    admissible = admissible_ids(20, EXCLUDED)
+    g = torch.Generator().manual_seed(0)
+    # Gold ids that are admissible and gold ids that are not (eos is a frequent target).
+    target = torch.tensor([4, 16, 2, 9, 1] * 400)
+    got = random_candidates(target, 12, admissible, g)  # 13 admissible ids: 12 is the most when gold is one
+    assert got.shape == (2000, 12) and got.dtype == torch.long
+    assert not got.eq(target.unsqueeze(1)).any()
+    assert not torch.isin(got, torch.tensor(EXCLUDED)).any()
+    assert all(len(set(row.tolist())) == 12 for row in got)
+    with pytest.raises(ValueError, match=r"k=13 is out of range: .*\[1, 12\] for 13 admissible ids"):
+        random_candidates(target, 13, admissible, g)
+
+
+def test_random_candidates_are_uniform_over_ids_and_over_subsets():
+    admissible = admissible_ids(12, [0, 1, 2, 3, 7])  # 4 5 6 8 9 10 11
+    n = 42000
+    for gold, pool in ((5, [4, 6, 8, 9, 10, 11]), (2, [4, 5, 6, 8, 9, 10, 11])):
+        got = random_candidates(torch.full((n,), gold), 2, admissible, torch.Generator().manual_seed(gold))
+        counts = torch.bincount(got.flatten(), minlength=12)
+        assert counts[[i for i in range(12) if i not in pool]].sum() == 0
+        expected = 2 * n / len(pool)
+        assert ((counts[pool] - expected).abs() < 5 * expected**0.5).all(), counts  # within 5 sigma
+        # Every unordered pair equally likely (Floyd's sampling is uniform over k-subsets).
+        pairs = torch.bincount(got.min(1).values * 12 + got.max(1).values, minlength=144)
+        pair_counts = pairs[pairs > 0]
+        n_pairs = len(pool) * (len(pool) - 1) // 2
+        assert len(pair_counts) == n_pairs
+        assert ((pair_counts - n / n_pairs).abs() < 5 * (n / n_pairs) ** 0.5).all(), pair_counts
+
+
+def test_random_candidates_are_reproducible_under_a_seed_and_change_with_it():
+    admissible = admissible_ids(8000, EXCLUDED)
+    target = torch.randint(4, 8000, (500,), generator=torch.Generator().manual_seed(1))
+    draw = lambda seed: random_candidates(target, 8, admissible, torch.Generator().manual_seed(seed))
+    assert torch.equal(draw(3), draw(3))
+    assert (draw(3) != draw(4)).float().mean() > 0.99

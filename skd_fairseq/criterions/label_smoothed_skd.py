@@ -6,6 +6,7 @@ the candidates, and calls the pure functions of :mod:`skd_fairseq.losses`.
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from fairseq import utils
@@ -17,14 +18,16 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
+from omegaconf import II
 
-from ..losses import label_smoothed_skd_loss, skd_soft_targets
-from ..neighbours import check_k, embedding_topk, predicted_topk
+from ..losses import check_gold_mass, label_smoothed_skd_loss, skd_soft_targets
+from ..neighbours import admissible_ids, check_k, embedding_topk, predicted_topk, random_candidates
 from ..schedule import check_schedule, skd_alpha
 from ..similarity import SIMILARITIES
 from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
 
-CANDIDATE_MODES = ("neighbours", "predicted")
+CANDIDATE_MODES = ("neighbours", "predicted", "random")
+DEFAULT_TEMPERATURE = 1.0
 
 
 @dataclass
@@ -57,7 +60,9 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         metadata={
             "help": "neighbours: the k tokens whose output embeddings are most similar to the "
             "gold token's; predicted: the k tokens the model currently ranks highest (the "
-            "paper's cheap approximation). Special symbols and the gold token never count."
+            "paper's cheap approximation); random: k tokens drawn uniformly at every step (a "
+            "control: smoothing towards tokens that are not neighbours). Special symbols and "
+            "the gold token never count."
         },
     )
     skd_similarity: ChoiceEnum(SIMILARITIES) = field(
@@ -67,9 +72,19 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
             "cosine, l2 (-squared distance) or dot"
         },
     )
-    skd_temperature: float = field(
-        default=1.0,
-        metadata={"help": "tau > 0: q = softmax(similarity / tau) over [gold, candidates]"},
+    skd_temperature: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "tau > 0: q = softmax(similarity / tau) over [gold, candidates] "
+            f"(default {DEFAULT_TEMPERATURE} unless --skd-gold-mass is given)"
+        },
+    )
+    skd_gold_mass: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "rho in (1/(k+1), 1), instead of --skd-temperature: tau is solved at every "
+            "position so that q puts exactly rho on the gold token (cosine or l2 similarity)"
+        },
     )
     skd_neighbour_refresh: int = field(
         default=50,
@@ -79,6 +94,7 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
             "gold tokens at every step (one device sync per step)"
         },
     )
+    seed: int = II("common.seed")
 
 
 @register_criterion("label_smoothed_skd", dataclass=LabelSmoothedSkdCriterionConfig)
@@ -92,8 +108,24 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             report_accuracy=cfg.report_accuracy,
         )
         check_schedule(cfg.skd_alpha, cfg.skd_start_update, cfg.skd_warmup_updates)
-        if not cfg.skd_temperature > 0:
+        if cfg.skd_temperature is not None and cfg.skd_gold_mass is not None:
+            raise ValueError(
+                "give --skd-temperature or --skd-gold-mass, not both: a gold mass solves the "
+                "temperature at every position"
+            )
+        if cfg.skd_temperature is not None and not cfg.skd_temperature > 0:
             raise ValueError(f"--skd-temperature must be > 0, got {cfg.skd_temperature}")
+        if cfg.skd_gold_mass is not None:
+            try:
+                check_gold_mass(cfg.skd_gold_mass, cfg.skd_topk)
+            except ValueError as err:
+                raise ValueError(f"--skd-gold-mass: {err}") from None
+            if str(cfg.skd_similarity) == "dot":
+                raise ValueError(
+                    "--skd-gold-mass needs --skd-similarity cosine or l2: under dot a candidate "
+                    "can be more similar to the gold token than the gold token itself, so no "
+                    "temperature may give it the asked mass"
+                )
         if cfg.skd_neighbour_refresh < 0:
             raise ValueError(
                 f"--skd-neighbour-refresh must be >= 0, got {cfg.skd_neighbour_refresh}"
@@ -111,10 +143,23 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         self.topk = cfg.skd_topk
         self.candidate_mode = str(cfg.skd_candidates)
         self.similarity = str(cfg.skd_similarity)
-        self.temperature = cfg.skd_temperature
+        self.gold_mass = cfg.skd_gold_mass
+        self.temperature = (
+            None if self.gold_mass is not None
+            else cfg.skd_temperature if cfg.skd_temperature is not None
+            else DEFAULT_TEMPERATURE
+        )
         self.neighbour_refresh = cfg.skd_neighbour_refresh
         # Moves with the criterion to the training device; never saved.
         self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
+        self.register_buffer(
+            "admissible_ids", admissible_ids(len(dictionary), excluded), persistent=False
+        )
+        # --skd-candidates random: a generator seeded from (seed, update, micro-batch, rank), so
+        # runs are reproducible and the draws leave fairseq's own random stream (dropout) alone.
+        self.seed = cfg.seed
+        self._generator = None
+        self._draw = (None, 0)  # (update, micro-batches drawn in it)
         # Neighbour table of the whole vocabulary, derived from the (replicated) weights.
         self._neighbour_table = None
         self._neighbour_table_period = None
@@ -171,10 +216,15 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         weight = output_embedding(model, self.vocab_size)
         if self.candidate_mode == "predicted":
             candidates = predicted_topk(lprobs, target, self.topk, exclude=self.excluded_ids)
+        elif self.candidate_mode == "random":
+            candidates = random_candidates(
+                target, self.topk, self.admissible_ids, self.random_generator(target.device)
+            )
         else:
             candidates = self.neighbour_candidates(weight, target)
-        soft_targets = skd_soft_targets(
-            weight, target, candidates, self.similarity, self.temperature
+        soft_targets, tau = skd_soft_targets(
+            weight, target, candidates, self.similarity, temperature=self.temperature,
+            gold_mass=self.gold_mass, return_temperature=True,
         )
         loss, nll_loss, skd_loss = label_smoothed_skd_loss(
             lprobs, target, candidates, soft_targets, alpha, self.eps,
@@ -186,7 +236,22 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             "skd_gold_q": soft_targets[:, 0].masked_fill(~real, 0.0).sum(),  # no masked_select: it syncs
             "skd_ntokens": real.sum(),
         }
+        if self.gold_mass is not None:
+            solved = real & tau.gt(0)  # tau 0: rho unreachable there (the gold token has ties)
+            skd_log["skd_tau"] = tau.masked_fill(~solved, 0.0).sum()
+            skd_log["skd_tau_ntokens"] = solved.sum()
         return loss, nll_loss, skd_log
+
+    def random_generator(self, device):
+        """A generator on ``device`` seeded for this micro-batch: fresh draws at every step."""
+        update, drawn = self._draw
+        drawn = drawn + 1 if update == self.num_updates else 0
+        self._draw = (self.num_updates, drawn)
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        self._generator.manual_seed(hash((self.seed, self.num_updates, drawn, rank)) % 2**63)
+        return self._generator
 
     def neighbour_candidates(self, weight, target):
         if self.neighbour_refresh == 0:
@@ -222,6 +287,10 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             gold_q = utils.item(sum(log.get("skd_gold_q", 0) for log in logging_outputs))
             metrics.log_scalar("skd_loss", skd_loss / ntokens / math.log(2), ntokens, round=3)
             metrics.log_scalar("skd_gold_q", gold_q / ntokens, ntokens, round=4)
+        tau_ntokens = utils.item(sum(log.get("skd_tau_ntokens", 0) for log in logging_outputs))
+        if tau_ntokens > 0:
+            tau = utils.item(sum(log.get("skd_tau", 0) for log in logging_outputs))
+            metrics.log_scalar("skd_tau", tau / tau_ntokens, tau_ntokens, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
