@@ -4,7 +4,8 @@
   archive_runs.py --out DIR RESULT.json [...]
 
 For each run: its result file, train.json, the hypotheses it scored (a language model:
-its per-sample scores) and the validation lines of its train.log, into
+its per-sample scores), its validation perplexity file, and the per-epoch summaries of
+its train.log (validation and training: the curves, skd_gold_q, skd_tau), into
 DIR/METHOD/seedN/; the references once per benchmark into
 DIR/references/. The copied result files point at the copies, so
 ``make-tables.py DIR/*/seed*/result.*.json --significance --plot ...`` rebuilds the
@@ -27,13 +28,13 @@ def archive(result_path, out):
     seed = result.get("seed", training.get("seed", "unknown"))
     dest = os.path.join(out, method, f"seed{seed}")
     os.makedirs(dest, exist_ok=True)
-    for name in ("train.json",):
+    for name in ("train.json", "valid-perplexity.json"):
         if os.path.exists(os.path.join(run_dir, name)):
             shutil.copy(os.path.join(run_dir, name), dest)
     log = os.path.join(run_dir, "train.log")
-    if os.path.exists(log):  # the validation records: what make-tables.py plots
+    if os.path.exists(log):  # the per-epoch records: what make-tables.py plots and reads
         with open(log) as f, open(os.path.join(dest, "train.log"), "w") as g:
-            g.writelines(line for line in f if "| valid |" in line)
+            g.writelines(line for line in f if "| valid |" in line or "| train |" in line)
     for key in ("hypotheses", "scores", "references"):
         if key not in result:
             continue

@@ -13,7 +13,9 @@ translated, and scores against REFERENCE_PREFIX/SPLIT.TGT with sacrebleu (BLEU w
 tokenizer BLEU_TOKENIZE, default 13a, and chrF; both case-insensitive when CONFIG says
 BLEU_LOWERCASE=1, for lowercased corpora). With TOKENIZED_REFERENCE_PREFIX set,
 also the tokenised BLEU of the literature (TOKENIZED_BLEU=plain or compound-split).
-Writes DIR/result.SPLIT.json (metrics, signatures, the run's train.json) and
+Also scores the same model's perplexity on the validation split with plain
+cross-entropy (scripts/validation_perplexity.py; comparable across criteria).
+Writes DIR/result.SPLIT.json (metrics, signatures, valid_ppl, the run's train.json) and
 DIR/hyp.SPLIT.txt.
 
 Options:
@@ -101,9 +103,15 @@ if [ -n "${TOKENIZED_REFERENCE_PREFIX:-}" ]; then
              --tokenized-bleu "${TOKENIZED_BLEU:-plain}")
 fi
 
+echo "[evaluate] validation perplexity of $model"
+python "$repo/scripts/validation_perplexity.py" "$DATA" --path "$model" --subset valid -s "$SRC" -t "$TGT" \
+  --out "$run_dir/valid-perplexity.json" "${device[@]}" > /dev/null 2> "$run_dir/valid-perplexity.log" \
+  || { tail -n 20 "$run_dir/valid-perplexity.log" >&2; die "validation_perplexity.py failed (log: $run_dir/valid-perplexity.log)"; }
+
 meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"
       generate_args="${GENERATE_ARGS[*]}")
 python "$repo/scripts/score_translation.py" --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
   --tokenize "${BLEU_TOKENIZE:-13a}" ${lowercase[@]+"${lowercase[@]}"} ${tokenized[@]+"${tokenized[@]}"} \
+  --valid-perplexity "$run_dir/valid-perplexity.json" \
   --out "$run_dir/result.$split.json" --train-summary "$run_dir/train.json" --meta "${meta[@]}"
 echo "[evaluate] wrote $run_dir/result.$split.json"

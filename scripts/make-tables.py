@@ -13,9 +13,14 @@ perplexity. Options:
   --significance   paired bootstrap resampling (1000 resamples) of each method against
                    --baseline, seed by seed (baseline seed s vs method seed s): BLEU with
                    sacrebleu's --paired-bs; perplexity the same way over the samples that
-                   fairseq-eval-lm scored (scores.SPLIT.tsv, from scripts/evaluate-lm.sh)
+                   fairseq-eval-lm scored (scores.SPLIT.tsv, from scripts/evaluate-lm.sh);
+                   and a test over seeds: the per-seed differences to the baseline, their
+                   mean and standard deviation, and a two-sided paired t-test
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
+  --training-metrics
+                   columns with the training metrics the runs logged for SKD (skd_gold_q,
+                   skd_tau), in the first and the last epoch (means over seeds)
   --cost           a column with each method's training time and peak memory relative to
                    --baseline's, and a table of the training cost per method (fairseq's
                    wall time, peak memory, target tokens/s; means over seeds)
@@ -24,6 +29,7 @@ perplexity. Options:
 import argparse
 import collections
 import json
+import math
 import os
 import re
 import statistics
@@ -124,6 +130,114 @@ class Cost:
                 f"| {plain(self.mean(m, 'tokens_per_s'), 0)} | {self.ratio(m, 'tokens_per_s')} |"
             )
         return lines
+
+
+def student_t_p_value(t, df):
+    """Two-sided p of Student's t: I_x(df/2, 1/2) with x = df / (df + t^2)."""
+    if not math.isfinite(t):
+        return 0.0
+    x = df / (df + t * t)
+    a, b = df / 2.0, 0.5
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1) / (a + b + 2):  # the continued fraction converges fast on the other side
+        return 1.0 - front * _beta_fraction(b, a, 1 - x) / b
+    return front * _beta_fraction(a, b, x) / a
+
+
+def _beta_fraction(a, b, x, steps=200, tiny=1e-300):
+    """Lentz's continued fraction of the incomplete beta function."""
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, steps + 1):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def seed_test(results, baseline, metrics):
+    """Per-seed differences to the baseline: their mean, spread and a paired t-test over seeds."""
+    by = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
+    columns = sorted({(r["dataset"], r["pair"], r["split"]) for r in results})
+    methods = [m for m in dict.fromkeys(r["method"] for r in results) if m != baseline]
+    lines = [f"Test over seeds against `{baseline}`: the difference of each seed's score to the baseline's "
+             "with the same seed, its mean ± standard deviation over seeds, and a two-sided paired t-test "
+             "(t = mean / (std / sqrt(n)), n - 1 degrees of freedom).", "",
+             "| benchmark | method | metric | seeds | per-seed differences | mean ± std | t | p |",
+             "|---|---|---|---|---|---:|---:|---:|"]
+    rows = 0
+    for column in columns:
+        for method in methods:
+            seeds = sorted({k[4] for k in by if k[0] == method and k[1:4] == column and (baseline, *column, k[4]) in by},
+                           key=str)
+            for label, key, digits in metrics:
+                diffs = [by[(method, *column, s)]["metrics"].get(key) for s in seeds]
+                bases = [by[(baseline, *column, s)]["metrics"].get(key) for s in seeds]
+                pairs = [(d, b) for d, b in zip(diffs, bases) if d is not None and b is not None]
+                if len(pairs) < 2:
+                    continue
+                diffs = [d - b for d, b in pairs]
+                mean, std, n = statistics.mean(diffs), statistics.stdev(diffs), len(diffs)
+                t = mean / (std / math.sqrt(n)) if std > 0 else math.copysign(math.inf, mean) if mean else 0.0
+                p = student_t_p_value(t, n - 1) if mean or std else 1.0
+                lines.append(f"| {benchmark_name(column)} | {method} | {label} | {', '.join(map(str, seeds))} | "
+                             f"{', '.join(f'{d:+.{digits}f}' for d in diffs)} | {mean:+.{digits}f} ± {std:.{digits}f} | "
+                             f"{t:.2f} | {p:.3f} |")
+                rows += 1
+    return lines if rows else []
+
+
+TRAIN_EPOCH = re.compile(r"\| train \| epoch (\d+) \|(.*)$")
+
+
+def training_metrics(run_dir, names=("skd_gold_q", "skd_tau")):
+    """{name: (first epoch's value, last epoch's value)} from the run's train.log epoch summaries."""
+    epochs = {}
+    path = os.path.join(run_dir, "train.log")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                m = TRAIN_EPOCH.search(line)
+                if m:
+                    values = dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + m.group(2)))
+                    epochs[int(m.group(1))] = values
+    out = {}
+    for name in names:
+        found = [epochs[e][name] for e in sorted(epochs) if name in epochs[e]]
+        if found:
+            out[name] = (float(found[0]), float(found[-1]))
+    return out
+
+
+def training_metric_columns(results):
+    """(header, method -> text) columns for the SKD training metrics that any run logged."""
+    by_method = collections.defaultdict(list)
+    for r in results:
+        by_method[r["method"]].append(training_metrics(r["run_dir"]))
+    columns = []
+    for name in ("skd_gold_q", "skd_tau"):
+        if not any(name in m for runs in by_method.values() for m in runs):
+            continue
+
+        def text(method, name=name):
+            values = [m[name] for m in by_method[method] if name in m]
+            if not values:
+                return "-"
+            first, last = statistics.mean(v[0] for v in values), statistics.mean(v[1] for v in values)
+            return f"{first:.3f} → {last:.3f}"
+        columns.append((f"{name}, epoch 1 → last", text))
+    return columns
 
 
 def hypotheses(result):
@@ -278,6 +392,7 @@ def main():
     parser.add_argument("--significance", action="store_true")
     parser.add_argument("--plot")
     parser.add_argument("--cost", action="store_true")
+    parser.add_argument("--training-metrics", action="store_true")
     args = parser.parse_args()
 
     results = load(args.results)
@@ -286,8 +401,12 @@ def main():
     lines = []
     cost = Cost(results, args.baseline) if args.cost else None
     extra = [cost.column()] if cost else []
+    if args.training_metrics:
+        extra += training_metric_columns(results)
     if translation:
         metrics = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
+        if any("valid_ppl" in r["metrics"] for r in translation):  # scripts/validation_perplexity.py
+            metrics.append(("valid perplexity", "valid_ppl", 2))
         kinds = sorted({r["metrics"]["bleu_tokenized_kind"] for r in translation if "bleu_tokenized" in r["metrics"]})
         if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
             metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
@@ -302,11 +421,17 @@ def main():
                       + "; ".join(f"`{s}`" for s in tokenized)]
         if args.significance:
             lines += [""] + significance(translation, args.baseline)
+            tested = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
+            tested += [("valid perplexity", "valid_ppl", 2)] if any("valid_ppl" in r["metrics"] for r in translation) else []
+            over_seeds = seed_test(translation, args.baseline, tested)
+            lines += ([""] + over_seeds) if over_seeds else []
     if lm:
         lines += [""] if lines else []
         lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra)
         if args.significance:
             lines += [""] + lm_significance(lm, args.baseline)
+            over_seeds = seed_test(lm, args.baseline, [("perplexity", "ppl", 2)])
+            lines += ([""] + over_seeds) if over_seeds else []
     if cost:
         lines += ["", *cost.table()]
     text = "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 
   score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
       [--tokenized-hyp FILE --tokenized-ref FILE --tokenized-bleu plain|compound-split]
-      [--train-summary train.json] [--meta key=value ...]
+      [--valid-perplexity FILE.json] [--train-summary train.json] [--meta key=value ...]
 
 BLEU and chrF with their sacrebleu signatures (--lowercase: both case-insensitive, for
 corpora prepared lowercased such as IWSLT'14). The numbers of hypotheses and
@@ -12,9 +12,12 @@ references must match (fairseq drops a last batch smaller than
 With --tokenized-*, also the literature's tokenised BLEU on already tokenised text
 (sacrebleu --tokenize none, i.e. multi-bleu.perl), for WMT'14 en-de after splitting
 hyphenated compounds (a-b -> a ##AT##-##AT## b) as fairseq's compound_split_bleu.sh does.
+With --valid-perplexity (the output of validation_perplexity.py for the same model), the
+metrics also hold valid_ppl and valid_tokens.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -67,6 +70,7 @@ def main():
     parser.add_argument("--tokenized-hyp", help="hypotheses before detokenisation")
     parser.add_argument("--tokenized-ref", help="tokenised references")
     parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
+    parser.add_argument("--valid-perplexity", help="validation_perplexity.py's JSON for the scored model")
     parser.add_argument("--train-summary", help="train.json of the run (used when it exists): its fields "
                         "go to the result's top level (scripts/results.py)")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
@@ -79,6 +83,10 @@ def main():
     if args.tokenized_hyp:
         result["metrics"].update(tokenized_bleu(read_lines(args.tokenized_hyp), read_lines(args.tokenized_ref),
                                                 args.tokenized_bleu))
+    if args.valid_perplexity:
+        with open(args.valid_perplexity) as f:
+            valid = json.load(f)
+        result["metrics"].update(valid_ppl=round(valid["ppl"], 3), valid_tokens=valid["tokens"])
     # Where the scored texts are, relative to the result file (for significance tests later).
     here = os.path.dirname(os.path.abspath(args.out))
     result["hypotheses"] = os.path.relpath(os.path.abspath(args.hyp), here)

@@ -199,7 +199,13 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     run_dir = out / "baseline" / "seed3"
     run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir, "--average-last", "1",
          "--checkpoint", "last", "--split", "valid"])
-    assert json.loads((run_dir / "result.valid.json").read_text())["split"] == "valid"
+    result = json.loads((run_dir / "result.valid.json").read_text())
+    assert result["split"] == "valid"
+    # The model's validation perplexity, scored without a criterion, is the one fairseq-train logged
+    # for the same weights (checkpoint_last.pt after the final validation).
+    logged = [float(line.split("| ppl ")[1].split()[0]) for line in open(run_dir / "train.log") if "| valid |" in line]
+    assert result["metrics"]["valid_ppl"] == pytest.approx(logged[-1], abs=0.006)
+    assert result["metrics"]["valid_tokens"] > 0
     proc = run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir,
                 "--average-last", "5"], check=False)
     assert proc.returncode == 1 and "needs that many update or epoch checkpoints" in proc.stderr
@@ -248,7 +254,8 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     assert "| baseline | 21.00 ± 1.41 (n=2) | 40.00 ± 0.00 (n=2) |" in out
     assert "| skd-neighbours | 25.00 ± 1.41 (n=2) | 45.00 ± 0.00 (n=2) |" in out
     # Seed-matched paired bootstrap: the perfect system beats the worse one, p < 0.05, for each seed.
-    rows = [line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours |")]
+    rows = [line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours |")
+            and line.split("|")[3].strip().isdigit()]
     assert len(rows) == 2 and all(float(r.split("|")[-2]) < 0.05 for r in rows)
     assert "bootstrap signature: `nrefs:1|bs:1000" in out
     assert "| baseline | 90.02 (n=1) |" in out  # the language-model table
@@ -258,6 +265,35 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     assert "resampled units: toy-lm test: 60 samples, 600 tokens" in out
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "table.md").read_text() == out
+
+
+def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
+    refs = [f"the cat number {i} sat on the mat ." for i in range(10)]
+    files = []
+    for seed, (b, m) in enumerate([(20.0, 21.0), (22.0, 24.5), (21.0, 22.5)], 1):
+        files.append(write_result(tmp_path / f"b{seed}", "baseline", seed, refs, refs, b, 40.0))
+        path = write_result(tmp_path / f"m{seed}", "skd-neighbours", seed, refs, refs, m, 40.0 + seed)
+        result = json.loads(path.read_text())
+        result["metrics"]["valid_ppl"] = 6.0 + seed / 10
+        path.write_text(json.dumps(result))
+        with open(tmp_path / f"m{seed}" / "train.log", "a") as log:
+            for epoch, (gold_q, tau) in enumerate([(0.75, 0.31), (0.75, 0.12)], 1):
+                log.write(f"x | INFO | train | epoch {epoch:03d} | loss 4.1 | skd_alpha 0.5 | skd_loss 3.2 | "
+                          f"skd_gold_q {gold_q} | skd_tau {tau + seed / 100} | wps 1500 | num_updates {epoch * 10}\n")
+        files.append(path)
+    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--training-metrics"]).stdout
+    # BLEU differences +1.0, +2.5, +1.5: mean 1.667, std 0.764, t = 3.780; with 2 degrees of
+    # freedom the two-sided p of Student's t is 1 - |t| / sqrt(t^2 + 2) = 0.0634.
+    row = next(line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours | BLEU |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[3:] == ["1, 2, 3", "+1.00, +2.50, +1.50", "+1.67 ± 0.76", "3.78", "0.063"]
+    t = statistics.mean([1.0, 2.5, 1.5]) / (statistics.stdev([1.0, 2.5, 1.5]) / math.sqrt(3))
+    assert float(cells[-1]) == pytest.approx(1 - t / math.sqrt(t * t + 2), abs=5e-4)
+    # chrF differs by exactly +1, +2, +3 and the baseline has no valid_ppl: no row for it.
+    assert "| toy de-en test | skd-neighbours | chrF | 1, 2, 3 | +1.00, +2.00, +3.00 | +2.00 ± 1.00 | 3.46 | 0.074 |" in out
+    assert "valid perplexity | 1, 2, 3" not in out
+    assert "| skd-neighbours | 22.67 ± 1.76 (n=3) | 42.00 ± 1.00 (n=3) | 6.20 ± 0.10 (n=3) | 0.750 → 0.750 | 0.330 → 0.140 |" in out
+    assert "skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |" in out
 
 
 def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Perplexity of a translation checkpoint on one split, with plain cross-entropy.
+
+  validation_perplexity.py DATA --path CHECKPOINT [--subset valid] [-s de -t en]
+                           [--max-tokens 8000] [--cpu] [--out FILE.json]
+
+The model's own log-probability of every reference token (target pieces and the final
+eos, padding left out), with dropout off: perplexity = exp(-sum log p / tokens), the
+same number as the ``ppl`` fairseq-train logs for the split (2 ** nll_loss). It needs no
+criterion, so every method is scored alike: a checkpoint trained with R-Drop (whose
+criterion duplicates each batch, doubling the loss it logs) or with SKD (validated at
+alpha = 0) gets the plain number. Prints, and with --out writes, a JSON object:
+{"ppl", "nll_base2", "tokens", "sentences", "subset"}.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import skd_fairseq  # noqa: E402  (registers the criteria, allow-lists fairseq checkpoints)
+
+
+def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=8000, cpu=False):
+    from fairseq import checkpoint_utils, utils
+
+    overrides = {"data": data}
+    if source and target:
+        overrides.update(source_lang=source, target_lang=target)
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    model = models[0].eval()
+    use_cuda = torch.cuda.is_available() and not cpu
+    if use_cuda:
+        model.cuda()
+    task.load_dataset(subset)
+    dataset = task.dataset(subset)
+    batches = task.get_batch_iterator(
+        dataset=dataset,
+        max_tokens=max_tokens,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        required_batch_size_multiple=1,  # never drop a last small batch (fairseq issues 5036, 5351)
+    ).next_epoch_itr(shuffle=False)
+    pad = task.target_dictionary.pad()
+    nll, tokens, sentences = 0.0, 0, 0
+    with torch.no_grad():
+        for sample in batches:
+            if use_cuda:
+                sample = utils.move_to_cuda(sample)
+            lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True).float()
+            gold = sample["target"]
+            picked = lprobs.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+            real = gold.ne(pad)
+            nll -= float(picked[real].double().sum())
+            tokens += int(real.sum())
+            sentences += gold.size(0)
+    if sentences != len(dataset):
+        raise SystemExit(f"validation_perplexity: scored {sentences} of {len(dataset)} sentences of {subset}")
+    return {"ppl": math.exp(nll / tokens), "nll_base2": nll / tokens / math.log(2), "tokens": tokens,
+            "sentences": sentences, "subset": subset}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data")
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--subset", default="valid")
+    parser.add_argument("-s", "--source-lang")
+    parser.add_argument("-t", "--target-lang")
+    parser.add_argument("--max-tokens", type=int, default=8000)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    result = perplexity(args.data, args.path, args.subset, args.source_lang, args.target_lang,
+                        args.max_tokens, args.cpu)
+    text = json.dumps(result)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
