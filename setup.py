@@ -8,6 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["skd_fairseq", "skd_fairseq.*"]),
     scripts=["bin/skd-fairseq-user-dir"],
+    entry_points={"console_scripts": ["skd-fairseq-inspect=skd_fairseq.inspection:main"]},
     python_requires=">=3.10",
     install_requires=[
         # Upstream fairseq with the Python 3.11 import fix (see README, "Why ve-fairseq").

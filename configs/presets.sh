@@ -17,6 +17,19 @@ PRESET_skd_predicted=(
   --skd-candidates predicted --skd-similarity cosine --skd-topk 8
   --skd-alpha 0.2 --skd-start-update 0 --skd-warmup-updates 0
 )
+# Controls and alternatives for the SKD rows. skd-random: the skd-neighbours settings with k
+# uniformly drawn candidates instead of the neighbours (the same smoothing towards tokens
+# that are not neighbours). rdrop: fairseq's R-Drop (Liang et al., 2021), label smoothing 0.1
+# plus alpha times the symmetric KL between two dropout passes; alpha 5 is the paper's
+# value for IWSLT translation.
+PRESET_skd_random=(
+  --criterion label_smoothed_skd --label-smoothing 0.1
+  --skd-candidates random --skd-similarity cosine --skd-topk 8
+  --skd-alpha 0.5 --skd-start-update 0 --skd-warmup-updates 0
+)
+PRESET_rdrop=(
+  --criterion label_smoothed_cross_entropy_with_rdrop --label-smoothing 0.1 --rdrop-alpha 5
+)
 # Teacher-based presets: the teacher comes from KD_TEACHER (scripts/train.sh --teacher CKPT).
 # word-kd: Kim & Rush's word-level KD, beta 0.5, T 1; tie-kd: TIE-KD with the authors'
 # WMT'14 settings (beta 0.5, k 5, 3 passes); skd-word-kd: word-level KD with the
@@ -35,4 +48,4 @@ PRESET_skd_word_kd=(
   --skd-candidates neighbours --skd-similarity cosine --skd-topk 8
   --skd-alpha 0.5 --skd-start-update 0 --skd-warmup-updates 0
 )
-PRESETS="baseline skd-neighbours skd-predicted word-kd tie-kd skd-word-kd"
+PRESETS="baseline skd-neighbours skd-predicted skd-random rdrop word-kd tie-kd skd-word-kd"

@@ -323,3 +323,30 @@ def test_half_precision_model_gives_finite_loss_close_to_fp32(tmp_path, fresh_me
     assert float(log["skd_gold_q"]) == pytest.approx(float(want_log["skd_gold_q"]), rel=0.05)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in half.parameters() if p.grad is not None)
+
+
+def preset_arguments(env=None):
+    """{preset: its fairseq arguments}, read from configs/presets.sh as train.sh reads it."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    script = ('. configs/presets.sh; for p in $PRESETS; do v="PRESET_${p//-/_}[@]"; '
+              'printf "%s" "$p"; printf "\\t%s" "${!v}"; printf "\\n"; done')
+    out = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **(env or {}))).stdout
+    return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
+
+
+def test_every_preset_builds_its_criterion(tmp_path, fresh_metrics):
+    from conftest import save_teacher
+
+    teacher, _ = save_teacher(tmp_path / "teacher")
+    presets = preset_arguments({"KD_TEACHER": teacher})
+    assert {"baseline", "skd-neighbours", "skd-predicted", "skd-random", "rdrop"} <= set(presets)
+    for name, args in presets.items():
+        task, model, criterion, _ = build_translation(tmp_path / "teacher", args)
+        model.train()
+        loss, _, _ = criterion(model, translation_sample(task))
+        assert torch.isfinite(loss), name
