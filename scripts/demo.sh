@@ -54,19 +54,28 @@ done
 for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
 
 cd "$repo"
-step() { echo; echo "=== [demo] $* ==="; }
-step "1/4 environment"
-bash scripts/setup-env.sh
+say() { echo "[demo] $*"; }
+# Runs a step with its output in a file; on failure, shows the file's last lines and stops.
+quietly() {
+  local out=$1; shift
+  "$@" > "$out" 2>&1 || { echo "[demo] failed: $*; the last lines of $out:" >&2; tail -n 30 "$out" >&2; exit 1; }
+}
+mkdir -p "$out"
+say "environment: ${SKD_VENV:-$repo/.venv} (scripts/setup-env.sh)"
+quietly "$out/setup-env.log" bash scripts/setup-env.sh
 export PATH="${SKD_VENV:-$repo/.venv}/bin:$PATH"
 
-step "2/4 data"
 if [ -z "${MULTI30K_DIR:-}" ] && [ -d "$repo/../shared/data/multi30k" ]; then
   export MULTI30K_DIR=$repo/../shared/data/multi30k
 fi
-echo "[demo] Multi30k from ${MULTI30K_DIR:-the public repository (download)}"
 # shellcheck source=/dev/null
 . "$config"
-[ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
+if [ -f "$DATA/.done" ]; then
+  say "data: $DATA (prepared)"
+else
+  say "data: Multi30k from ${MULTI30K_DIR:-the public repository (download)} -> $DATA"
+  quietly "$out/prepare.log" bash "${PREPARE[@]}"
+fi
 
 extra=(--log-interval 10)  # a progress line every ~15 s on a 2-core CPU
 [ -z "$max_update" ] || extra+=(--max-update "$max_update")
@@ -74,22 +83,26 @@ extra=(--log-interval 10)  # a progress line every ~15 s on a 2-core CPU
 [ -z "$layers" ] || extra+=(--encoder-layers "$layers" --decoder-layers "$layers")
 [ -z "$dim" ] || extra+=(--encoder-embed-dim "$dim" --decoder-embed-dim "$dim"
                          --encoder-ffn-embed-dim $((2 * dim)) --decoder-ffn-embed-dim $((2 * dim)))
+say "training and scoring: $(echo $presets | wc -w) preset(s) x $(echo $seeds | wc -w) seed(s) in $out; fairseq's log of each run: RUN/train.log"
 results=()
 for seed in $seeds; do
   for preset in $presets; do
     run_dir=$out/$preset/seed$seed
-    step "3/4 training $preset (seed $seed) -> $run_dir"
-    bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}"
-    step "4/4 evaluating $preset (seed $seed) on test2016"
+    mkdir -p "$run_dir"
+    python scripts/follow_training.py --label "$preset seed $seed" --log "$run_dir/train.log" --out "$run_dir/demo-train.out" \
+      -- bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}" \
+      || { echo "[demo] training failed; fairseq's log: $run_dir/train.log" >&2; exit 1; }
     if [ "$run_dir/result.test.json" -nt "$run_dir/checkpoint_best.pt" ]; then
-      echo "[demo] $run_dir/result.test.json is newer than checkpoint_best.pt: not translating again"
+      say "$preset seed $seed: already scored ($run_dir/result.test.json)"
     else
-      bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --checkpoint best
+      quietly "$run_dir/evaluate.test.log" bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --checkpoint best
+      score=$(python -c 'import json, sys; m = json.load(open(sys.argv[1]))["metrics"]; print("test2016 BLEU %.2f, chrF %.2f" % (m["bleu"], m["chrf"]))' "$run_dir/result.test.json")
+      say "$preset seed $seed: $score (log: $run_dir/evaluate.test.log)"
     fi
     results+=("$run_dir/result.test.json")
   done
 done
 
 echo
-python scripts/make-tables.py "${results[@]}" --plot "$out/curves.png"
-echo "[demo] validation curves: $out/curves.png"
+python scripts/make-tables.py "${results[@]}" --plot "$out/curves.png" 2> /dev/null
+say "validation curves: $out/curves.png"

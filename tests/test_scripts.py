@@ -185,6 +185,9 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
                 "--layers", "1", "--dim", "48", "--presets", "baseline skd-predicted", "--seeds", "3"], env=env)
     table = proc.stdout[proc.stdout.index("| method |"):]
     assert (out / "curves.png").exists() and "validation curves:" in proc.stdout
+    # One progress line per model (printed once at the end when not on a terminal), no fairseq log.
+    assert "baseline seed 3: update 6/6 | loss " in proc.stdout and " tok/s" in proc.stdout
+    assert "skd-predicted seed 3: test2016 BLEU " in proc.stdout and "train_inner" not in proc.stdout
     assert "| baseline |" in table and "| skd-predicted |" in table and "(n=1)" in table
     for preset in ("baseline", "skd-predicted"):
         run_dir = out / preset / "seed3"
@@ -212,8 +215,19 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     # Re-running the demo resumes from the checkpoints: no update is done again.
     again = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
                  "--layers", "1", "--dim", "48", "--presets", "baseline", "--seeds", "3"], env=env)
-    assert "already finished with these settings" in again.stdout and "fairseq-train" not in again.stdout
+    assert "baseline seed 3: already scored" in again.stdout
+    assert "already finished with these settings" in (run_dir / "demo-train.out").read_text()
     assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
+
+
+def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    env = dict(os.environ, SKD_VENV=sys.prefix)
+    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "skd-magic"],
+               env=env, check=False)
+    assert proc.returncode == 1
+    assert "skd-magic seed 1: failed (exit status 1); the last" in proc.stderr
+    assert "unknown preset 'skd-magic'" in proc.stderr and "training failed; fairseq's log:" in proc.stderr
 
 
 def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Run a training command quietly and show one progress line for it.
+
+  follow_training.py --label NAME --log RUN/train.log --out RUN/FILE -- COMMAND...
+
+The command's own output goes to --out; fairseq's log (--log, written by
+scripts/train.sh) is followed and summarised in one line: update (of the total),
+training loss, last validation perplexity, target tokens/s and the time left. On a
+terminal the line is rewritten in place; otherwise (a log file, CI) a line is printed
+every --every seconds. When the command fails, the last lines of --out are printed.
+The command's exit status is passed on.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+INNER = re.compile(r"\| train_inner \| epoch (\d+):\s+(\d+) / (\d+) (.*)$")
+EPOCH = re.compile(r"\| train \| epoch (\d+) \|(.*)$")
+VALID = re.compile(r"\| valid \| epoch \d+ \|.*?\| ppl ([0-9.]+)")
+LIMIT = re.compile(r"'(max_update|max_epoch)': (\d+)")
+
+
+class Progress:
+    """What the new lines of a fairseq log say so far."""
+
+    def __init__(self):
+        self.max_update = self.max_epoch = 0
+        self.epoch = self.step = self.steps_per_epoch = 0
+        self.values = {}
+        self.valid_ppl = None
+
+    def read(self, line):
+        if not (self.max_update or self.max_epoch) and "'optimization'" in line:
+            limits = dict(LIMIT.findall(line))
+            self.max_update, self.max_epoch = int(limits.get("max_update", 0)), int(limits.get("max_epoch", 0))
+        inner = INNER.search(line)
+        if inner:
+            self.epoch, self.step, self.steps_per_epoch = map(int, inner.groups()[:3])
+            self.values = dict(kv.split("=", 1) for kv in inner.group(4).split(", ") if "=" in kv)
+        epoch = EPOCH.search(line)
+        if epoch:  # end of an epoch (the only record of a run shorter than --log-interval)
+            self.epoch = int(epoch.group(1))
+            self.values = dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + epoch.group(2)))
+        valid = VALID.search(line)
+        if valid:
+            self.valid_ppl = float(valid.group(1))
+
+    def total_updates(self):
+        by_epochs = self.max_epoch * self.steps_per_epoch if self.max_epoch and self.steps_per_epoch else 0
+        return min(filter(None, [self.max_update, by_epochs]), default=0)
+
+    def line(self, label, elapsed):
+        if not self.values:
+            return f"{label}: starting ({elapsed:.0f} s)"
+        updates = int(self.values.get("num_updates", 0))
+        total = self.total_updates()
+        parts = [f"update {updates}" + (f"/{total}" if total else ""), f"loss {float(self.values['loss']):.3f}"]
+        if self.valid_ppl is not None:
+            parts.append(f"valid ppl {self.valid_ppl:.2f}")
+        parts.append(f"{float(self.values.get('wps', 0)):,.0f} tok/s")
+        ups = float(self.values.get("ups", 0))
+        if total and ups > 0:
+            parts.append(f"{max(total - updates, 0) / ups / 60:.1f} min left")
+        return f"{label}: " + " | ".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label", required=True)
+    parser.add_argument("--log", required=True, help="the fairseq log the command writes (followed from its end)")
+    parser.add_argument("--out", required=True, help="where the command's own output goes")
+    parser.add_argument("--every", type=float, default=60.0, help="seconds between lines when not on a terminal")
+    parser.add_argument("--tail", type=int, default=30, help="lines of --out shown when the command fails")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given after --")
+
+    start_at = os.path.getsize(args.log) if os.path.exists(args.log) else 0  # a resumed run appends
+    tty = sys.stdout.isatty()
+    progress, position, last_print, started = Progress(), start_at, 0.0, time.time()
+    with open(args.out, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        while True:
+            status = proc.poll()
+            if os.path.exists(args.log):
+                with open(args.log, "rb") as log:
+                    log.seek(position)
+                    chunk = log.read()
+                # Only whole lines; a partial last line is read again next time.
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                position += len(complete)
+                for line in complete.decode("utf-8", errors="replace").splitlines():
+                    progress.read(line)
+            now = time.time()
+            text = progress.line(args.label, now - started)
+            if tty:
+                sys.stdout.write("\r\033[K" + text)
+                sys.stdout.flush()
+            elif status is not None or now - last_print >= args.every:
+                print(text, flush=True)
+                last_print = now
+            if status is not None:
+                break
+            time.sleep(1.0)
+    if tty:
+        sys.stdout.write("\n")
+    if status != 0:
+        with open(args.out, errors="replace") as f:
+            lines = f.readlines()[-args.tail:]
+        print(f"{args.label}: failed (exit status {status}); the last {len(lines)} lines of {args.out}:", file=sys.stderr)
+        sys.stderr.writelines(lines)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
