@@ -1,6 +1,8 @@
 # Language model on the English side of Multi30k (29,000 training captions, the
-# translation data's 8,000 sentencepieces): a small transformer_lm sized for a CPU.
-# Perplexity is per sentencepiece token, over the text read as one stream.
+# translation data's 8,000 sentencepieces): a small transformer_lm sized for a CPU,
+# trained to convergence: a fixed number of epochs chosen from the baseline's validation
+# curve by scripts/choose_epochs.py (results/multi30k-en-lm.md), the last 5 epoch
+# checkpoints averaged. Perplexity is per sentencepiece token, over the text read as one stream.
 DATASET=multi30k-en
 DATA_DIR=data/multi30k.de-en
 PREPARE=(scripts/prepare-multi30k.sh -s de -t en -o data/multi30k.de-en --vocab-size 8000 --lm en)
@@ -12,6 +14,7 @@ FAIRSEQ_ARGS=(
   --dropout 0.3 --optimizer adam --adam-betas '(0.9, 0.98)' --weight-decay 0.01 --clip-norm 0.0
   --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 200
   --tokens-per-sample 128 --sample-break-mode none --max-tokens 4096
-  --max-update 500 --no-epoch-checkpoints
+  --max-epoch 30 --keep-last-epochs 5
 )
 EVAL_LM_ARGS=(--max-tokens 4096 --tokens-per-sample 128 --context-window 64)
+AVERAGE_LAST=5

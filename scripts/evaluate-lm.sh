@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") CONFIG --run-dir DIR [--split valid|test] [--checkpoint best|last]
+Usage: $(basename "$0") CONFIG --run-dir DIR [--split valid|test] [--checkpoint best|last] [--average-last N]
 
 Runs fairseq-eval-lm on the SPLIT of CONFIG's data with the run's checkpoint and
 CONFIG's EVAL_LM_ARGS (for WikiText-103, fairseq's recipe: --tokens-per-sample 512
@@ -13,18 +13,21 @@ Writes DIR/result.SPLIT.json (perplexity, base-2 loss, scored tokens, the run's
 train.json), DIR/eval-lm.SPLIT.log and DIR/scores.SPLIT.tsv: per scored sample
 (fairseq-eval-lm's blocks of the split), its id, number of tokens and summed natural-log
 probability, from which scripts/make-tables.py --significance bootstraps perplexity.
+With --average-last N > 1 (default: CONFIG's AVERAGE_LAST, else 1) the model is the
+average of the run's last N update or epoch checkpoints instead of --checkpoint.
 EOF
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-run_dir="" split=test checkpoint=best
+run_dir="" split=test checkpoint=best average_last=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
     --split) split=$2; shift 2 ;;
     --checkpoint) checkpoint=$2; shift 2 ;;
+    --average-last) average_last=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "evaluate-lm: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -38,8 +41,18 @@ cd "$repo"
 [ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
 case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
 case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, got '$checkpoint'" ;; esac
-model=$run_dir/checkpoint_$checkpoint.pt
-[ -f "$model" ] || die "missing $model"
+average_last=${average_last:-${AVERAGE_LAST:-1}}
+[[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
+if [ "$average_last" -gt 1 ]; then
+  model=$run_dir/checkpoint_avg$average_last.pt
+  averaged=$(python "$repo/scripts/average_checkpoints.py" --run-dir "$run_dir" --last "$average_last" --output "$model") \
+    || die "could not average the last $average_last checkpoints of $run_dir (see above)"
+  echo "[evaluate-lm] $averaged"
+  checkpoint="average of last $average_last"
+else
+  model=$run_dir/checkpoint_$checkpoint.pt
+  [ -f "$model" ] || die "missing $model"
+fi
 
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"

@@ -65,15 +65,10 @@ case "${BLEU_LOWERCASE:-0}" in
 esac
 
 if [ "$average_last" -gt 1 ]; then
-  mapfile -t found < <(ls "$run_dir" | grep -E '^checkpoint_[0-9]+_[0-9]+\.pt$' | sort -t_ -k3 -n)
-  [ ${#found[@]} -gt 0 ] || mapfile -t found < <(ls "$run_dir" | grep -E '^checkpoint[0-9]+\.pt$' | sort -V)
-  [ ${#found[@]} -ge "$average_last" ] \
-    || die "--average-last $average_last needs that many update or epoch checkpoints in $run_dir, found ${#found[@]}"
-  inputs=()
-  for f in "${found[@]: -$average_last}"; do inputs+=("$run_dir/$f"); done
   model=$run_dir/checkpoint_avg$average_last.pt
-  echo "[evaluate] averaging ${inputs[*]}"
-  python "$repo/scripts/average_checkpoints.py" --inputs "${inputs[@]}" --output "$model"
+  averaged=$(python "$repo/scripts/average_checkpoints.py" --run-dir "$run_dir" --last "$average_last" --output "$model") \
+    || die "could not average the last $average_last checkpoints of $run_dir (see above)"
+  echo "[evaluate] $averaged"
   checkpoint_label="average of last $average_last"
 else
   model=$run_dir/checkpoint_$checkpoint.pt

@@ -454,13 +454,15 @@ DATA=$DATA_DIR/bin
 FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm --share-decoder-input-output-embed
   --decoder-layers 1 --decoder-embed-dim 32 --decoder-ffn-embed-dim 64 --decoder-attention-heads 2
   --tokens-per-sample 64 --sample-break-mode none --optimizer adam --lr 2e-3 --max-tokens 1024
-  --max-update 6 --no-epoch-checkpoints --num-workers 0)
+  --max-update 6 --save-interval-updates 3 --no-epoch-checkpoints --num-workers 0)
 EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
+AVERAGE_LAST=2
 """)
     run(["bash", SCRIPTS / "reproduce.sh", "multi30k-lm", "--config", config, "--seeds", "2",
          "--presets", "baseline skd-predicted", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
     result = json.loads((tmp_path / "runs" / "skd-predicted" / "seed2" / "result.test.json").read_text())
     assert result["metrics"]["ppl"] > 1 and result["metrics"]["tokens"] > 1000
+    assert result["checkpoint"] == "average of last 2"  # the config's AVERAGE_LAST: updates 3 and 6
     assert "--label-smoothing 0" in result["training"]["extra_flags"]
     scores = (tmp_path / "runs" / "skd-predicted" / "seed2" / result["scores"]).read_text().splitlines()
     assert scores[0] == "id\ttokens\tlogprob" and sum(int(line.split("\t")[1]) for line in scores[1:]) > 1000
@@ -501,3 +503,27 @@ def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["empty_replaced_by_reference"] == 1
     proc = run([*tool, "--sentences", "4", "--on-empty", "reference"], check=False)
     assert proc.returncode != 0 and "3 hypotheses for 4 sentences (1 missing, first [3]" in proc.stderr
+
+
+def test_choose_epochs_applies_the_convergence_rule(tmp_path):
+    sys.path.insert(0, str(SCRIPTS))
+    from choose_epochs import choose_epoch, validation_curve
+
+    losses = [8.0, 6.0, 5.0, 4.5, 4.3, 4.2, 4.15, 4.12, 4.10, 4.09, 4.085, 4.08]
+    log = tmp_path / "train.log"
+    log.write_text("".join(
+        f"x | INFO | valid | epoch {e:03d} | valid on 'valid' subset | loss {l} | nll_loss 3 | ppl 9.5 | wps 1\n"
+        for e, l in enumerate(losses, 1)))
+    curve = validation_curve(open(log))
+    assert curve[3] == (5.0, 9.5)
+    # Epoch 7: 4.15 -> 4.09 over 3 epochs is 1.45 %; epoch 8: 4.12 -> 4.085 is 0.85 % < 1 %.
+    assert choose_epoch(curve) == 8
+    assert run([sys.executable, SCRIPTS / "choose_epochs.py", log]).stdout.strip() == "8"
+    md = run([sys.executable, SCRIPTS / "choose_epochs.py", log, "--markdown"]).stdout
+    assert "| 8 **chosen** | 4.120 | 9.50 | 0.85 % |" in md
+    # A curve that still improves needs the cap (or more epochs to decide).
+    assert choose_epoch({e: (100.0 - 5 * e, 1.0) for e in range(1, 11)}, cap=10) == 10
+    for curve, message in (({e: (100.0 - 5 * e, 1.0) for e in range(1, 9)}, "stops at epoch 8"),
+                           ({1: (5.0, 1.0), 3: (4.0, 1.0), 4: (3.0, 1.0), 5: (2, 1.0)}, "epoch 2 has no validation")):
+        with pytest.raises(ValueError, match=message):
+            choose_epoch(curve, cap=10)
