@@ -527,3 +527,37 @@ def test_choose_epochs_applies_the_convergence_rule(tmp_path):
                            ({1: (5.0, 1.0), 3: (4.0, 1.0), 4: (3.0, 1.0), 5: (2, 1.0)}, "epoch 2 has no validation")):
         with pytest.raises(ValueError, match=message):
             choose_epoch(curve, cap=10)
+
+
+def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path):
+    data = small_slice(multi30k_bin, tmp_path / "slice", lines=150)
+    text = tiny_config(tmp_path, multi30k_bin).read_text().replace("DATA=$DATA_DIR/bin", f"DATA={data}")
+    config = tmp_path / "epochs.sh"
+    config.write_text(text.replace("--max-update 8\n  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints",
+                                   "--max-epoch 3 --dropout 0.1"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    long, short = tmp_path / "long", tmp_path / "short"
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long], env=env)
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", short,
+         "--max-epoch", "2"], env=env)
+    out = run([sys.executable, SCRIPTS / "cut_run.py", long, "--epoch", "2"]).stdout
+    assert "ends at epoch 2" in out
+    assert not (long / "checkpoint3.pt").exists() and (long / "train.full.log").exists()
+    from skd_fairseq.checkpoints import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()
+    cut_model = torch.load(long / "checkpoint_last.pt", map_location="cpu")["model"]
+    want = torch.load(short / "checkpoint_last.pt", map_location="cpu")["model"]
+    assert all(torch.equal(cut_model[k], want[k]) for k in want)  # the run --max-epoch 2 trains
+    cut_summary, short_summary = (json.loads((d / "train.json").read_text()) for d in (long, short))
+    assert cut_summary["updates"] == short_summary["updates"] and cut_summary["cut_at_epoch"] == 2
+    assert "epoch 003" not in (long / "train.log").read_text()
+    # train.sh with --max-epoch 2 finds nothing left to train; the averaging takes epochs 1 and 2.
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long,
+         "--max-epoch", "2"], env=env)
+    assert json.loads((long / "train.json").read_text())["updates"] == short_summary["updates"]
+    averaged = run([sys.executable, SCRIPTS / "average_checkpoints.py", "--run-dir", long, "--last", "2",
+                    "--output", tmp_path / "avg.pt"]).stdout
+    assert averaged.split() == ["averaging", str(long / "checkpoint1.pt"), str(long / "checkpoint2.pt")]
+    proc = run([sys.executable, SCRIPTS / "cut_run.py", long, "--epoch", "3"], check=False)
+    assert proc.returncode == 1 and "checkpoint3.pt not found" in proc.stderr
