@@ -8,10 +8,11 @@ Usage: $(basename "$0") CONFIG --out DIR [--seed N] --variant NAME="PRESET [flag
 
 Trains each variant (a criterion preset of configs/presets.sh plus fairseq flags, e.g.
 --variant n-a0.2-t0.1="skd-neighbours --skd-alpha 0.2 --skd-temperature 0.1") with
-scripts/train.sh into DIR/NAME, translates the validation split, and writes the table
-DIR/sweep.md (rows: variants, valid BLEU/chrF). The test split is never touched, so the
-choice made from this table does not peek at test scores. Resumable: finished runs and
-evaluations are skipped.
+scripts/train.sh into DIR/NAME, translates the validation split with the model CONFIG
+scores (its AVERAGE_LAST, else checkpoint_best.pt), and writes the table DIR/sweep.md
+(rows: variants; valid BLEU, chrF and perplexity; skd_gold_q and skd_tau in the first
+and last epoch). The test split is never touched, so the choice made from this table
+does not peek at test scores. Resumable: finished runs and evaluations are skipped.
 
   --seed N   the seed of every run (default 1)
 EOF
@@ -46,7 +47,7 @@ for spec in "${variants[@]}"; do
     echo "=== [sweep] $name: ${words[*]} ==="
     bash "$repo/scripts/train.sh" "$config" --criterion-preset "${words[0]}" --seed "$seed" \
       --save-dir "$run_dir" --method "$name" "${words[@]:1}"
-    bash "$repo/scripts/evaluate-translation.sh" "$config" --run-dir "$run_dir" --split valid --checkpoint best
+    bash "$repo/scripts/evaluate-translation.sh" "$config" --run-dir "$run_dir" --split valid
   fi
   results+=("$run_dir/result.valid.json")
 done
@@ -55,9 +56,9 @@ done
   echo
   echo "\`bash scripts/sweep.sh $(realpath --relative-to="$repo" "$config") --seed $seed\` with the variants below, on"
   echo "$(date -u +%Y-%m-%d), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown); one run per variant,"
-  echo "checkpoint_best.pt (by validation loss), BLEU on the validation split only."
+  echo "scored on the validation split only ($(. "$config"; [ "${AVERAGE_LAST:-1}" -gt 1 ] && echo "the average of the last ${AVERAGE_LAST} checkpoints" || echo "checkpoint_best.pt"))."
   echo
-  python "$repo/scripts/make-tables.py" "${results[@]}" --flags
+  python "$repo/scripts/make-tables.py" "${results[@]}" --flags --training-metrics
 } > "$out/sweep.md.part"
 mv "$out/sweep.md.part" "$out/sweep.md"
 cat "$out/sweep.md"

@@ -561,3 +561,16 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     assert averaged.split() == ["averaging", str(long / "checkpoint1.pt"), str(long / "checkpoint2.pt")]
     proc = run([sys.executable, SCRIPTS / "cut_run.py", long, "--epoch", "3"], check=False)
     assert proc.returncode == 1 and "checkpoint3.pt not found" in proc.stderr
+
+
+def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    proc = run(["bash", SCRIPTS / "sweep.sh", config, "--out", tmp_path / "sweep", "--seed", "2",
+                "--variant", "base=baseline", "--variant", "rnd-rho0.8=skd-random --skd-gold-mass 0.8"])
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert table in proc.stdout and "scored on the validation split only (checkpoint_best.pt)" in table
+    assert ("| method | settings | multi30k-slice de-en valid: BLEU | multi30k-slice de-en valid: chrF | "
+            "multi30k-slice de-en valid: valid perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |") in table
+    row = next(line for line in table.splitlines() if line.startswith("| rnd-rho0.8 |"))
+    assert "`skd-random --skd-gold-mass 0.8`" in row and "| 0.800 → 0.800 |" in row
+    assert not (tmp_path / "sweep" / "base" / "result.test.json").exists()  # the test split is never touched
