@@ -40,19 +40,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 [ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
 case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
-case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, got '$checkpoint'" ;; esac
-average_last=${average_last:-${AVERAGE_LAST:-1}}
-[[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
-if [ "$average_last" -gt 1 ]; then
-  model=$run_dir/checkpoint_avg$average_last.pt
-  averaged=$(python "$repo/scripts/average_checkpoints.py" --run-dir "$run_dir" --last "$average_last" --output "$model") \
-    || die "could not average the last $average_last checkpoints of $run_dir (see above)"
-  echo "[evaluate-lm] $averaged"
-  checkpoint="average of last $average_last"
-else
-  model=$run_dir/checkpoint_$checkpoint.pt
-  [ -f "$model" ] || die "missing $model"
-fi
+# shellcheck source=scripts/eval-lib.sh
+. "$repo/scripts/eval-lib.sh"
+scored_model "$run_dir" "$checkpoint" "${average_last:-${AVERAGE_LAST:-1}}"
 
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"
@@ -62,7 +52,7 @@ fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-sub
   --output-word-probs "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
   || { tail -n 20 "$log" >&2; die "fairseq-eval-lm failed (log: $log)"; }
 
-python - "$log" "$run_dir" "$split" "$checkpoint" "$DATASET" "${EVAL_LM_ARGS[*]}" "$repo/scripts" <<'EOF'
+python - "$log" "$run_dir" "$split" "$checkpoint_label" "$DATASET" "${EVAL_LM_ARGS[*]}" "$repo/scripts" <<'EOF'
 import math, os, re, sys
 
 log, run_dir, split, checkpoint, dataset, eval_args, scripts = sys.argv[1:]

@@ -52,9 +52,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 [ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
 case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
-case "$checkpoint" in best|last) ;; *) die "--checkpoint must be best or last, got '$checkpoint'" ;; esac
-average_last=${average_last:-${AVERAGE_LAST:-1}}
-[[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
 reference=$REFERENCE_PREFIX/$split.$TGT
 [ -f "$reference" ] || die "missing reference $reference (prepare the data first)"
 lowercase=()  # case-insensitive BLEU and chrF, for lowercased corpora
@@ -64,17 +61,9 @@ case "${BLEU_LOWERCASE:-0}" in
   *) die "config's BLEU_LOWERCASE must be 0 or 1, got '$BLEU_LOWERCASE'" ;;
 esac
 
-if [ "$average_last" -gt 1 ]; then
-  model=$run_dir/checkpoint_avg$average_last.pt
-  averaged=$(python "$repo/scripts/average_checkpoints.py" --run-dir "$run_dir" --last "$average_last" --output "$model") \
-    || die "could not average the last $average_last checkpoints of $run_dir (see above)"
-  echo "[evaluate] $averaged"
-  checkpoint_label="average of last $average_last"
-else
-  model=$run_dir/checkpoint_$checkpoint.pt
-  [ -f "$model" ] || die "missing $model"
-  checkpoint_label=$checkpoint
-fi
+# shellcheck source=scripts/eval-lib.sh
+. "$repo/scripts/eval-lib.sh"
+scored_model "$run_dir" "$checkpoint" "${average_last:-${AVERAGE_LAST:-1}}"
 
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"

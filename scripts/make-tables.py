@@ -201,17 +201,19 @@ def seed_test(results, baseline, metrics):
 TRAIN_EPOCH = re.compile(r"\| train \| epoch (\d+) \|(.*)$")
 
 
+def log_matches(run_dir, pattern):
+    """The matches of ``pattern`` in the run's train.log, in order (none without a log)."""
+    path = os.path.join(run_dir, "train.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [m for m in map(pattern.search, f) if m]
+
+
 def training_metrics(run_dir, names=("skd_gold_q", "skd_tau")):
     """{name: (first epoch's value, last epoch's value)} from the run's train.log epoch summaries."""
-    epochs = {}
-    path = os.path.join(run_dir, "train.log")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                m = TRAIN_EPOCH.search(line)
-                if m:
-                    values = dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + m.group(2)))
-                    epochs[int(m.group(1))] = values
+    epochs = {int(m.group(1)): dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + m.group(2)))
+              for m in log_matches(run_dir, TRAIN_EPOCH)}
     out = {}
     for name in names:
         found = [epochs[e][name] for e in sorted(epochs) if name in epochs[e]]
@@ -338,15 +340,7 @@ VALID = re.compile(r"\| valid \| epoch \d+ \| valid on '[^']+' subset \|.*?\| pp
 
 
 def validation_curve(run_dir):
-    points = {}
-    path = os.path.join(run_dir, "train.log")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                m = VALID.search(line)
-                if m:
-                    points[int(m.group(2))] = float(m.group(1))
-    return points
+    return {int(m.group(2)): float(m.group(1)) for m in log_matches(run_dir, VALID)}
 
 
 def plot(results, path):

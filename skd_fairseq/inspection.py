@@ -104,6 +104,14 @@ def resolve_words(dictionary, words):
     return ids
 
 
+def print_row_table(title, key, keys, name, values):
+    """A two-row Markdown table: the settings, then the values measured at each."""
+    print(f"\n{title}\n")
+    print(f"| {key} | " + " | ".join(f"{k:g}" for k in keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+
 def plot(path, taus, gold_q, label):
     import logging
 
@@ -178,20 +186,11 @@ def main(argv=None):
 
     print(f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
           f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: counts in {dict_path}")
-    print()
-    print("Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):")
-    print()
-    print("| tau | " + " | ".join(f"{t:g}" for t in args.taus) + " |")
-    print("|---|" + "---|" * len(args.taus))
-    print("| q_gold | " + " | ".join(f"{q:.3f}" for q in gold_q) + " |")
+    print_row_table("Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):",
+                    "tau", args.taus, "q_gold", gold_q)
     if args.gold_masses:
-        taus = mean_solved_tau(sims, weights, args.gold_masses)
-        print()
-        print("Temperature each gold mass solves to (mean over the vocabulary, weighted by frequency):")
-        print()
-        print("| rho | " + " | ".join(f"{r:g}" for r in args.gold_masses) + " |")
-        print("|---|" + "---|" * len(args.gold_masses))
-        print("| tau | " + " | ".join(f"{t:.3f}" for t in taus) + " |")
+        print_row_table("Temperature each gold mass solves to (mean over the vocabulary, weighted by frequency):",
+                        "rho", args.gold_masses, "tau", mean_solved_tau(sims, weights, args.gold_masses))
     if args.words:
         ids = torch.tensor(resolve_words(dictionary, args.words))
         setting = (f"rho {args.gold_mass:g}" if args.gold_mass is not None
