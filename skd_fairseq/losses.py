@@ -152,25 +152,63 @@ def label_smoothed_skd_loss(
         computed with the same operations in the same order, so ``loss`` equals
         fairseq's bit for bit when alpha == 0.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
     # One gather serves the NLL (column 0) and L_skd, so the backward pass scatters
     # into an [N, V] gradient once, as plain label smoothing does.
     picked = lprobs.gather(dim=-1, index=entries)
-    nll_loss = -picked[:, :1]
     smooth_loss = -lprobs.sum(dim=-1, keepdim=True)
+    pad_mask = target.unsqueeze(-1).eq(ignore_index) if ignore_index is not None else None
+    return skd_loss_from_entries(
+        picked, soft_targets, alpha, epsilon, lprobs.size(-1), smooth_loss, pad_mask, reduce
+    )
+
+
+def skd_loss_from_entries(
+    picked: torch.Tensor,
+    soft_targets: torch.Tensor,
+    alpha: float,
+    epsilon: float = 0.0,
+    vocab_size: int = None,
+    smooth_loss: torch.Tensor = None,
+    pad_mask: torch.Tensor = None,
+    reduce: bool = True,
+):
+    """(1 - alpha) L_ls + alpha L_skd from the log-probabilities of the entries only.
+
+    Args:
+        picked: [N, k+1] log p of [t, c_1..c_k] (gradient flows into them).
+        soft_targets: [N, k+1] q.
+        alpha, epsilon: as :func:`label_smoothed_skd_loss`.
+        vocab_size: V (needed when epsilon > 0).
+        smooth_loss: [N, 1] -sum_w log p(w) (needed when epsilon > 0).
+        pad_mask: [N, 1] bool, True at padding.
+        reduce: sum over positions or per-position [N] tensors.
+
+    Returns:
+        (loss, nll_loss, skd_loss).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if epsilon > 0 and (smooth_loss is None or vocab_size is None):
+        raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
+    nll_loss = -picked[:, :1]
     skd_loss = -(soft_targets * picked).sum(dim=-1, keepdim=True)
-    if ignore_index is not None:
-        pad_mask = target.unsqueeze(-1).eq(ignore_index)
+    if pad_mask is not None:
         nll_loss.masked_fill_(pad_mask, 0.0)
-        smooth_loss.masked_fill_(pad_mask, 0.0)
+        if smooth_loss is not None:
+            smooth_loss.masked_fill_(pad_mask, 0.0)
         skd_loss.masked_fill_(pad_mask, 0.0)
-    nll_loss, smooth_loss, skd_loss = nll_loss.squeeze(-1), smooth_loss.squeeze(-1), skd_loss.squeeze(-1)
+    nll_loss, skd_loss = nll_loss.squeeze(-1), skd_loss.squeeze(-1)
+    if smooth_loss is not None:
+        smooth_loss = smooth_loss.squeeze(-1)
     if reduce:
-        nll_loss, smooth_loss, skd_loss = nll_loss.sum(), smooth_loss.sum(), skd_loss.sum()
-    eps_i = epsilon / (lprobs.size(-1) - 1)
-    ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
+        nll_loss, skd_loss = nll_loss.sum(), skd_loss.sum()
+        smooth_loss = smooth_loss.sum() if smooth_loss is not None else None
+    if smooth_loss is None:
+        ls_loss = nll_loss
+    else:
+        eps_i = epsilon / (vocab_size - 1)
+        ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
     if alpha == 0:
         return ls_loss, nll_loss, skd_loss
     return (1.0 - alpha) * ls_loss + alpha * skd_loss, nll_loss, skd_loss

@@ -59,6 +59,51 @@ def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANS
     return task, model, criterion, cfg
 
 
+TINY_ADAPTIVE_LM = [
+    "--arch", "transformer_lm", "--decoder-layers", "1", "--decoder-embed-dim", "32",
+    "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--tokens-per-sample", "16",
+    "--adaptive-softmax-cutoff", "20,40", "--adaptive-softmax-factor", "2",
+]
+
+
+def build_language_model(tmp_path, criterion_args, arch_args=TINY_ADAPTIVE_LM, n_words=60):
+    """(task, model, criterion, cfg) for a tiny transformer_lm built as fairseq-train would."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    data = tmp_path / "lm-data"
+    data.mkdir(exist_ok=True)
+    write_dictionary(data / "dict.txt", n_words)
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser,
+        [str(data), "--task", "language_modeling", "--user-dir", USER_DIR, "--cpu", "--dropout", "0",
+         "--optimizer", "adam", "--lr", "1e-3", "--ddp-backend", "legacy_ddp", *arch_args, *criterion_args],
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return task, model, criterion, cfg
+
+
+def lm_sample(task, batch=4, length=12, seed=0):
+    """A random language-model batch in fairseq's format, with padding at the end of some rows."""
+    g = torch.Generator().manual_seed(seed)
+    d = task.target_dictionary
+    tokens = torch.randint(d.nspecial, len(d), (batch, length + 1), generator=g)
+    tokens[1, -3:] = d.pad()
+    source, target = tokens[:, :-1].clone(), tokens[:, 1:].clone()
+    target[source.eq(d.pad())] = d.pad()
+    return {
+        "id": torch.arange(batch),
+        "nsentences": batch,
+        "ntokens": int(target.ne(d.pad()).sum()),
+        "net_input": {"src_tokens": source, "src_lengths": source.ne(d.pad()).sum(1)},
+        "target": target,
+    }
+
+
 def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER):
     """(path, model): a teacher checkpoint written by fairseq's own Trainer; its dictionaries
     are in directory/data, where the checkpoint's task config points."""

@@ -147,12 +147,59 @@ def test_bad_flags_exit_nonzero_with_the_message(multi30k_bin, tmp_path, criteri
     assert not (tmp_path / "checkpoint_last.pt").exists()
 
 
-def test_adaptive_softmax_language_model_fails_before_any_update(wikitext_bin, tmp_path):
-    proc = train(wikitext_bin / "bin", tmp_path, *LM_MODEL, *SKD, "--adaptive-softmax-cutoff", "500,2000",
-                 "--max-update", "5", check=False)
+def adaptive_lm(data):
+    """transformer_lm_wiki103's flags at a tiny size: adaptive input and softmax, tied weights and
+    projections, cutoffs at about 1/4 and 1/2 of the vocabulary (examples/language_model)."""
+    vocab = sum(1 for _ in open(data / "dict.txt")) + 4
+    cutoff = f"{vocab // 4},{vocab // 2}"
+    return [
+        "--task", "language_modeling", "--arch", "transformer_lm", "--decoder-layers", "1",
+        "--decoder-embed-dim", "64", "--decoder-input-dim", "64", "--decoder-output-dim", "64",
+        "--decoder-ffn-embed-dim", "128", "--decoder-attention-heads", "2",
+        "--tokens-per-sample", "64", "--sample-break-mode", "none",
+        "--adaptive-input", "--adaptive-input-factor", "4", "--adaptive-input-cutoff", cutoff,
+        "--adaptive-softmax-cutoff", cutoff, "--adaptive-softmax-factor", "4", "--adaptive-softmax-dropout", "0.2",
+        "--tie-adaptive-weights", "--tie-adaptive-proj", "--ddp-backend", "legacy_ddp",
+    ]
+
+
+def test_adaptive_softmax_with_label_smoothing_fails_before_any_update(wikitext_bin, tmp_path):
+    data = wikitext_bin / "bin"
+    proc = train(data, tmp_path, *adaptive_lm(data), *SKD, "--max-update", "5", check=False)
     assert proc.returncode != 0
-    assert "--adaptive-softmax-cutoff" in proc.stdout + proc.stderr
+    assert "--label-smoothing 0.1 on an adaptive softmax" in proc.stdout + proc.stderr
     assert train_logs(proc.stdout) == []
+
+
+@pytest.mark.parametrize("candidates", ["neighbours", "predicted"])
+def test_skd_trains_an_adaptive_softmax_language_model_and_it_evaluates(wikitext_bin, tmp_path, candidates):
+    data = wikitext_bin / "bin"
+    proc = train(data, tmp_path, *adaptive_lm(data), "--criterion", "label_smoothed_skd", "--label-smoothing", "0",
+                 "--skd-candidates", candidates, "--skd-gold-mass", "0.8", "--skd-alpha", "0.5",
+                 "--skd-neighbour-refresh", "10", "--max-update", "30")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["skd_alpha"] == 0.5 and 0.5 < r["skd_gold_q"] <= 0.8 + 1e-3 for r in records)
+    ev = run(["fairseq-eval-lm", data, "--user-dir", USER_DIR, "--path", tmp_path / "checkpoint_last.pt",
+              "--tokens-per-sample", "64", "--context-window", "32", "--max-tokens", "2048", "--cpu"])
+    ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
+    assert ppl and 1 < float(ppl.group(1)) < 5000
+
+
+def test_word_kd_trains_an_adaptive_softmax_student(wikitext_bin, tmp_path):
+    data = wikitext_bin / "bin"
+    train(data, tmp_path / "teacher", *LM_MODEL, "--criterion", "label_smoothed_cross_entropy",
+          "--label-smoothing", "0", "--max-update", "10")
+    teacher = ["--kd-teacher-path", tmp_path / "teacher" / "checkpoint_last.pt"]
+    proc = train(data, tmp_path / "student", *adaptive_lm(data), *WORD_KD, "--label-smoothing", "0", *teacher,
+                 "--kd-teacher-topk", "16", "--max-update", "25")
+    records = train_logs(proc.stdout)
+    assert_loss_goes_down(records)
+    assert all(r["kd_kl"] > 0 for r in records)
+    # The whole vocabulary would need the [N, V] matrix the adaptive softmax avoids: refused.
+    proc = train(data, tmp_path / "full", *adaptive_lm(data), *WORD_KD, "--label-smoothing", "0", *teacher,
+                 "--max-update", "3", check=False)
+    assert proc.returncode != 0 and "needs --kd-teacher-topk K > 0" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("criterion", [

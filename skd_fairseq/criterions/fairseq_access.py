@@ -1,5 +1,5 @@
 """What the criteria take from fairseq: the output embedding, the excluded symbols, the update count,
-and an encoder-decoder run in pieces."""
+an encoder-decoder run in pieces, and the weights of an adaptive softmax."""
 
 import functools
 import re
@@ -7,6 +7,8 @@ from typing import List
 
 import torch
 from torch import nn
+
+from ..adaptive import AdaptiveParts
 
 # fairseq's Dictionary.pad_to_multiple_ fills the vocabulary with these; they never occur in data.
 _FILLER_SYMBOL = re.compile(r"madeupword\d{4}")
@@ -85,3 +87,61 @@ def encode_source(model, net_input):
 def decode_prefix(decoder, prev_output_tokens, encoder_out, net_input):
     """The decoder output for ``prev_output_tokens`` given an :func:`encode_source` output."""
     return decoder(prev_output_tokens, encoder_out=encoder_out, src_lengths=net_input["src_lengths"])
+
+
+def _plain_module(module, what):
+    """``module`` itself, refusing quantisation noise (its hooks change the weights in forward)."""
+    if getattr(module, "_forward_pre_hooks", None):
+        raise ValueError(
+            f"the adaptive softmax's {what} has forward hooks (quantisation noise, --quant-noise-pq > 0): "
+            "SKD reads the weights directly and would not see the noise; train without --quant-noise-pq"
+        )
+    return module
+
+
+def _tail_projection(proj) -> torch.Tensor:
+    """P_i [d_i, D] of a tail's first module: z = P_i h."""
+    proj = _plain_module(proj, "tail projection")
+    if isinstance(proj, nn.Linear):
+        return proj.weight
+    if getattr(proj, "transpose", None) is True:  # TiedLinear(adaptive input projection, transpose=True): z = h @ W
+        return proj.weight.t()
+    raise ValueError(f"unrecognised adaptive-softmax tail projection {type(proj).__name__}")
+
+
+def _tail_output(out) -> torch.Tensor:
+    """W_i [cluster size, d_i] of a tail's last module."""
+    out = _plain_module(out, "tail output")
+    if isinstance(out, nn.Linear) or getattr(out, "transpose", None) is False:
+        return out.weight
+    raise ValueError(f"unrecognised adaptive-softmax tail output {type(out).__name__}")
+
+
+def adaptive_parts(adaptive_softmax) -> AdaptiveParts:
+    """The weights of fairseq's ``AdaptiveSoftmax`` in :class:`AdaptiveParts`' convention.
+
+    Head: an ``nn.Linear`` over [head words, cluster logits], or the ``TiedHeadModule`` of
+    ``--tie-adaptive-weights`` (the adaptive input's first band, after an optional
+    projection Q: e_w = Q^T emb_0[w], folded here). Tails: Sequential(projection, dropout,
+    output), the projection an ``nn.Linear`` or the adaptive input's projection used
+    transposed (``--tie-adaptive-proj``), the output an ``nn.Linear`` or the input band's
+    embedding.
+    """
+    cutoff = list(adaptive_softmax.cutoff)
+    head = _plain_module(adaptive_softmax.head, "head")
+    if isinstance(head, nn.Linear):
+        head_words = head.weight[: cutoff[0]]
+    elif hasattr(head, "word_proj"):  # TiedHeadModule
+        word_proj = head.word_proj
+        if isinstance(word_proj, nn.Sequential):  # Linear(D -> emb dim), then the tied embedding
+            q, tied = _plain_module(word_proj[0], "head projection"), word_proj[1]
+            head_words = tied.weight.detach() @ q.weight.detach()
+        else:
+            head_words = word_proj.weight
+    else:
+        raise ValueError(f"unrecognised adaptive-softmax head {type(head).__name__}")
+    tail_out, tail_proj = [], []
+    for tail in adaptive_softmax.tail:
+        tail_proj.append(_tail_projection(tail[0]))
+        tail_out.append(_tail_output(tail[-1]))
+    return AdaptiveParts(cutoff, head_words.detach(), tail_out, [p.detach() for p in tail_proj])

@@ -17,13 +17,16 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     label_smoothed_nll_loss,
 )
 from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass.constants import DDP_BACKEND_CHOICES
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..losses import check_gold_mass, label_smoothed_skd_loss, skd_soft_targets
+from ..losses import check_gold_mass, label_smoothed_skd_loss, skd_loss_from_entries, skd_soft_targets
+from ..adaptive import embedding_matrix
 from ..neighbours import admissible_ids, check_k, embedding_topk, predicted_topk, random_candidates
 from ..schedule import check_schedule, skd_alpha
 from ..similarity import SIMILARITIES
+from .adaptive_softmax import AdaptiveScores, adaptive_cross_entropy, adaptive_softmax_of
 from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
 
 CANDIDATE_MODES = ("neighbours", "predicted", "random")
@@ -95,6 +98,7 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         },
     )
     seed: int = II("common.seed")
+    ddp_backend: DDP_BACKEND_CHOICES = II("distributed_training.ddp_backend")
 
 
 @register_criterion("label_smoothed_skd", dataclass=LabelSmoothedSkdCriterionConfig)
@@ -158,6 +162,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         # --skd-candidates random: a generator seeded from (seed, update, micro-batch, rank), so
         # runs are reproducible and the draws leave fairseq's own random stream (dropout) alone.
         self.seed = cfg.seed
+        self.ddp_backend = str(cfg.ddp_backend)
         self._generator = None
         self._draw = (None, 0)  # (update, micro-batches drawn in it)
         # Neighbour table of the whole vocabulary, derived from the (replicated) weights.
@@ -198,12 +203,45 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
     def student_forward(self, model, sample):
         return model(**sample["net_input"])
 
+    def get_lprobs_and_target(self, model, net_output, sample):
+        """fairseq's, except on an adaptive softmax: :class:`AdaptiveScores` instead of [N, V]."""
+        softmax = adaptive_softmax_of(model)
+        if softmax is None:
+            return super().get_lprobs_and_target(model, net_output, sample)
+        self.check_adaptive_softmax()
+        target = model.get_targets(sample, net_output).view(-1)
+        return AdaptiveScores(softmax, net_output[0]), target
+
+    def check_adaptive_softmax(self):
+        if self.eps > 0:
+            raise ValueError(
+                f"--label-smoothing {self.eps} on an adaptive softmax: its smoothing term needs the "
+                "sum of log p over the whole vocabulary, which this criterion does not compute there. "
+                "Use --label-smoothing 0 (fairseq's adaptive_loss recipes train without smoothing)."
+            )
+        if self.ignore_prefix_size > 0 or self.report_accuracy:
+            raise ValueError(
+                "--ignore-prefix-size and --report-accuracy are not supported with an adaptive softmax; "
+                "leave them unset"
+            )
+        if self.ddp_backend in ("c10d", "pytorch_ddp") and torch.distributed.is_initialized():
+            raise ValueError(
+                "an adaptive softmax leaves the tail clusters no batch needs without gradients, which "
+                "torch DistributedDataParallel refuses (as fairseq's adaptive_loss does): pass "
+                "--ddp-backend legacy_ddp"
+            )
+
     def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
         """(loss, nll_loss, training-only log entries) for flattened lprobs [N, V], target [N]."""
         # Validation reports the plain label-smoothed loss, so runs stay comparable.
         alpha = self.current_alpha() if model.training else 0.0
         if alpha > 0:
             loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
+        elif isinstance(lprobs, AdaptiveScores):
+            loss = nll_loss = adaptive_cross_entropy(
+                lprobs.softmax, lprobs.features, target, self.padding_idx, reduce
+            )
+            skd_log = {}
         else:
             loss, nll_loss = label_smoothed_nll_loss(
                 lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
@@ -213,24 +251,46 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return loss, nll_loss, dict(skd_alpha=alpha, skd_batches=1, **skd_log)
 
     def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
-        weight = output_embedding(model, self.vocab_size)
+        adaptive = isinstance(lprobs, AdaptiveScores)
+        if adaptive:  # e_w of every token, built a block at a time, only when the table needs it
+            weight = lambda: embedding_matrix(lprobs.parts)  # noqa: E731
+        else:
+            matrix = output_embedding(model, self.vocab_size)
+            weight = lambda: matrix  # noqa: E731
         if self.candidate_mode == "predicted":
-            candidates = predicted_topk(lprobs, target, self.topk, exclude=self.excluded_ids)
+            candidates = (
+                lprobs.topk(self.topk, self.excluded_ids, target) if adaptive
+                else predicted_topk(lprobs, target, self.topk, exclude=self.excluded_ids)
+            )
         elif self.candidate_mode == "random":
             candidates = random_candidates(
                 target, self.topk, self.admissible_ids, self.random_generator(target.device)
             )
         else:
             candidates = self.neighbour_candidates(weight, target)
-        soft_targets, tau = skd_soft_targets(
-            weight, target, candidates, self.similarity, temperature=self.temperature,
-            gold_mass=self.gold_mass, return_temperature=True,
-        )
-        loss, nll_loss, skd_loss = label_smoothed_skd_loss(
-            lprobs, target, candidates, soft_targets, alpha, self.eps,
-            ignore_index=self.padding_idx, reduce=reduce,
-        )
         real = target.ne(self.padding_idx)
+        if adaptive:
+            # Padding positions ask for the padding id only: no tail cluster is run for them.
+            entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
+            entries = entries.masked_fill(~real.unsqueeze(-1), self.padding_idx)
+            # q from the rows of the entries themselves: [N (k+1), D], position i's at i (k+1) + j.
+            slots = torch.arange(entries.numel(), device=target.device).view_as(entries)
+            soft_targets, tau = skd_soft_targets(
+                lprobs.embedding_rows(entries.view(-1)), slots[:, 0], slots[:, 1:], self.similarity,
+                temperature=self.temperature, gold_mass=self.gold_mass, return_temperature=True,
+            )
+            loss, nll_loss, skd_loss = skd_loss_from_entries(
+                lprobs.log_probs(entries), soft_targets, alpha, pad_mask=~real.unsqueeze(-1), reduce=reduce
+            )
+        else:
+            soft_targets, tau = skd_soft_targets(
+                weight(), target, candidates, self.similarity, temperature=self.temperature,
+                gold_mass=self.gold_mass, return_temperature=True,
+            )
+            loss, nll_loss, skd_loss = label_smoothed_skd_loss(
+                lprobs, target, candidates, soft_targets, alpha, self.eps,
+                ignore_index=self.padding_idx, reduce=reduce,
+            )
         skd_log = {
             "skd_loss": skd_loss.detach().sum(),
             "skd_gold_q": soft_targets[:, 0].masked_fill(~real, 0.0).sum(),  # no masked_select: it syncs
@@ -254,18 +314,19 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return self._generator
 
     def neighbour_candidates(self, weight, target):
+        """The gold tokens' k nearest neighbours; ``weight()`` gives the output embedding E."""
         if self.neighbour_refresh == 0:
             gold, rows = torch.unique(target, return_inverse=True)
             neighbours = embedding_topk(
-                weight, gold, self.topk, self.similarity, exclude=self.excluded_ids
+                weight(), gold, self.topk, self.similarity, exclude=self.excluded_ids
             )
             return neighbours[rows]
         period = self.num_updates // self.neighbour_refresh
         table = self._neighbour_table
-        if table is None or table.device != weight.device or period != self._neighbour_table_period:
+        if table is None or table.device != target.device or period != self._neighbour_table_period:
             table = embedding_topk(
-                weight,
-                torch.arange(self.vocab_size, device=weight.device),
+                weight(),
+                torch.arange(self.vocab_size, device=target.device),
                 self.topk,
                 self.similarity,
                 exclude=self.excluded_ids,

@@ -15,6 +15,7 @@ from fairseq.models import FairseqEncoderDecoderModel
 from torch.nn.parallel import DistributedDataParallel
 
 from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
+from .adaptive_softmax import AdaptiveScores
 from .fairseq_access import decode_prefix, encode_source
 from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
 from .teacher import registered_task_name
@@ -87,6 +88,11 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         return decode_prefix(student.decoder, net_input["prev_output_tokens"], encoder_out, net_input)
 
     def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
+        if isinstance(lprobs, AdaptiveScores):
+            raise ValueError(
+                "TIE-KD ranks the student's whole distribution, which an adaptive softmax does not "
+                "compute; use label_smoothed_word_kd with --kd-teacher-topk for such a student"
+            )
         later_passes, self._later_passes = self._later_passes, None
         net_input = dict(sample["net_input"])
         # Every pass decodes the same source: the teachers encode it once per step.

@@ -1,0 +1,263 @@
+"""SKD on an adaptive softmax (Grave et al., 2017), as pure functions on tensors. No fairseq imports here.
+
+An adaptive softmax with cutoffs c_0 < c_1 < ... < c_n = V scores the head words
+w < c_0 and one logit per tail cluster i (vocabulary [c_i, c_{i+1})) with a head matrix,
+and the words of cluster i with W_i (P_i h):
+
+    log p(w) = log softmax(head h)[w]                                   w in the head
+    log p(w) = log softmax(head h)[c_0 + i] + log softmax(W_i P_i h)[w - c_i]    w in cluster i
+
+**Output embedding.** Each token gets one vector e_w in the space of h whose dot product
+with h is the logit the model computes for it: the head matrix's row for a head word, and
+e_w = P_i^T W_i[w - c_i] for a word of cluster i. Neighbours and q then live in one space
+for every cluster, and :func:`skd_fairseq.neighbours.embedding_topk` and
+:func:`skd_fairseq.losses.skd_soft_targets` run on it unchanged.
+
+**Entry-wise log-probabilities.** SKD needs log p of the gold token and its k candidates
+only: the head's log-softmax (computed for every position, as ``adaptive_loss`` does) and,
+for each (position, cluster) pair that occurs among the entries, the cluster's
+log-normaliser log sum_v exp(W_i[v] . z) with z = P_i h. The normaliser is computed over
+blocks of the cluster's vocabulary by :class:`ClusterLogNormaliser`, which keeps no
+[positions, cluster] matrix for the backward pass (it recomputes the blocks), so memory
+stays one block at a time.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+# Cluster vocabulary columns per block of the log-normaliser and the running top-k:
+# at most this many fp32 values ([rows, block]) at once (64 MiB).
+BLOCK_ELEMENTS = 1 << 24
+
+
+@dataclass
+class AdaptiveParts:
+    """The weights of an adaptive softmax that SKD reads, in the convention of this module.
+
+    cutoff: [c_0, ..., c_n] with c_n = V.
+    head_words: [c_0, D] effective output embedding of the head words (head logit = row . h).
+    tail_out: per cluster i, W_i [c_{i+1} - c_i, d_i] (within-cluster logit = W_i[j] . z).
+    tail_proj: per cluster i, P_i [d_i, D] (z = P_i h, before the module's dropout).
+    """
+
+    cutoff: List[int]
+    head_words: torch.Tensor
+    tail_out: List[torch.Tensor]
+    tail_proj: List[torch.Tensor]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.cutoff[-1]
+
+    @property
+    def dim(self) -> int:
+        return self.head_words.size(1)
+
+
+def cluster_of(ids: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
+    """0 for head ids, i + 1 for ids of tail cluster i."""
+    return torch.bucketize(ids, torch.tensor(cutoff[:-1], device=ids.device), right=True)
+
+
+def embedding_rows(parts: AdaptiveParts, ids: torch.Tensor) -> torch.Tensor:
+    """e_w for ``ids`` [n]: fp32 [n, D], no gradient."""
+    with torch.no_grad():
+        ids = ids.reshape(-1)
+        out = torch.empty(ids.numel(), parts.dim, dtype=torch.float32, device=ids.device)
+        cluster = cluster_of(ids, parts.cutoff)
+        head = cluster.eq(0)
+        out[head] = parts.head_words.float()[ids[head]]
+        for i, (out_w, proj) in enumerate(zip(parts.tail_out, parts.tail_proj)):
+            rows = cluster.eq(i + 1)
+            local = ids[rows] - parts.cutoff[i]
+            out[rows] = out_w.float()[local] @ proj.float()
+        return out
+
+
+def embedding_matrix(parts: AdaptiveParts, block_rows: Optional[int] = None) -> torch.Tensor:
+    """E [V, D] fp32 (no gradient), built a block of the vocabulary at a time."""
+    vocab, dim = parts.vocab_size, parts.dim
+    block_rows = block_rows or max(1, BLOCK_ELEMENTS // max(dim, 1))
+    device = parts.head_words.device
+    out = torch.empty(vocab, dim, dtype=torch.float32, device=device)
+    for start in range(0, vocab, block_rows):
+        ids = torch.arange(start, min(start + block_rows, vocab), device=device)
+        out[start : start + ids.numel()] = embedding_rows(parts, ids)
+    return out
+
+
+def _block_size(rows: int, cols: int) -> int:
+    return max(1, min(cols, BLOCK_ELEMENTS // max(rows, 1)))
+
+
+class ClusterLogNormaliser(torch.autograd.Function):
+    """log sum_v exp(weight[v] . z) for each row of z, over blocks of the vocabulary.
+
+    Forward keeps a running (max, sum); backward recomputes each block's softmax, so
+    neither pass holds more than one [rows, block] matrix.
+    """
+
+    @staticmethod
+    def forward(ctx, z, weight, block):
+        zf, rows = z.float(), z.size(0)
+        running_max = torch.full((rows,), float("-inf"), device=z.device)
+        running_sum = torch.zeros(rows, device=z.device)
+        for start in range(0, weight.size(0), block):
+            logits = zf @ weight[start : start + block].float().t()
+            block_max = logits.max(dim=1).values
+            new_max = torch.maximum(running_max, block_max)
+            running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(
+                logits - new_max.unsqueeze(1)
+            ).sum(1)
+            running_max = new_max
+            del logits
+        lse = running_max + torch.log(running_sum)
+        ctx.save_for_backward(z, weight, lse)
+        ctx.block = block
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad_lse):
+        z, weight, lse = ctx.saved_tensors
+        zf = z.float()
+        grad_z = torch.zeros_like(zf) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        g = grad_lse.float().unsqueeze(1)
+        for start in range(0, weight.size(0), ctx.block):
+            w = weight[start : start + ctx.block].float()
+            weighted = torch.exp(zf @ w.t() - lse.unsqueeze(1)) * g  # softmax * upstream gradient
+            if grad_z is not None:
+                grad_z += weighted @ w
+            if grad_w is not None:
+                grad_w[start : start + ctx.block] = weighted.t() @ zf
+            del weighted
+        return (
+            grad_z.to(z.dtype) if grad_z is not None else None,
+            grad_w.to(weight.dtype) if grad_w is not None else None,
+            None,
+        )
+
+
+def cluster_log_normaliser(z: torch.Tensor, weight: torch.Tensor, block: Optional[int] = None) -> torch.Tensor:
+    """log sum_v exp(weight[v] . z) per row of z [rows, d]; weight [size, d]; fp32 [rows]."""
+    block = block or _block_size(z.size(0), weight.size(0))
+    return ClusterLogNormaliser.apply(z, weight, block)
+
+
+def entry_log_probs(
+    head_logits: torch.Tensor,
+    cluster_inputs: Sequence[Optional[torch.Tensor]],
+    cluster_rows: Sequence[Optional[torch.Tensor]],
+    tail_out: Sequence[torch.Tensor],
+    cutoff: Sequence[int],
+    entries: torch.Tensor,
+    block: Optional[int] = None,
+) -> torch.Tensor:
+    """log p(entries) of an adaptive softmax, without the [N, V] matrix.
+
+    Args:
+        head_logits: [N, c_0 + n] the head's logits for every position.
+        cluster_inputs: per tail cluster i, z_i [R_i, d_i] (P_i h after the module's dropout)
+            for the positions ``cluster_rows[i]``, or None when no entry is in cluster i.
+        cluster_rows: per tail cluster i, the positions [R_i] (sorted) whose entries need
+            cluster i, or None.
+        tail_out: per tail cluster i, W_i [c_{i+1} - c_i, d_i].
+        cutoff: [c_0, ..., c_n].
+        entries: [N, m] token ids (e.g. the gold token and its k candidates).
+
+    Returns:
+        [N, m] fp32 log-probabilities; the gradient flows into the head logits, the z_i
+        and the W_i.
+    """
+    n, m = entries.shape
+    head_lprobs = torch.log_softmax(head_logits.float(), dim=-1)
+    cluster = cluster_of(entries, cutoff)
+    c0 = cutoff[0]
+    # Head entries read the head directly; tail entries read their cluster's prior first.
+    head_index = torch.where(cluster.eq(0), entries, c0 + cluster - 1)
+    out = head_lprobs.gather(1, head_index)
+    for i, (z, rows) in enumerate(zip(cluster_inputs, cluster_rows)):
+        in_cluster = cluster.eq(i + 1)
+        if z is None:
+            continue
+        lse = cluster_log_normaliser(z, tail_out[i], block)
+        # Row of each (position, entry) among the cluster's rows (positions without such an
+        # entry point at row 0 and are masked out below).
+        row_of = torch.zeros(n, dtype=torch.long, device=entries.device)
+        row_of[rows] = torch.arange(rows.numel(), device=entries.device)
+        local = (entries - cutoff[i]).clamp(0, tail_out[i].size(0) - 1)
+        z_at = z.float()[row_of]  # [N, d_i]
+        logits = (tail_out[i].float()[local] * z_at.unsqueeze(1)).sum(-1)  # [N, m]
+        within = logits - lse[row_of].unsqueeze(1)
+        out = out + torch.where(in_cluster, within, torch.zeros_like(within))
+    return out
+
+
+def needed_rows(entries: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
+    """Per tail cluster, the sorted positions with an entry in it (None when there is none).
+
+    One host sync per cluster (``nonzero``), as fairseq's own adaptive softmax has.
+    """
+    cluster = cluster_of(entries, cutoff)
+    rows = []
+    for i in range(len(cutoff) - 1):
+        hit = cluster.eq(i + 1).any(dim=1).nonzero().squeeze(1)
+        rows.append(hit if hit.numel() else None)
+    return rows
+
+
+def running_topk(
+    head_lprobs: torch.Tensor,
+    cluster_inputs: Sequence[torch.Tensor],
+    tail_out: Sequence[torch.Tensor],
+    cutoff: Sequence[int],
+    k: int,
+    exclude: torch.Tensor,
+    target: torch.Tensor,
+    block: Optional[int] = None,
+) -> torch.Tensor:
+    """The k most probable tokens of the full adaptive distribution per position, never the
+    target nor an excluded id, computed a block of one cluster at a time.
+
+    Args:
+        head_lprobs: [N, c_0 + n] log-softmax of the head.
+        cluster_inputs: per tail cluster, z_i [N, d_i] for every position (no gradient needed).
+        tail_out, cutoff: as :func:`entry_log_probs`.
+        exclude: ids never returned; target: [N] gold ids.
+
+    Returns:
+        LongTensor [N, k], most probable first.
+    """
+    with torch.no_grad():
+        n = head_lprobs.size(0)
+        c0 = cutoff[0]
+        skip = torch.zeros(cutoff[-1], dtype=torch.bool, device=head_lprobs.device)
+        skip[exclude] = True
+        best_val = torch.full((n, k), float("-inf"), device=head_lprobs.device)
+        best_idx = torch.zeros((n, k), dtype=torch.long, device=head_lprobs.device)
+
+        def merge(values, ids):
+            nonlocal best_val, best_idx
+            values = values.masked_fill(skip[ids], float("-inf"))
+            values = values.masked_fill(ids.eq(target.unsqueeze(1)), float("-inf"))
+            all_val = torch.cat([best_val, values], 1)
+            all_idx = torch.cat([best_idx, ids], 1)
+            top = all_val.topk(k, dim=1)
+            best_val, best_idx = top.values, all_idx.gather(1, top.indices)
+
+        head_ids = torch.arange(c0, device=head_lprobs.device)
+        merge(head_lprobs[:, :c0].float(), head_ids.expand(n, c0))
+        for i, (z, out_w) in enumerate(zip(cluster_inputs, tail_out)):
+            zf = z.float()
+            lse = cluster_log_normaliser(zf, out_w.detach(), block)
+            prior = head_lprobs[:, c0 + i].float() - lse
+            size = out_w.size(0)
+            step = block or _block_size(n, size)
+            for start in range(0, size, step):
+                w = out_w[start : start + step].float()
+                values = zf @ w.t() + prior.unsqueeze(1)
+                ids = torch.arange(cutoff[i] + start, cutoff[i] + start + w.size(0), device=values.device)
+                merge(values, ids.expand(n, -1))
+        return best_idx

@@ -1,0 +1,263 @@
+"""SKD's pieces of an adaptive softmax against fairseq's own module and brute-force references."""
+
+import pytest
+import torch
+
+from skd_fairseq.adaptive import (
+    cluster_log_normaliser,
+    embedding_matrix,
+    embedding_rows,
+    entry_log_probs,
+    needed_rows,
+    running_topk,
+)
+from skd_fairseq.criterions.fairseq_access import adaptive_parts
+
+from conftest import TINY_ADAPTIVE_LM, build_language_model
+
+ADAPTIVE_LOSS = ["--criterion", "adaptive_loss"]
+# Untied; tied weights (the head's first band is the adaptive input's); tied with the
+# input projections; and a head with its own projection (input dim != first band's dim).
+ADAPTIVE_INPUT = ["--adaptive-input", "--adaptive-input-cutoff", "20,40", "--adaptive-input-factor", "2",
+                  "--decoder-output-dim", "32"]
+VARIANTS = {
+    "untied": TINY_ADAPTIVE_LM,
+    "tied": TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + ["--decoder-input-dim", "32", "--tie-adaptive-weights"],
+    "tied-proj": TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + ["--decoder-input-dim", "32", "--tie-adaptive-weights",
+                                                      "--tie-adaptive-proj"],
+}
+
+
+def head_projection_softmax():
+    """fairseq's AdaptiveSoftmax tied to an AdaptiveInput whose first band (64 wide) differs
+    from the softmax's input (32): its TiedHeadModule projects before the tied embedding.
+    (transformer_lm asserts equal sizes, so this is built directly.)"""
+    from fairseq.modules import AdaptiveInput, AdaptiveSoftmax
+
+    torch.manual_seed(0)
+    inputs = AdaptiveInput(64, 1, 64, 2.0, 32, [20, 40])
+    return AdaptiveSoftmax(64, 32, [20, 40], dropout=0.0, factor=2.0, adaptive_inputs=inputs, tie_proj=True)
+
+
+def adaptive_model(tmp_path, variant):
+    if variant == "head-proj":
+        task, model, softmax = None, None, head_projection_softmax()
+    else:
+        torch.manual_seed(0)
+        task, model, _, _ = build_language_model(tmp_path, ADAPTIVE_LOSS, arch_args=VARIANTS[variant])
+        softmax = model.decoder.adaptive_softmax
+    with torch.no_grad():  # tied weights start with zeros in places; make every logit informative
+        for p in softmax.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return task, model, softmax.eval()
+
+
+def module_logits(softmax, h):
+    """Brute force: [N, V] where column w is the logit the module computes for w (its head
+    logit, or its within-cluster logit), read from the module's own forward pieces."""
+    head = softmax.head(h)
+    parts = [head[:, : softmax.cutoff[0]]] + [tail(h) for tail in softmax.tail]
+    return torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS) + ["head-proj"])
+def test_output_embedding_gives_the_module_logits(tmp_path, variant):
+    _, _, softmax = adaptive_model(tmp_path, variant)
+    parts = adaptive_parts(softmax)
+    if variant == "head-proj":
+        assert isinstance(softmax.head.word_proj, torch.nn.Sequential)
+    h = torch.randn(7, softmax.input_dim)
+    with torch.no_grad():
+        want = module_logits(softmax, h)
+    E = embedding_matrix(parts, block_rows=7)
+    assert E.shape == (softmax.vocab_size, softmax.input_dim) and E.dtype == torch.float32
+    torch.testing.assert_close(h @ E.t(), want, rtol=1e-5, atol=1e-5)
+    ids = torch.tensor([0, 5, 19, 20, 33, 40, softmax.vocab_size - 1])
+    torch.testing.assert_close(embedding_rows(parts, ids), E[ids])
+
+
+@pytest.mark.parametrize("variant", ["untied", "tied-proj", "head-proj"])
+def test_entry_log_probs_equal_get_log_prob_values_and_gradients(tmp_path, variant):
+    _, _, softmax = adaptive_model(tmp_path, variant)
+    parts = adaptive_parts(softmax)
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(9, softmax.input_dim, generator=g)
+    entries = torch.randint(0, softmax.vocab_size, (9, 5), generator=g)
+    entries[0] = torch.tensor([1, 2, 3, 4, 5])  # a row that needs no tail
+    weights = torch.rand(9, 5, generator=g)
+
+    def via_module(h):
+        # The full [N, V] log-probabilities, as get_log_prob computes them but differentiable.
+        head = torch.log_softmax(softmax.head(h), -1)
+        c0 = softmax.cutoff[0]
+        full = torch.cat([head[:, :c0]] + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None]
+                                            for i, tail in enumerate(softmax.tail)], dim=1)
+        with torch.no_grad():  # the same numbers as fairseq's own (in-place) get_log_prob
+            torch.testing.assert_close(full, softmax.get_log_prob(h.unsqueeze(0), None).squeeze(0))
+        return full.gather(1, entries)
+
+    def via_entries(h):
+        rows = needed_rows(entries, parts.cutoff)
+        z = [tail[1](tail[0](h[r])) if r is not None else None for tail, r in zip(softmax.tail, rows)]
+        return entry_log_probs(softmax.head(h), z, rows, parts.tail_out, parts.cutoff, entries, block=7)
+
+    results = []
+    for fn in (via_module, via_entries):
+        softmax.zero_grad()
+        h = hidden.clone().requires_grad_()
+        values = fn(h)
+        (values * weights).sum().backward()
+        grads = [h.grad] + [p.grad.clone() for p in softmax.parameters() if p.grad is not None]
+        results.append((values.detach(), grads))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+    assert len(results[0][1]) == len(results[1][1])
+    for a, b in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_cluster_log_normaliser_equals_logsumexp_in_value_and_gradient():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(6, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(23, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    for block in (1, 5, 23, 100):
+        got = cluster_log_normaliser(z.float(), w.float(), block)
+        torch.testing.assert_close(got.double(), torch.logsumexp(z @ w.t(), 1), rtol=1e-5, atol=1e-5)
+    upstream = torch.randn(6, dtype=torch.float64, generator=g)
+    (cluster_log_normaliser(z, w, 5) * upstream).sum().backward()
+    got_z, got_w = z.grad.clone(), w.grad.clone()
+    z.grad, w.grad = None, None
+    (torch.logsumexp(z @ w.t(), 1) * upstream).sum().backward()
+    torch.testing.assert_close(got_z, z.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_w, w.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_running_topk_equals_the_full_topk(tmp_path):
+    _, _, softmax = adaptive_model(tmp_path, "tied")
+    parts = adaptive_parts(softmax)
+    h = torch.randn(11, softmax.input_dim, generator=torch.Generator().manual_seed(3))
+    target = torch.tensor([4, 25, 50, 7, 41, 19, 20, 39, 40, 63, 8])
+    exclude = torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        full = softmax.get_log_prob(h.unsqueeze(0), None).squeeze(0)
+        full[:, exclude] = float("-inf")
+        full.scatter_(1, target.unsqueeze(1), float("-inf"))
+        want = full.topk(6, dim=1)
+        head = torch.log_softmax(softmax.head(h), -1)
+        z = [tail[1](tail[0](h)) for tail in softmax.tail]
+    got = running_topk(head, z, parts.tail_out, parts.cutoff, 6, exclude, target, block=3)
+    torch.testing.assert_close(full.gather(1, got), want.values, rtol=1e-5, atol=1e-5)
+
+
+# --- the criteria on an adaptive softmax ------------------------------------------------------
+
+SKD0 = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0"]
+WIKI103_LIKE = TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + [
+    "--decoder-input-dim", "32", "--tie-adaptive-weights", "--tie-adaptive-proj", "--adaptive-softmax-dropout", "0.2"]
+
+
+def full_log_probs(softmax, hidden):
+    """[N, V] log-probabilities of the whole vocabulary (differentiable), for references."""
+    h = softmax.dropout_module(hidden.reshape(-1, hidden.size(-1)))
+    head = torch.log_softmax(softmax.head(h), -1)
+    c0 = softmax.cutoff[0]
+    return torch.cat([head[:, :c0]] + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None]
+                                        for i, tail in enumerate(softmax.tail)], dim=1)
+
+
+def loss_and_grads(model, criterion, sample, seed=0):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(seed)  # the same dropout masks for both criteria
+    loss, _, log = criterion(model, sample)
+    loss.sum().backward()
+    return loss.detach(), log, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_alpha_zero_is_exactly_adaptive_loss_with_dropout(tmp_path, fresh_metrics):
+    from conftest import lm_sample
+
+    task, model, skd, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0"], arch_args=WIKI103_LIKE)
+    _, _, adaptive, _ = build_language_model(tmp_path, ADAPTIVE_LOSS, arch_args=WIKI103_LIKE)
+    sample = lm_sample(task)
+    loss, log, grads = loss_and_grads(model, skd, sample)
+    want, want_log, want_grads = loss_and_grads(model, adaptive, sample)
+    assert torch.equal(loss, want) and log["sample_size"] == want_log["sample_size"]
+    assert grads.keys() == want_grads.keys() and all(torch.equal(grads[n], want_grads[n]) for n in grads)
+    # Validation: the same number as adaptive_loss at any alpha.
+    _, _, skd_half, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0.5"], arch_args=WIKI103_LIKE)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(skd_half(model, sample)[0], adaptive(model, sample)[0])
+
+
+@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
+def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, fresh_metrics, mode, monkeypatch):
+    from conftest import lm_sample
+    from skd_fairseq.criterions import label_smoothed_skd as module
+
+    from references import brute_force_neighbours, reference_loss, reference_soft_targets
+
+    drawn = []
+    original = module.random_candidates
+    monkeypatch.setattr(module, "random_candidates", lambda *a, **kw: drawn.append(original(*a, **kw)) or drawn[-1])
+    args = SKD0 + ["--skd-alpha", "0.4", "--skd-topk", "5", "--skd-candidates", mode, "--skd-gold-mass", "0.7",
+                   "--skd-neighbour-refresh", "0"]
+    task, model, criterion, _ = build_language_model(tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"])
+    sample = lm_sample(task, seed=3)
+    loss, log, grads = loss_and_grads(model, criterion, sample)
+
+    softmax = model.decoder.adaptive_softmax
+    model.zero_grad()
+    features = model(**sample["net_input"])[0]
+    lprobs = full_log_probs(softmax, features)
+    target = sample["target"].view(-1)
+    pad = task.target_dictionary.pad()
+    E = embedding_matrix(adaptive_parts(softmax))
+    exclude = list(range(4))
+    if mode == "neighbours":
+        candidates = brute_force_neighbours(E, target, 5, "cosine", exclude).indices
+    elif mode == "predicted":
+        masked = lprobs.detach().clone()
+        masked[:, exclude] = float("-inf")
+        masked.scatter_(1, target.unsqueeze(1), float("-inf"))
+        candidates = masked.topk(5, dim=1).indices
+    else:
+        candidates = drawn[-1]
+    real = target.ne(pad)
+    # q at the solved tau of each position (checked against the reference's own softmax).
+    from skd_fairseq.losses import skd_soft_targets
+    q, tau = skd_soft_targets(E, target, candidates, "cosine", gold_mass=0.7, return_temperature=True)
+    for i in range(0, target.numel(), 7):
+        if real[i]:
+            want_q = reference_soft_targets(E, target[i : i + 1], candidates[i : i + 1], "cosine", float(tau[i]))
+            torch.testing.assert_close(q[i : i + 1].double(), want_q, rtol=1e-4, atol=1e-5)
+    want = reference_loss(lprobs.detach(), target, candidates, q, 0.4, 0.0, pad)
+    assert float(loss) == pytest.approx(want[0], rel=1e-5)
+    assert float(log["skd_loss"]) == pytest.approx(want[2], rel=1e-5)
+    # rho everywhere but at the tail words whose tied input row fairseq zeroes (a band's row
+    # padding_idx): a zero embedding ties with every candidate, and q is uniform there.
+    assert float(log["skd_gold_q"]) == pytest.approx(float(q[:, 0][real].sum()), rel=1e-5)
+    # Gradients: the same loss written on the full matrix.
+    picked = lprobs.gather(1, torch.cat([target.unsqueeze(1), candidates], 1))
+    ref = (0.6 * -picked[:, 0] + 0.4 * -(q * picked).sum(1)).masked_fill(~real, 0).sum()
+    ref.backward()
+    for n, p in model.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--label-smoothing", "0.1"], r"--label-smoothing 0.1 on an adaptive softmax.*Use --label-smoothing 0"),
+        (["--label-smoothing", "0", "--report-accuracy"], r"--report-accuracy are not supported with an adaptive"),
+    ],
+)
+def test_adaptive_softmax_refuses_what_it_cannot_compute(tmp_path, fresh_metrics, flags, message):
+    from conftest import lm_sample
+
+    task, model, criterion, _ = build_language_model(
+        tmp_path, ["--criterion", "label_smoothed_skd", *flags], arch_args=WIKI103_LIKE)
+    model.train()
+    with pytest.raises(ValueError, match=message):
+        criterion(model, lm_sample(task))
