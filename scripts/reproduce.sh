@@ -83,8 +83,11 @@ out=${out:-runs/$table}
 . "$config"
 [ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
 
+# Language-model rows train without label smoothing (plain cross-entropy baseline), unless the
+# config's own presets settle it (TABLE_EXTRA_ARGS, e.g. () for the adaptive-softmax recipe).
 extra=()
 [ "$kind" = lm ] && extra=(--label-smoothing 0)
+if declare -p TABLE_EXTRA_ARGS > /dev/null 2>&1; then extra=(${TABLE_EXTRA_ARGS[@]+"${TABLE_EXTRA_ARGS[@]}"}); fi
 if [ "$kind" = kd ]; then
   presets=${presets:-baseline skd-neighbours word-kd seq-kd seq-word-kd tie-kd skd-word-kd}
   teacher_dir=$out/teacher

@@ -8,7 +8,8 @@ Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DI
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
-skd-predicted, word-kd, tie-kd, skd-word-kd) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
+skd-predicted, skd-random, rdrop, word-kd, tie-kd, skd-word-kd; a config may redefine
+them for its model) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
 so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update 200.
 
   --seed N          random seed (default 1)
@@ -60,6 +61,10 @@ if [ -n "$teacher" ]; then
 fi
 # shellcheck source=/dev/null
 . "$repo/configs/presets.sh"
+# The config after the presets: a config may redefine a preset for its model (e.g. the
+# adaptive-softmax baseline of configs/wikitext103.sh).
+# shellcheck source=/dev/null
+. "$config"
 preset_var="PRESET_${preset//-/_}[@]"
 [[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
 preset_args=("${!preset_var}")
@@ -68,8 +73,6 @@ for i in "${!preset_args[@]}"; do
     die "preset '$preset' distils from a teacher: give --teacher CKPT (or set KD_TEACHER)"
   fi
 done
-# shellcheck source=/dev/null
-. "$config"
 name=$(basename "$config" .sh)
 save_dir=${save_dir:-runs/$name/$preset/seed$seed}
 

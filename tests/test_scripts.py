@@ -484,6 +484,36 @@ AVERAGE_LAST=2
     assert "fairseq-train" not in again.stdout and json.loads(run_result.read_text())["scores"] == "scores.test.tsv"
 
 
+def test_reproduce_adaptive_softmax_recipe_on_a_slice(wikitext_bin, tmp_path):
+    """configs/wikitext103.sh's presets (adaptive_loss baseline, SKD without label smoothing) at a tiny size."""
+    vocab = sum(1 for _ in open(wikitext_bin / "bin" / "dict.txt")) + 4
+    cutoff = f"{vocab // 4},{vocab // 2}"
+    config = tmp_path / "tiny-wiki103.sh"
+    config.write_text(f"""
+. {REPO}/configs/wikitext103.sh
+DATASET=wikitext2-sample
+DATA_DIR={wikitext_bin}
+PREPARE=(scripts/prepare-wikitext.sh -o {wikitext_bin})
+DATA=$DATA_DIR/bin
+FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm_wiki103 --decoder-layers 1 --decoder-embed-dim 32
+  --decoder-input-dim 32 --decoder-output-dim 32 --decoder-ffn-embed-dim 64 --decoder-attention-heads 2
+  --adaptive-input-cutoff {cutoff} --adaptive-softmax-cutoff {cutoff} --tokens-per-sample 64 --sample-break-mode none
+  --optimizer adam --lr 2e-3 --max-tokens 1024 --max-update 6 --no-epoch-checkpoints --num-workers 0
+  --ddp-backend legacy_ddp)
+EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
+""")
+    run(["bash", SCRIPTS / "reproduce.sh", "wikitext103", "--config", config, "--seeds", "1",
+         "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    for preset, criterion in (("baseline", "adaptive_loss"), ("skd-neighbours", "label_smoothed_skd")):
+        result = json.loads((tmp_path / "runs" / preset / "seed1" / "result.test.json").read_text())
+        command = " ".join(result["training"]["command"])
+        assert f"--criterion {criterion}" in command and "--adaptive-softmax-cutoff" in command
+        assert result["metrics"]["ppl"] > 1
+    assert "--label-smoothing 0" in command  # SKD's data term is adaptive_loss's cross-entropy
+    table = (tmp_path / "results" / "wikitext103.md").read_text()
+    assert "| skd-neighbours |" in table and "| wikitext2-sample test | skd-neighbours | 1 |" in table
+
+
 def test_reproduce_rejects_unknown_tables():
     proc = run(["bash", SCRIPTS / "reproduce.sh", "wmt99"], check=False)
     assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr
