@@ -80,7 +80,9 @@ def teacher(multi30k_bin, tmp_path_factory):
     ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
     ["--criterion", "label_smoothed_tie_kd", "--kd-teacher-path", "TEACHER", "--tie-topk", "4",
      "--tie-iterations", "2"],
-], ids=["skd-neighbours", "skd-predicted", "word-kd+skd", "tie-kd"])
+    ["--criterion", "label_smoothed_skd", "--skd-candidates", "neighbours", "--skd-neighbour-refresh", "2",
+     "--skd-gold-mass", "0.8", "--adaptive-softmax-cutoff", "300,600", "--label-smoothing", "0"],
+], ids=["skd-neighbours", "skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"])
 def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, teacher, criterion):
     args = [str(teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE
     data = multi30k_bin / "bin"
