@@ -27,6 +27,27 @@ def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     assert report["targets"] == []  # only the transformer-base shape has targets
 
 
+def test_bench_criterion_adaptive_softmax_on_a_tiny_shape(tmp_path):
+    out = tmp_path / "report.json"
+    proc = run([sys.executable, REPO / "benchmarks" / "bench_criterion.py", "--adaptive", "100,200", "--tokens", "64",
+                "--vocab", "300", "--dim", "16", "--topk", "4", "--repeats", "1", "--warmup", "1",
+                "--refresh-rows", "150", "--json", out, "--markdown", "-"])
+    report = json.loads(out.read_text())
+    shape = report["shapes"][0]
+    assert shape["adaptive_cutoff"] == [100, 200] and shape["refresh_rows_timed"] == 150
+    assert [v["variant"] for v in shape["variants"]] == [
+        "baseline", f"skd-neighbours-R{report['refresh']}", "skd-random", "skd-predicted"]
+    assert "timed on 150 of the 300 query rows and scaled to all of them" in proc.stdout
+    # The WikiText-103 shape has targets; a tiny one has none.
+    assert report["targets"] == []
+    shape = dict(shape, **bench_criterion.ADAPTIVE_TARGET_SHAPE)
+    shape["variants"][1].update(amortised_ratio_to_baseline=1.2, peak_bytes=110, refresh_step_peak_bytes=130)
+    shape["variants"][0]["peak_bytes"] = 100
+    checks = bench_criterion.check_targets({"device": "cpu", "refresh": report["refresh"], "shapes": [shape]})
+    assert [(c["result"], round(c["value"], 2)) for c in checks] == [("FAIL", 1.2), ("FAIL", 1.3)]
+    assert "adaptive softmax [100, 200] vs adaptive_loss" in checks[0]["shape"] and "<= 1.15" in checks[0]["target"]
+
+
 def test_targets_pass_and_fail_on_the_transformer_base_shape():
     def report(device, step_ratio, peak):
         variants = [{"variant": "baseline", "peak_bytes": peak and 100},
