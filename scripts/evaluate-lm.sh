@@ -14,14 +14,15 @@ train.json), DIR/eval-lm.SPLIT.log and DIR/scores.SPLIT.tsv: per scored sample
 (fairseq-eval-lm's blocks of the split), its id, number of tokens and summed natural-log
 probability, from which scripts/make-tables.py --significance bootstraps perplexity.
 With --average-last N > 1 (default: CONFIG's AVERAGE_LAST, else 1) the model is the
-average of the run's last N update or epoch checkpoints instead of --checkpoint.
+average of the run's last N update or epoch checkpoints instead of --checkpoint
+(default: CONFIG's EVAL_CHECKPOINT, else best).
 EOF
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-run_dir="" split=test checkpoint=best average_last=""
+run_dir="" split=test checkpoint="" average_last=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
@@ -42,7 +43,7 @@ cd "$repo"
 case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
 # shellcheck source=scripts/eval-lib.sh
 . "$repo/scripts/eval-lib.sh"
-scored_model "$run_dir" "$checkpoint" "${average_last:-${AVERAGE_LAST:-1}}"
+scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
 
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"

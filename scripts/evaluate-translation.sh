@@ -21,7 +21,8 @@ DIR/hyp.SPLIT.txt.
 Options:
   --run-dir DIR        a directory written by scripts/train.sh
   --split NAME         valid or test (default: test)
-  --checkpoint NAME    best or last (default: best); ignored with --average-last N > 1
+  --checkpoint NAME    best or last (default: CONFIG's EVAL_CHECKPOINT, else best); ignored
+                       with --average-last N > 1
   --average-last N     average the last N update checkpoints (checkpoint_E_U.pt, from
                        --save-interval-updates) or epoch checkpoints (checkpointE.pt)
                        (default: CONFIG's AVERAGE_LAST, else 1)
@@ -32,7 +33,7 @@ EOF
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-run_dir="" split=test checkpoint=best average_last=""
+run_dir="" split=test checkpoint="" average_last=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
@@ -63,7 +64,7 @@ esac
 
 # shellcheck source=scripts/eval-lib.sh
 . "$repo/scripts/eval-lib.sh"
-scored_model "$run_dir" "$checkpoint" "${average_last:-${AVERAGE_LAST:-1}}"
+scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
 
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"

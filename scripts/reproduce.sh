@@ -12,6 +12,9 @@ TABLE is one of:
   iwslt14       IWSLT'14 de->en, configs/iwslt14-de-en.sh (set IWSLT14_RAW; GPU)
   wmt14         WMT'14 en->de, configs/wmt14-en-de.sh (set WMT14_RAW; several GPUs)
   wikitext103   WikiText-103 language model, configs/wikitext103.sh (set WIKITEXT103_RAW; GPU)
+  wikitext2-adaptive
+                a small adaptive-softmax LM on the WikiText-2 sample in ../shared/data
+                (configs/wikitext2-sample-adaptive.sh; CPU)
   kd-multi30k   SKD beside teacher-based KD on Multi30k de->en: trains the teacher
                 (configs/multi30k-de-en-teacher.sh) into OUT/teacher, distils the
                 training set with it (scripts/distill-sequence-level.sh, OUT/distilled),
@@ -64,6 +67,7 @@ case "$table" in
   iwslt14) config=configs/iwslt14-de-en.sh kind=translation name=iwslt14-de-en ;;
   wmt14) config=configs/wmt14-en-de.sh kind=translation name=wmt14-en-de ;;
   wikitext103) config=configs/wikitext103.sh kind=lm name=wikitext103 ;;
+  wikitext2-adaptive) config=configs/wikitext2-sample-adaptive.sh kind=lm name=wikitext2-sample-adaptive ;;
   kd-multi30k) config=configs/multi30k-de-en-demo.sh kind=kd name=kd-multi30k-de-en
     teacher_config=configs/multi30k-de-en-teacher.sh ;;
   *) die "unknown table '$table' (see --help)" ;;
