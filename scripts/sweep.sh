@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") CONFIG --out DIR [--seed N] --variant NAME="PRESET [flags]" [--variant ...]
+Usage: $(basename "$0") CONFIG --out DIR [--seed N] [--table FILE.md] --variant NAME="PRESET [flags]" [--variant ...]
 
 Trains each variant (a criterion preset of configs/presets.sh plus fairseq flags, e.g.
 --variant n-a0.2-t0.1="skd-neighbours --skd-alpha 0.2 --skd-temperature 0.1") with
@@ -14,18 +14,22 @@ scores (its AVERAGE_LAST, else checkpoint_best.pt), and writes the table DIR/swe
 and last epoch). The test split is never touched, so the choice made from this table
 does not peek at test scores. Resumable: finished runs and evaluations are skipped.
 
-  --seed N   the seed of every run (default 1)
+  --seed N        the seed of every run (default 1)
+  --table FILE    write the table there instead of DIR/sweep.md, and archive what it was
+                  computed from (result files, train.json, the runs' per-epoch records,
+                  hypotheses) into FILE's name without .md plus -runs/ (scripts/archive_runs.py)
 EOF
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-out="" seed=1 variants=()
+out="" seed=1 variants=() table=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$(realpath -m -- "$2"); shift 2 ;;
     --seed) seed=$2; shift 2 ;;
+    --table) table=$(realpath -m -- "$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "sweep: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -60,5 +64,11 @@ done
   echo
   python "$repo/scripts/make-tables.py" "${results[@]}" --flags --training-metrics
 } > "$out/sweep.md.part"
-mv "$out/sweep.md.part" "$out/sweep.md"
-cat "$out/sweep.md"
+table=${table:-$out/sweep.md}
+mkdir -p "$(dirname "$table")"
+mv "$out/sweep.md.part" "$table"
+if [ "$table" != "$out/sweep.md" ]; then
+  rm -rf "${table%.md}-runs"
+  python "$repo/scripts/archive_runs.py" --out "${table%.md}-runs" "${results[@]}"
+fi
+cat "$table"

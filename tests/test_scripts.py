@@ -596,8 +596,11 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
 def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "sweep.sh", config, "--out", tmp_path / "sweep", "--seed", "2",
+                "--table", tmp_path / "results" / "toy-sweep.md",
                 "--variant", "base=baseline", "--variant", "rnd-rho0.8=skd-random --skd-gold-mass 0.8"])
-    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    table = (tmp_path / "results" / "toy-sweep.md").read_text()
+    archived = sorted((tmp_path / "results" / "toy-sweep-runs").glob("*/seed2/result.valid.json"))
+    assert [p.parent.parent.name for p in archived] == ["base", "rnd-rho0.8"]
     assert table in proc.stdout and "scored on the validation split only (checkpoint_best.pt)" in table
     assert ("| method | settings | multi30k-slice de-en valid: BLEU | multi30k-slice de-en valid: chrF | "
             "multi30k-slice de-en valid: valid perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |") in table
