@@ -171,12 +171,10 @@ def test_adaptive_softmax_with_label_smoothing_fails_before_any_update(wikitext_
     assert train_logs(proc.stdout) == []
 
 
-@pytest.mark.parametrize("candidates", ["neighbours", "predicted"])
-def test_skd_trains_an_adaptive_softmax_language_model_and_it_evaluates(wikitext_bin, tmp_path, candidates):
+def test_skd_trains_an_adaptive_softmax_language_model_and_it_evaluates(wikitext_bin, tmp_path):
     data = wikitext_bin / "bin"
-    proc = train(data, tmp_path, *adaptive_lm(data), "--criterion", "label_smoothed_skd", "--label-smoothing", "0",
-                 "--skd-candidates", candidates, "--skd-gold-mass", "0.8", "--skd-alpha", "0.5",
-                 "--skd-neighbour-refresh", "10", "--max-update", "30")
+    skd = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0", "--skd-gold-mass", "0.8", "--skd-alpha", "0.5"]
+    proc = train(data, tmp_path, *adaptive_lm(data), *skd, "--skd-neighbour-refresh", "10", "--max-update", "25")
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["skd_alpha"] == 0.5 and 0.5 < r["skd_gold_q"] <= 0.8 + 1e-3 for r in records)
@@ -184,15 +182,18 @@ def test_skd_trains_an_adaptive_softmax_language_model_and_it_evaluates(wikitext
               "--tokens-per-sample", "64", "--context-window", "32", "--max-tokens", "2048", "--cpu"])
     ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
     assert ppl and 1 < float(ppl.group(1)) < 5000
+    # Predicted candidates (the running top-k over every cluster) train too.
+    proc = train(data, tmp_path / "predicted", *adaptive_lm(data), *skd, "--skd-candidates", "predicted",
+                 "--max-update", "6")
+    records = train_logs(proc.stdout)
+    assert len(records) == 6 and all(r["skd_gold_q"] > 0.5 for r in records)
 
 
-def test_word_kd_trains_an_adaptive_softmax_student(wikitext_bin, tmp_path):
+def test_word_kd_trains_an_adaptive_softmax_student(wikitext_bin, tmp_path, lm_teacher):
     data = wikitext_bin / "bin"
-    train(data, tmp_path / "teacher", *LM_MODEL, "--criterion", "label_smoothed_cross_entropy",
-          "--label-smoothing", "0", "--max-update", "10")
-    teacher = ["--kd-teacher-path", tmp_path / "teacher" / "checkpoint_last.pt"]
+    teacher = ["--kd-teacher-path", lm_teacher]
     proc = train(data, tmp_path / "student", *adaptive_lm(data), *WORD_KD, "--label-smoothing", "0", *teacher,
-                 "--kd-teacher-topk", "16", "--max-update", "25")
+                 "--kd-teacher-topk", "16", "--max-update", "20")
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["kd_kl"] > 0 for r in records)
@@ -224,12 +225,19 @@ def test_kd_criteria_train_from_a_teacher_and_compose_with_skd(multi30k_bin, tmp
     assert state["model"].keys() == torch.load(teacher, weights_only=True)["model"].keys()
 
 
-def test_word_kd_trains_a_language_model_from_a_teacher(wikitext_bin, tmp_path):
+@pytest.fixture(scope="module")
+def lm_teacher(wikitext_bin, tmp_path_factory):
+    """A full-softmax language model trained for 10 updates, the teacher of the LM KD tests."""
+    save_dir = tmp_path_factory.mktemp("lm-teacher")
+    train(wikitext_bin / "bin", save_dir, *LM_MODEL, "--criterion", "label_smoothed_cross_entropy",
+          "--label-smoothing", "0", "--max-update", "10")
+    return save_dir / "checkpoint_last.pt"
+
+
+def test_word_kd_trains_a_language_model_from_a_teacher(wikitext_bin, tmp_path, lm_teacher):
     data = wikitext_bin / "bin"
-    train(data, tmp_path / "teacher", *LM_MODEL, "--criterion", "label_smoothed_cross_entropy",
-          "--max-update", "10")
     proc = train(data, tmp_path / "student", *LM_MODEL, *WORD_KD, "--label-smoothing", "0",
-                 "--kd-teacher-path", tmp_path / "teacher" / "checkpoint_last.pt", "--max-update", "25")
+                 "--kd-teacher-path", lm_teacher, "--max-update", "25")
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["kd_kl"] > 0 for r in records)

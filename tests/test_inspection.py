@@ -1,5 +1,6 @@
 """skd-fairseq-inspect on a tiny checkpoint written by fairseq's own Trainer."""
 
+import pytest
 import torch
 
 from skd_fairseq.inspection import mean_gold_q, mean_solved_tau, neighbour_similarities
@@ -38,12 +39,21 @@ def test_inspect_command_on_a_tiny_checkpoint(tmp_path):
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path):
+def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
+    from skd_fairseq.inspection import main
+
     checkpoint, _ = save_teacher(tmp_path / "run", n_words=60)
     write_dictionary(tmp_path / "other.txt", 100)
-    proc = run(["skd-fairseq-inspect", checkpoint, "--dict", tmp_path / "other.txt"], check=False)
-    assert proc.returncode == 2 and "has 104 symbols but the checkpoint's output embedding has 64 rows" in proc.stderr
-    proc = run(["skd-fairseq-inspect", checkpoint, "--words", "nonesuch"], check=False)
-    assert proc.returncode != 0 and "'nonesuch' is not in the dictionary" in proc.stderr
-    proc = run(["skd-fairseq-inspect", checkpoint, "--gold-mass", "0.1"], check=False)
-    assert proc.returncode == 2 and "gold mass must be in (1/(k+1), 1)" in proc.stderr
+    for argv, code, message in (
+        ([checkpoint, "--dict", str(tmp_path / "other.txt")], 2,
+         "has 104 symbols but the checkpoint's output embedding has 64 rows"),
+        ([checkpoint, "--words", "nonesuch"], "skd-fairseq-inspect: 'nonesuch' is not in the dictionary", None),
+        ([checkpoint, "--gold-mass", "0.1"], 2, "gold mass must be in (1/(k+1), 1)"),
+        ([str(tmp_path / "missing.pt")], 2, "missing.pt not found"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        if message is None:  # SystemExit("message"): the message is the exit value
+            assert str(exit_info.value.code).startswith(code)
+        else:
+            assert exit_info.value.code == code and message in capsys.readouterr().err
