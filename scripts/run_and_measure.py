@@ -90,6 +90,7 @@ def main():
         os.remove(cuda_file)
     env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
 
+    commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with
     start = time.time()
     with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -110,7 +111,7 @@ def main():
     summary = dict(kv.split("=", 1) for kv in args.meta)
     summary.update(
         command=command,
-        commit=git_commit(os.path.dirname(os.path.abspath(__file__))),
+        commit=commit,
         exit_status=status,
         invocation_wall_s=round(wall, 1),
         invocations=previous.get("invocations", 1 if previous else 0) + 1,

@@ -261,13 +261,55 @@ def test_unknown_choices_are_rejected_by_the_parser(tmp_path, choice, capsys):
     assert f"argument {choice}: invalid choice: 'nearest'" in capsys.readouterr().err
 
 
-def test_adaptive_softmax_gets_a_clear_error(tmp_path, fresh_metrics):
+def test_adaptive_softmax_with_label_smoothing_gets_a_clear_error(tmp_path, fresh_metrics):
     arch = [a for a in TINY_TRANSFORMER if a != "--share-all-embeddings"]
     arch += ["--adaptive-softmax-cutoff", "20,40"]
     task, model, criterion, _ = build_translation(tmp_path, SKD, arch_args=arch)
     model.train()
-    with pytest.raises(ValueError, match=r"adaptive softmax \(--adaptive-softmax-cutoff\).*--criterion adaptive_loss"):
+    with pytest.raises(ValueError, match=r"--label-smoothing 0.1 on an adaptive softmax.*Use --label-smoothing 0"):
         criterion(model, translation_sample(task))
+
+
+@pytest.mark.parametrize("mode, refresh", [("neighbours", "0"), ("neighbours", "5"), ("random", "50"),
+                                           ("predicted", "50")])
+def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh_metrics, monkeypatch, mode, refresh):
+    from skd_fairseq.criterions import label_smoothed_skd as module
+
+    chosen = []
+    for name in ("neighbour_candidates",):
+        original = getattr(module.LabelSmoothedSkdCriterion, name)
+        monkeypatch.setattr(module.LabelSmoothedSkdCriterion, name,
+                            lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1])
+    for name in ("random_candidates", "predicted_topk"):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, **kw: chosen.append(_o(*a, **kw)) or chosen[-1])
+    args = SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-candidates", mode,
+                  "--skd-neighbour-refresh", refresh, "--skd-exclude-unseen"]
+    task, model, criterion, _ = build_translation(tmp_path, args)
+    model.train()
+    pad = task.target_dictionary.pad()
+    seen = set()
+    for step in range(3):
+        criterion.set_num_updates(step * 5)
+        sample = translation_sample(task, seed=step)
+        target = sample["target"]
+        seen |= set(target[target.ne(pad)].tolist())
+        _, _, log = criterion(model, sample)
+        assert "skd_loss" in log
+        assert set(chosen[-1][target.view(-1).ne(pad)].flatten().tolist()) <= seen
+    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(seen)
+
+
+def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metrics):
+    task, model, criterion, _ = build_translation(
+        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "8", "--skd-exclude-unseen"])
+    _, _, ls, _ = build_translation(tmp_path, LS)
+    sample = translation_sample(task, batch=1, tgt_len=4)  # 4 distinct targets at most: fewer than k + 1
+    model.train()
+    loss, _, log = criterion(model, sample)
+    assert "skd_loss" not in log and log["skd_alpha"] == 0.5
+    torch.manual_seed(0)
+    assert torch.allclose(loss, ls(model, sample)[0])
 
 
 def test_output_embedding_of_untied_and_lstm_decoders(tmp_path):

@@ -97,6 +97,15 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
             "gold tokens at every step (one device sync per step)"
         },
     )
+    skd_exclude_unseen: bool = field(
+        default=False,
+        metadata={
+            "help": "candidates only among tokens already seen as a training target: with a joined "
+            "dictionary, source-only pieces never are, and SKD alone would train their output "
+            "embeddings towards the gold tokens they are candidates of (costs a device sync per step "
+            "with random or predicted candidates, and at each table refresh)"
+        },
+    )
     seed: int = II("common.seed")
     ddp_backend: DDP_BACKEND_CHOICES = II("distributed_training.ddp_backend")
 
@@ -156,6 +165,9 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         self.neighbour_refresh = cfg.skd_neighbour_refresh
         # Moves with the criterion to the training device; never saved.
         self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
+        # --skd-exclude-unseen: which tokens have been a training target so far (this process).
+        self.exclude_unseen = cfg.skd_exclude_unseen
+        self.register_buffer("seen_targets", torch.zeros(len(dictionary), dtype=torch.bool), persistent=False)
         self.register_buffer(
             "admissible_ids", admissible_ids(len(dictionary), excluded), persistent=False
         )
@@ -237,20 +249,45 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         alpha = self.current_alpha() if model.training else 0.0
         if alpha > 0:
             loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
-        elif isinstance(lprobs, AdaptiveScores):
-            loss = nll_loss = adaptive_cross_entropy(
-                lprobs.softmax, lprobs.features, target, self.padding_idx, reduce
-            )
-            skd_log = {}
         else:
-            loss, nll_loss = label_smoothed_nll_loss(
-                lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
-            )
+            loss, nll_loss = self.data_loss(lprobs, target, reduce)
             skd_log = {}
         # Same keys on every rank and micro-batch of an update, so they can be summed.
         return loss, nll_loss, dict(skd_alpha=alpha, skd_batches=1, **skd_log)
 
+    def data_loss(self, lprobs, target, reduce):
+        """(loss, nll_loss) without SKD: fairseq's label-smoothed NLL, or adaptive_loss's cross-entropy."""
+        if isinstance(lprobs, AdaptiveScores):
+            loss = adaptive_cross_entropy(lprobs.softmax, lprobs.features, target, self.padding_idx, reduce)
+            return loss, loss
+        return label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce)
+
+    def candidate_exclusions(self, refresh_table):
+        """(excluded ids, admissible ids, enough) for the candidates: the special and filler symbols
+        and, with --skd-exclude-unseen, the tokens not yet seen as a target; ``enough`` is False
+        while fewer than k + 1 tokens have been. With a neighbour table the seen set only matters
+        at a refresh (both ids are None otherwise: the cached table applies)."""
+        if not self.exclude_unseen:
+            return self.excluded_ids, self.admissible_ids, True
+        if self.candidate_mode == "neighbours" and self.neighbour_refresh > 0 and not refresh_table:
+            return None, None, True
+        seen = self.seen_targets.clone()
+        if self.candidate_mode == "neighbours" and torch.distributed.is_initialized():
+            # Every rank builds the same table: tokens seen on any rank count.
+            seen_int = seen.to(torch.int32)
+            torch.distributed.all_reduce(seen_int, op=torch.distributed.ReduceOp.MAX)
+            seen = seen_int.bool()
+        seen[self.excluded_ids] = False
+        admissible = seen.nonzero().squeeze(1)  # one sync
+        return (~seen).nonzero().squeeze(1), admissible, admissible.numel() >= self.topk + 1
+
     def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
+        if self.exclude_unseen:
+            self.seen_targets[target[target.ne(self.padding_idx)]] = True
+        excluded, admissible, enough = self.candidate_exclusions(self.table_is_stale(target.device))
+        if not enough:  # --skd-exclude-unseen, before k + 1 distinct targets have been seen: no SKD term yet
+            loss, nll_loss = self.data_loss(lprobs, target, reduce)
+            return loss, nll_loss, {}
         adaptive = isinstance(lprobs, AdaptiveScores)
         if adaptive:  # e_w of every token, built a block at a time, only when the table needs it
             weight = lambda: embedding_matrix(lprobs.parts)  # noqa: E731
@@ -259,15 +296,15 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             weight = lambda: matrix  # noqa: E731
         if self.candidate_mode == "predicted":
             candidates = (
-                lprobs.topk(self.topk, self.excluded_ids, target) if adaptive
-                else predicted_topk(lprobs, target, self.topk, exclude=self.excluded_ids)
+                lprobs.topk(self.topk, excluded, target) if adaptive
+                else predicted_topk(lprobs, target, self.topk, exclude=excluded)
             )
         elif self.candidate_mode == "random":
             candidates = random_candidates(
-                target, self.topk, self.admissible_ids, self.random_generator(target.device)
+                target, self.topk, admissible, self.random_generator(target.device)
             )
         else:
-            candidates = self.neighbour_candidates(weight, target)
+            candidates = self.neighbour_candidates(weight, target, excluded)
         real = target.ne(self.padding_idx)
         if adaptive:
             # Padding positions ask for the padding id only: no tail cluster is run for them.
@@ -313,23 +350,32 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         self._generator.manual_seed(hash((self.seed, self.num_updates, drawn, rank)) % 2**63)
         return self._generator
 
-    def neighbour_candidates(self, weight, target):
+    def table_is_stale(self, device):
+        """Whether this step rebuilds the neighbour table (always, without a table)."""
+        if self.candidate_mode != "neighbours" or self.neighbour_refresh == 0:
+            return True
+        table = self._neighbour_table
+        period = self.num_updates // self.neighbour_refresh
+        return table is None or table.device != device or period != self._neighbour_table_period
+
+    def neighbour_candidates(self, weight, target, excluded=None):
         """The gold tokens' k nearest neighbours; ``weight()`` gives the output embedding E."""
+        excluded = self.excluded_ids if excluded is None else excluded
         if self.neighbour_refresh == 0:
             gold, rows = torch.unique(target, return_inverse=True)
             neighbours = embedding_topk(
-                weight(), gold, self.topk, self.similarity, exclude=self.excluded_ids
+                weight(), gold, self.topk, self.similarity, exclude=excluded
             )
             return neighbours[rows]
         period = self.num_updates // self.neighbour_refresh
         table = self._neighbour_table
-        if table is None or table.device != target.device or period != self._neighbour_table_period:
+        if self.table_is_stale(target.device):
             table = embedding_topk(
                 weight(),
                 torch.arange(self.vocab_size, device=target.device),
                 self.topk,
                 self.similarity,
-                exclude=self.excluded_ids,
+                exclude=excluded,
             )
             self._neighbour_table, self._neighbour_table_period = table, period
         return table[target]
