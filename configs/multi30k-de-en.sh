@@ -28,3 +28,8 @@ FAIRSEQ_ARGS=(
 )
 GENERATE_ARGS=(--beam 5 --lenpen 1.0 --max-tokens 8000)
 AVERAGE_LAST=5
+# reproduce.sh multi30k: the rows of issue 15's table (the baseline, the matched-smoothing
+# control, SKD with the tuned setting, its predicted and random-candidate variants, R-Drop)
+# and the columns beside BLEU/chrF: cost against the baseline, SKD's gold mass and tau.
+TABLE_PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random rdrop"
+TABLE_COLUMNS=(--cost --training-metrics)

@@ -7,7 +7,9 @@ usage() {
 Usage: $(basename "$0") TABLE [--seeds "1 2 3"] [--presets "A B C"] [--out DIR] [--results DIR]
 
 TABLE is one of:
-  multi30k      Multi30k de->en, configs/multi30k-de-en-demo.sh, BLEU/chrF on test2016 (CPU: ~11 min a run)
+  multi30k      Multi30k de->en trained to convergence, configs/multi30k-de-en.sh: BLEU/chrF on
+                test2016, validation perplexity, cost and SKD's gold mass per row (CPU: about
+                2 h a run with two runs side by side, one thread each)
   multi30k-lm   language model on Multi30k English, configs/multi30k-en-lm.sh, test perplexity
   iwslt14       IWSLT'14 de->en, configs/iwslt14-de-en.sh (set IWSLT14_RAW; GPU)
   wmt14         WMT'14 en->de, configs/wmt14-en-de.sh (set WMT14_RAW; several GPUs)
@@ -33,8 +35,8 @@ finished runs and evaluations are skipped, an interrupted run continues from its
 checkpoint_last.pt.
 
   --seeds "..."    default "1 2 3"
-  --presets "..."  default "baseline skd-neighbours skd-predicted" (configs/presets.sh);
-                   for kd-multi30k the rows above
+  --presets "..."  default: the config's TABLE_PRESETS, else "baseline skd-neighbours
+                   skd-predicted" (configs/presets.sh); for kd-multi30k the rows above
   --out DIR        default runs/TABLE
   --results DIR    default results
   --config FILE    use this config instead of the table's (same kind of task)
@@ -62,7 +64,7 @@ while [ $# -gt 0 ]; do
 done
 die() { echo "reproduce: $*" >&2; exit 1; }
 case "$table" in
-  multi30k) config=configs/multi30k-de-en-demo.sh kind=translation name=multi30k-de-en ;;
+  multi30k) config=configs/multi30k-de-en.sh kind=translation name=multi30k-de-en ;;
   multi30k-lm) config=configs/multi30k-en-lm.sh kind=lm name=multi30k-en-lm ;;
   iwslt14) config=configs/iwslt14-de-en.sh kind=translation name=iwslt14-de-en ;;
   wmt14) config=configs/wmt14-en-de.sh kind=translation name=wmt14-en-de ;;
@@ -108,7 +110,7 @@ if [ "$kind" = kd ]; then
       --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
   fi
 fi
-presets=${presets:-baseline skd-neighbours skd-predicted}
+presets=${presets:-${TABLE_PRESETS:-baseline skd-neighbours skd-predicted}}
 result_files=()
 for seed in $seeds; do
   for preset in $presets; do
@@ -142,6 +144,8 @@ done
 mkdir -p "$results_dir"
 significance=(--significance)
 [ "$kind" = kd ] && significance+=(--cost)
+# A config may ask for more columns (TABLE_COLUMNS, e.g. --cost --training-metrics).
+if declare -p TABLE_COLUMNS > /dev/null 2>&1; then significance+=(${TABLE_COLUMNS[@]+"${TABLE_COLUMNS[@]}"}); fi
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo

@@ -360,21 +360,27 @@ def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_
 
 def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
+    # The config's own rows and extra columns, as configs/multi30k-de-en.sh sets them.
+    with open(config, "a") as f:
+        f.write('TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n')
     proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+                "--out", tmp_path / "runs", "--results", tmp_path / "results"])
     table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
     assert table in proc.stdout
-    assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\"" in table
+    assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\" --presets \"baseline skd-neighbours\"" in table
     assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
+    header = next(line for line in table.splitlines() if line.startswith("| method |"))
+    assert "cost vs baseline" in header and "skd_gold_q, epoch 1 → last" in header
     assert "![validation perplexity" in table and (tmp_path / "results" / "multi30k-de-en.png").exists()
     # The archived runs rebuild the same table and significance tests without the runs or the data.
     archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
     assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
-    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags"]).stdout
+    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags",
+                   "--cost", "--training-metrics"]).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
     again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                 "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+                 "--out", tmp_path / "runs", "--results", tmp_path / "results"])
     assert "=== [reproduce" not in again.stdout
 
 
