@@ -2,7 +2,7 @@
 # The model is the demo's (2+2 layers, 256 wide, shared embeddings); it trains for a fixed
 # 18 epochs (2,394 updates), chosen from the baseline's validation curve by
 # scripts/choose_epochs.py (the first epoch after which validation loss improves by less than
-# 1 % over 3 epochs; the curve is in results/multi30k-de-en-sweep.md), and is scored with the
+# 1 % over 3 epochs; the curve is in results/multi30k-de-en-epochs.md), and is scored with the
 # average of its last 5 epoch checkpoints and beam 5.
 DATASET=multi30k
 PAIR=de-en
