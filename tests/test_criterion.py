@@ -381,6 +381,38 @@ def preset_arguments(env=None):
     return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
 
 
+def test_matched_smoothing_control_leaves_the_gold_token_what_skd_leaves_it():
+    """ls-matched: epsilon = 1 - [(1 - alpha)(1 - eps_skd) + alpha rho], rounded to 0.05 (issue 15)."""
+    presets = preset_arguments()
+
+    def flag(args, name):
+        return float(args[args.index(name) + 1])
+
+    skd = presets["skd-neighbours"]
+    assert "--skd-gold-mass" in skd, "the matched control is defined by the tuned preset's gold mass"
+    alpha, rho, eps_skd = flag(skd, "--skd-alpha"), flag(skd, "--skd-gold-mass"), flag(skd, "--label-smoothing")
+    gold_mass = (1 - alpha) * (1 - eps_skd) + alpha * rho
+    matched = presets["ls-matched"]
+    assert matched[matched.index("--criterion") + 1] == "label_smoothed_cross_entropy"
+    epsilon = flag(matched, "--label-smoothing")
+    assert abs(epsilon / 0.05 - round(epsilon / 0.05)) < 1e-9
+    assert abs(epsilon - (1 - gold_mass)) <= 0.025 + 1e-9
+
+
+def test_skd_presets_share_one_tuned_setting():
+    """skd-predicted and the skd-random control differ from skd-neighbours only in the candidates."""
+    presets = preset_arguments()
+
+    def without_candidates(args):
+        i = args.index("--skd-candidates")
+        return args[:i] + args[i + 2:]
+
+    assert presets["skd-neighbours"][presets["skd-neighbours"].index("--skd-candidates") + 1] == "neighbours"
+    for name, mode in (("skd-predicted", "predicted"), ("skd-random", "random")):
+        assert presets[name][presets[name].index("--skd-candidates") + 1] == mode
+        assert without_candidates(presets[name]) == without_candidates(presets["skd-neighbours"]), name
+
+
 def test_every_preset_builds_its_criterion(tmp_path, fresh_metrics):
     from conftest import save_teacher
 
