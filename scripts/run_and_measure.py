@@ -27,17 +27,33 @@ INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+).*?wa
 EPOCH = re.compile(r"\| train \| epoch .*?\| wps ([0-9.]+) .*?\| num_updates (\d+) .*?\| wall ([0-9.]+)")
 
 
+LOADED = re.compile(r"fairseq\.trainer \| Loaded checkpoint .* \(epoch \d+ @ (\d+) updates\)")
+
+
 def fairseq_stats(log_text):
+    """Updates, training wall time and median tokens/s from fairseq's log (all invocations).
+
+    fairseq restarts its ``wall`` clock when it resumes from a checkpoint, so the time of an
+    earlier invocation is added up to the update the next one resumed from: work done after
+    that checkpoint was lost and redone, and is not counted twice."""
     inner_wps, epoch_wps, updates, wall = [], [], None, None
+    earlier, invocation = 0.0, []  # earlier invocations' time; (updates, wall) of this one
     for line in log_text.splitlines():
+        loaded = LOADED.search(line)
+        if loaded and invocation:
+            resumed_at = int(loaded.group(1))
+            earlier += max((w for u, w in invocation if u <= resumed_at), default=0.0)
+            invocation = []
         inner = INNER.search(line)
         if inner:
             inner_wps.append(float(inner.group(1)))
-            updates, wall = int(inner.group(2)), float(inner.group(3))
+            updates, wall = int(inner.group(2)), earlier + float(inner.group(3))
+            invocation.append((updates, float(inner.group(3))))
         epoch = EPOCH.search(line)
         if epoch:
             epoch_wps.append(float(epoch.group(1)))
-            updates, wall = int(epoch.group(2)), float(epoch.group(3))
+            updates, wall = int(epoch.group(2)), earlier + float(epoch.group(3))
+            invocation.append((updates, float(epoch.group(3))))
     wps = inner_wps or epoch_wps  # per log interval if there were any, else per epoch
     return {
         "updates": updates,

@@ -115,6 +115,16 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
         "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | wall 240",
     ])
     assert run_and_measure.fairseq_stats(log) == {"updates": 120, "fairseq_wall_s": 240.0, "tokens_per_s": 1600.5}
+    # Killed at update 150 and resumed from the epoch-1 checkpoint (update 120): fairseq's wall
+    # clock restarts, and the 120 -> 150 stretch was trained again, so it counts once.
+    resumed = "\n".join([
+        log,
+        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, wall=300",
+        "x | INFO | fairseq.trainer | Loaded checkpoint /r/checkpoint_last.pt (epoch 2 @ 120 updates)",
+        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, wall=70",
+        "x | INFO | train | epoch 002 | loss 8.0 | wps 1500 | ups 0.5 | num_updates 240 | lr 1e-4 | wall 250",
+    ])
+    assert run_and_measure.fairseq_stats(resumed) == {"updates": 240, "fairseq_wall_s": 490.0, "tokens_per_s": 1500.25}
 
 
 def load_script(name):
