@@ -73,6 +73,8 @@ def test_translation_trains_and_generates(multi30k_bin, tmp_path, candidates):
     assert_loss_goes_down(records)
     assert all(r["skd_alpha"] == 0.5 and 0 < r["skd_gold_q"] < 1 for r in records)
     assert "skd_loss" in records[-1]
+    if candidates != "neighbours":
+        return  # the checkpoint is the same kind of file whatever the candidates: generate once
     # torch >= 2.6 loads with weights_only=True; the plugin allow-lists what fairseq stores.
     gen = run(["fairseq-generate", multi30k_bin / "bin", "--user-dir", USER_DIR,
                "--path", tmp_path / "checkpoint_last.pt", "-s", "de", "-t", "en",
