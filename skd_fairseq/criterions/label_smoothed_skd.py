@@ -358,27 +358,25 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         period = self.num_updates // self.neighbour_refresh
         return table is None or table.device != device or period != self._neighbour_table_period
 
-    def neighbour_candidates(self, weight, target, excluded=None):
-        """The gold tokens' k nearest neighbours; ``weight()`` gives the output embedding E."""
-        excluded = self.excluded_ids if excluded is None else excluded
+    def neighbour_candidates(self, weight, target, excluded):
+        """The gold tokens' k nearest neighbours; ``weight()`` gives the output embedding E.
+        ``excluded`` is only read when the neighbours are computed (it is None otherwise)."""
         if self.neighbour_refresh == 0:
             gold, rows = torch.unique(target, return_inverse=True)
             neighbours = embedding_topk(
                 weight(), gold, self.topk, self.similarity, exclude=excluded
             )
             return neighbours[rows]
-        period = self.num_updates // self.neighbour_refresh
-        table = self._neighbour_table
         if self.table_is_stale(target.device):
-            table = embedding_topk(
+            self._neighbour_table = embedding_topk(
                 weight(),
                 torch.arange(self.vocab_size, device=target.device),
                 self.topk,
                 self.similarity,
                 exclude=excluded,
             )
-            self._neighbour_table, self._neighbour_table_period = table, period
-        return table[target]
+            self._neighbour_table_period = self.num_updates // self.neighbour_refresh
+        return self._neighbour_table[target]
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
