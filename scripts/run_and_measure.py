@@ -44,16 +44,12 @@ def fairseq_stats(log_text):
             resumed_at = int(loaded.group(1))
             earlier += max((w for u, w in invocation if u <= resumed_at), default=0.0)
             invocation = []
-        inner = INNER.search(line)
-        if inner:
-            inner_wps.append(float(inner.group(1)))
-            updates, wall = int(inner.group(2)), earlier + float(inner.group(3))
-            invocation.append((updates, float(inner.group(3))))
-        epoch = EPOCH.search(line)
-        if epoch:
-            epoch_wps.append(float(epoch.group(1)))
-            updates, wall = int(epoch.group(2)), earlier + float(epoch.group(3))
-            invocation.append((updates, float(epoch.group(3))))
+        for pattern, wps in ((INNER, inner_wps), (EPOCH, epoch_wps)):
+            match = pattern.search(line)
+            if match:
+                wps.append(float(match.group(1)))
+                invocation.append((int(match.group(2)), float(match.group(3))))
+                updates, wall = invocation[-1][0], earlier + invocation[-1][1]
     wps = inner_wps or epoch_wps  # per log interval if there were any, else per epoch
     return {
         "updates": updates,
