@@ -22,7 +22,7 @@ setup(
         "matplotlib>=3.5",  # scripts/make-tables.py --plot
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5"],  # scripts/test.sh runs one worker per core
         "bench": ["faiss-cpu>=1.7"],  # benchmarks/bench_topk.py compares against faiss
     },
 )

@@ -7,7 +7,9 @@ case "${1:-}" in
 Usage: $(basename "$0") [PYTEST ARGUMENTS...]
 
 Creates or updates .venv (scripts/setup-env.sh), then runs the test suite with pytest
-on the CPU; any arguments go to pytest, e.g. -k criterion or tests/test_losses.py.
+on the CPU, one pytest-xdist worker per core (SKD_TEST_WORKERS to change it; 0 runs in
+this process), each with one thread (OMP_NUM_THREADS, default 1); any arguments go to
+pytest, e.g. -k criterion or tests/test_losses.py.
 The fairseq command tests read ../shared/data beside the checkout (or SKD_SHARED_DATA).
 This is what CI runs (.ci/run).
 EOF2
@@ -16,4 +18,7 @@ esac
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bash "$repo/scripts/setup-env.sh"
 cd "$repo"
-exec "${SKD_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
+# Most of the time goes to fairseq commands that run one after another on one thread each:
+# one worker per core, one thread per worker, is what fills the cores without oversubscribing.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec "${SKD_VENV:-$repo/.venv}/bin/python" -m pytest -n "${SKD_TEST_WORKERS:-auto}" --dist worksteal "$@"
