@@ -113,14 +113,19 @@ def main():
         status = proc.wait()
     wall = time.time() - start
     peak_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    peak_rss = max(peak_rss, previous.get("peak_rss_mib") or 0)
+    if previous and previous.get("peak_rss_mib") is None:
+        peak_rss = None  # an earlier invocation's peak was lost: this one's alone would understate it
+    else:
+        peak_rss = max(peak_rss, previous.get("peak_rss_mib") or 0)
     cuda_peak = max(filter(None, [read_cuda_peak_mib(cuda_file), previous.get("cuda_peak_mib")]), default=None)
     if os.path.exists(cuda_file):
         os.remove(cuda_file)
 
     with open(args.log) as log:
         stats = fairseq_stats(log.read())
-    summary = dict(kv.split("=", 1) for kv in args.meta)
+    # What an earlier step wrote about the run's history (cut_run.py, a rebuilt summary) stays.
+    summary = {key: previous[key] for key in ("note", "cut_at_epoch") if key in previous}
+    summary.update(kv.split("=", 1) for kv in args.meta)
     summary.update(
         command=command,
         commit=commit,

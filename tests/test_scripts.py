@@ -151,6 +151,19 @@ def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     assert (tmp_path / "train.log").read_text().count("fairseq says hello") == 2
 
 
+def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
+    # A cut run whose earlier peak memory was lost: resuming it (nothing left to train) must not
+    # report the resumption's small peak as the run's, and keeps what cut_run.py wrote.
+    summary = tmp_path / "train.json"
+    summary.write_text(json.dumps({"invocations": 1, "peak_rss_mib": None, "peak_memory_mib": None,
+                                   "note": "peak memory not recorded", "cut_at_epoch": 18}))
+    run([sys.executable, SCRIPTS / "run_and_measure.py", "--log", tmp_path / "train.log", "--summary", summary,
+         "--meta", "method=baseline", "--", sys.executable, "-c", "print('done training')"])
+    after = json.loads(summary.read_text())
+    assert after["peak_rss_mib"] is None and after["peak_memory_mib"] is None and after["invocations"] == 2
+    assert (after["note"], after["cut_at_epoch"], after["method"]) == ("peak memory not recorded", 18, "baseline")
+
+
 def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path):
     import skd_fairseq.cuda_peak as cuda_peak
 
