@@ -18,3 +18,8 @@ FAIRSEQ_ARGS=(
 )
 EVAL_LM_ARGS=(--max-tokens 4096 --tokens-per-sample 128 --context-window 64)
 AVERAGE_LAST=5
+# reproduce.sh multi30k-lm: issue 15's language-model rows (the baseline, SKD with the tuned
+# setting, and its random-candidate control; reproduce.sh adds --label-smoothing 0 for a language
+# model, so SKD's data term is the plain cross-entropy) and SKD's gold mass and tau beside them.
+TABLE_PRESETS="baseline skd-neighbours skd-random"
+TABLE_COLUMNS=(--cost --training-metrics)

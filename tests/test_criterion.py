@@ -413,6 +413,23 @@ def test_skd_presets_share_one_tuned_setting():
         assert without_candidates(presets[name]) == without_candidates(presets["skd-neighbours"]), name
 
 
+def test_every_configs_table_rows_are_presets():
+    """A config's TABLE_PRESETS (the rows reproduce.sh trains) name presets that exist."""
+    import subprocess
+
+    from conftest import REPO
+
+    presets = set(preset_arguments())
+    configs = sorted((REPO / "configs").glob("*.sh"))
+    with_rows = 0
+    for config in configs:
+        rows = subprocess.run(["bash", "-c", f'. "{config}"; printf "%s" "${{TABLE_PRESETS:-}}"'], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert set(rows) <= presets, (config.name, set(rows) - presets)
+        with_rows += bool(rows)
+    assert with_rows >= 2  # multi30k-de-en.sh and multi30k-en-lm.sh
+
+
 def test_every_preset_builds_its_criterion(tmp_path, fresh_metrics):
     from conftest import save_teacher
 
