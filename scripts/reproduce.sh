@@ -157,7 +157,18 @@ PY
 )
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
   echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (runs trained at $trained_at), config \`$config\`,"
-  echo "$(python -c 'import torch; print("GPU: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {torch.get_num_threads()} thread(s) per run")')."
+  python - "${result_files[@]}" <<'PY'
+import collections, json, sys
+import torch
+if torch.cuda.is_available():
+    print(f"GPU: {torch.cuda.get_device_name(0)}.")
+else:  # the threads each run was trained with, as its train.json recorded them
+    runs = collections.Counter(json.load(open(p)).get("training", {}).get("omp_num_threads", "?") for p in sys.argv[1:])
+    said = {"?": "not recorded (trained before run_and_measure.py kept it)",
+            None: "OMP_NUM_THREADS unset (torch's default, one per core)"}
+    print("CPU only; threads per run: " + "; ".join(
+        f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})" for k, n in sorted(runs.items(), key=str)) + ".")
+PY
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   echo
   if [ "$kind" = kd ]; then

@@ -134,6 +134,8 @@ def main():
         invocations=previous.get("invocations", 1 if previous else 0) + 1,
         all_invocations_wall_s=round(wall + (previous.get("all_invocations_wall_s")
                                              or previous.get("invocation_wall_s") or 0), 1),
+        # CPU threads of the run: a table states how its runs were trained, not how it was built.
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
         peak_rss_mib=peak_rss,
         cuda_peak_mib=cuda_peak,
         peak_memory_mib=cuda_peak if cuda_peak is not None else peak_rss,

@@ -158,8 +158,10 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
     summary.write_text(json.dumps({"invocations": 1, "peak_rss_mib": None, "peak_memory_mib": None,
                                    "note": "peak memory not recorded", "cut_at_epoch": 18}))
     run([sys.executable, SCRIPTS / "run_and_measure.py", "--log", tmp_path / "train.log", "--summary", summary,
-         "--meta", "method=baseline", "--", sys.executable, "-c", "print('done training')"])
+         "--meta", "method=baseline", "--", sys.executable, "-c", "print('done training')"],
+        env=dict(os.environ, OMP_NUM_THREADS="3"))
     after = json.loads(summary.read_text())
+    assert after["omp_num_threads"] == "3"  # the threads it ran with
     assert after["peak_rss_mib"] is None and after["peak_memory_mib"] is None and after["invocations"] == 2
     assert (after["note"], after["cut_at_epoch"], after["method"]) == ("peak memory not recorded", 18, "baseline")
 
@@ -387,9 +389,11 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     with open(config, "a") as f:
         f.write('TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n')
     proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+                "--out", tmp_path / "runs", "--results", tmp_path / "results"],
+               env=dict(os.environ, OMP_NUM_THREADS="1"))
     table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
     assert table in proc.stdout
+    assert "CPU only; threads per run: OMP_NUM_THREADS=1 (2 runs)." in table  # as the runs recorded it
     assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\" --presets \"baseline skd-neighbours\"" in table
     assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
