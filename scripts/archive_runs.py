@@ -22,7 +22,9 @@ import sys
 def archive(result_path, out):
     with open(result_path) as f:
         result = json.load(f)
-    run_dir = os.path.dirname(os.path.abspath(result_path))
+    # The paths in a result file are relative to the directory it physically lies in (a run dir
+    # reached through a symlink, such as a sweep run adopted as a table's seed, has other parents).
+    run_dir = os.path.dirname(os.path.realpath(result_path))
     training = result.get("training", {})
     method = result.get("method") or training.get("method") or training.get("preset") or "unknown"
     seed = result.get("seed", training.get("seed", "unknown"))

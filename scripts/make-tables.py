@@ -48,7 +48,7 @@ def load(paths):
             result = {**run_fields(result.get("training", {})), **result}
         result["method"] = result.get("method") or "unknown"
         result["settings"] = result["flags"]
-        result["run_dir"] = os.path.dirname(os.path.abspath(path))
+        result["run_dir"] = os.path.dirname(os.path.realpath(path))  # result paths are relative to it
         result.setdefault("pair", "")
         results.append(result)
     return results

@@ -87,8 +87,9 @@ def main():
         with open(args.valid_perplexity) as f:
             valid = json.load(f)
         result["metrics"].update(valid_ppl=round(valid["ppl"], 3), valid_tokens=valid["tokens"])
-    # Where the scored texts are, relative to the result file (for significance tests later).
-    here = os.path.dirname(os.path.abspath(args.out))
+    # Where the scored texts are, relative to the directory the result file physically lies in
+    # (for significance tests and archiving later, also when the run is reached through a symlink).
+    here = os.path.dirname(os.path.realpath(args.out))
     result["hypotheses"] = os.path.relpath(os.path.abspath(args.hyp), here)
     result["references"] = os.path.relpath(os.path.abspath(args.ref), here)
     result = write_result(args.out, result, args.train_summary)

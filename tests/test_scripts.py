@@ -306,6 +306,34 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     assert (tmp_path / "table.md").read_text() == out
 
 
+def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path):
+    # A sweep run adopted as a table's seed: the table's run dir is a symlink at another depth
+    # than the run itself, and the result file's paths are relative to where it physically lies.
+    refs = [f"the cat number {i} sat on the mat ." for i in range(20)]
+    data = tmp_path / "data" / "raw"
+    data.mkdir(parents=True)
+    (data / "test.en").write_text("\n".join(refs) + "\n")
+    real = tmp_path / "sweep" / "baseline"
+    real.mkdir(parents=True)
+    (real / "hyp.test.txt").write_text("\n".join(refs) + "\n")
+    (real / "train.log").write_text(
+        "x | INFO | valid | epoch 001 | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl 9 | wps 1 | num_updates 10\n")
+    (real / "train.json").write_text(json.dumps({"preset": "baseline", "method": "baseline", "seed": "1", "extra_flags": ""}))
+    run([sys.executable, SCRIPTS / "score_translation.py", "--hyp", real / "hyp.test.txt", "--ref", data / "test.en",
+         "--out", real / "result.test.json", "--train-summary", real / "train.json", "--meta", "dataset=toy", "pair=de-en", "split=test"])
+    adopted = tmp_path / "table" / "baseline" / "seed1"
+    adopted.parent.mkdir(parents=True)
+    adopted.symlink_to(real, target_is_directory=True)
+    archive = tmp_path / "archive"
+    run([sys.executable, SCRIPTS / "archive_runs.py", "--out", archive, adopted / "result.test.json"])
+    assert (archive / "references" / "toy-de-en-test.en").read_text() == (data / "test.en").read_text()
+    archived = archive / "baseline" / "seed1" / "result.test.json"
+    assert (archived.parent / json.loads(archived.read_text())["hypotheses"]).exists()
+    for result in (adopted / "result.test.json", archived):  # the table reads the texts either way
+        out = run([sys.executable, SCRIPTS / "make-tables.py", result, "--significance"]).stdout
+        assert "| baseline | 100.00 (n=1) |" in out
+
+
 def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(10)]
     files = []
