@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+).*?wall=([0-9.]+)")
+# " wall=": not the per-interval "train_wall=" that fairseq logs before it.
+INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+).*? wall=([0-9.]+)")
 EPOCH = re.compile(r"\| train \| epoch .*?\| wps ([0-9.]+) .*?\| num_updates (\d+) .*?\| wall ([0-9.]+)")
 
 

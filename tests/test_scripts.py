@@ -110,21 +110,24 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
     finally:
         sys.path.remove(str(SCRIPTS))
     log = "\n".join([
-        "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, wall=100",
-        "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, wall=200",
-        "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | wall 240",
+        "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
+        "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, train_wall=49, wall=200",
+        "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | train_wall 117 | wall 240",
     ])
     assert run_and_measure.fairseq_stats(log) == {"updates": 120, "fairseq_wall_s": 240.0, "tokens_per_s": 1600.5}
     # Killed at update 150 and resumed from the epoch-1 checkpoint (update 120): fairseq's wall
     # clock restarts, and the 120 -> 150 stretch was trained again, so it counts once.
     resumed = "\n".join([
         log,
-        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, wall=300",
+        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=300",
         "x | INFO | fairseq.trainer | Loaded checkpoint /r/checkpoint_last.pt (epoch 2 @ 120 updates)",
-        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, wall=70",
+        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=70",
         "x | INFO | train | epoch 002 | loss 8.0 | wps 1500 | ups 0.5 | num_updates 240 | lr 1e-4 | wall 250",
     ])
     assert run_and_measure.fairseq_stats(resumed) == {"updates": 240, "fairseq_wall_s": 490.0, "tokens_per_s": 1500.25}
+    # A run killed mid-epoch ends with a train_inner line: its wall clock, not the interval's train_wall.
+    killed = "\n".join(resumed.splitlines()[:4])
+    assert run_and_measure.fairseq_stats(killed) == {"updates": 150, "fairseq_wall_s": 300.0, "tokens_per_s": 1500.5}
 
 
 def load_script(name):
