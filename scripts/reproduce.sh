@@ -168,6 +168,12 @@ else:  # the threads each run was trained with, as its train.json recorded them
             None: "OMP_NUM_THREADS unset (torch's default, one per core)"}
     print("CPU only; threads per run: " + "; ".join(
         f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})" for k, n in sorted(runs.items(), key=str)) + ".")
+# fairseq_wall_s sums the training time of every invocation (run_and_measure.py), not the downtime between them.
+walls = [json.load(open(p)).get("training", {}).get("fairseq_wall_s") for p in sys.argv[1:]]
+known = [w for w in walls if w is not None]
+print(f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} h"
+      + (f" ({len(walls) - len(known)} runs did not record it)" if len(known) < len(walls) else "")
+      + " (evaluation not included).")
 PY
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   echo

@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -425,6 +426,7 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
     assert table in proc.stdout
     assert "CPU only; threads per run: OMP_NUM_THREADS=1 (2 runs)." in table  # as the runs recorded it
+    assert re.search(r"Training time of the 2 runs, summed: \d+\.\d h \(evaluation not included\)\.", table)
     assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\" --presets \"baseline skd-neighbours\"" in table
     assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
