@@ -160,16 +160,17 @@ PY
   python - "${result_files[@]}" <<'PY'
 import collections, json, sys
 import torch
+trainings = [json.load(open(p)).get("training", {}) for p in sys.argv[1:]]
 if torch.cuda.is_available():
     print(f"GPU: {torch.cuda.get_device_name(0)}.")
 else:  # the threads each run was trained with, as its train.json recorded them
-    runs = collections.Counter(json.load(open(p)).get("training", {}).get("omp_num_threads", "?") for p in sys.argv[1:])
+    runs = collections.Counter(t.get("omp_num_threads", "?") for t in trainings)
     said = {"?": "not recorded (trained before run_and_measure.py kept it)",
             None: "OMP_NUM_THREADS unset (torch's default, one per core)"}
     print("CPU only; threads per run: " + "; ".join(
         f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})" for k, n in sorted(runs.items(), key=str)) + ".")
 # fairseq_wall_s sums the training time of every invocation (run_and_measure.py), not the downtime between them.
-walls = [json.load(open(p)).get("training", {}).get("fairseq_wall_s") for p in sys.argv[1:]]
+walls = [t.get("fairseq_wall_s") for t in trainings]
 known = [w for w in walls if w is not None]
 print(f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} h"
       + (f" ({len(walls) - len(known)} runs did not record it)" if len(known) < len(walls) else "")
