@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from skd_fairseq.neighbours import admissible_ids, embedding_topk, predicted_topk, random_candidates
+from skd_fairseq.neighbours import (
+    MASK_EXCLUDED_ABOVE,
+    admissible_ids,
+    embedding_topk,
+    predicted_topk,
+    random_candidates,
+)
 from skd_fairseq.similarity import SIMILARITIES, EmbeddingSimilarity
 
 from references import brute_force_neighbours, brute_force_similarities
@@ -124,6 +130,20 @@ def test_predicted_topk_with_tensor_exclude_and_no_exclude():
     assert torch.equal(predicted_topk(lprobs, target, 11), brute_force_predicted(lprobs, target, 11, []))
     with pytest.raises(ValueError, match="out of range"):
         predicted_topk(lprobs, target, 12)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_predicted_topk_with_many_excluded_ids_masks_them(chunk_size):
+    # More than MASK_EXCLUDED_ABOVE excluded ids (as --skd-exclude-unseen gives): the masking path.
+    g = torch.Generator().manual_seed(5)
+    lprobs = torch.log_softmax(torch.randn(30, 200, generator=g), dim=-1)
+    target = torch.randint(0, 200, (30,), generator=g)
+    exclude = torch.randperm(200, generator=g)[: MASK_EXCLUDED_ABOVE + 6]
+    lprobs[:10, exclude[0]] = 5.0  # an excluded id ranked first
+    lprobs[10:20].scatter_(1, target[10:20].unsqueeze(1), 6.0)  # the gold id ranked first
+    got = predicted_topk(lprobs, target, 8, exclude=exclude, chunk_size=chunk_size)
+    assert torch.equal(got, brute_force_predicted(lprobs, target, 8, set(exclude.tolist())))
+    assert predicted_topk(lprobs[:0], target[:0], 8, exclude=exclude).shape == (0, 8)
 
 
 @pytest.mark.parametrize("similarity", SIMILARITIES)
