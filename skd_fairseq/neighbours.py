@@ -14,7 +14,8 @@ import torch
 
 from .similarity import EmbeddingSimilarity
 
-# Default block of queries: at most this many fp32 similarities (128 MiB) at once.
+# Default block of a chunked [rows, V] pass (neighbour search, masked predicted top-k):
+# at most this many values at once (128 MiB in fp32).
 DEFAULT_BLOCK_ELEMENTS = 1 << 25
 
 IdsLike = Union[torch.Tensor, Iterable[int]]
@@ -51,6 +52,25 @@ def check_k(k: int, vocab_size: int, n_excluded: int) -> None:
         )
 
 
+def _block_rows(chunk_size: Optional[int], vocab_size: int) -> int:
+    """Rows per block of a chunked [rows, V] pass: ``chunk_size``, or as many as fit in
+    ``DEFAULT_BLOCK_ELEMENTS`` values."""
+    if chunk_size is None:
+        return max(1, DEFAULT_BLOCK_ELEMENTS // vocab_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return chunk_size
+
+
+def _topk_skipping(scores: torch.Tensor, excluded: torch.Tensor, own: torch.Tensor, k: int) -> torch.LongTensor:
+    """Top ``k`` column ids of each row of a block ``scores`` (overwritten), never an
+    ``excluded`` id nor the row's ``own`` id."""
+    # Only the excluded columns are written (no pass over the whole block).
+    scores.index_fill_(1, excluded, float("-inf"))
+    scores.scatter_(1, own.unsqueeze(1), float("-inf"))
+    return scores.topk(k, dim=1).indices
+
+
 def embedding_topk(
     embeddings: torch.Tensor,
     ids: IdsLike,
@@ -77,10 +97,7 @@ def embedding_topk(
     vocab_size = embeddings.size(0)
     device = embeddings.device
     check_k(k, vocab_size, excluded_count(exclude, vocab_size))
-    if chunk_size is None:
-        chunk_size = max(1, DEFAULT_BLOCK_ELEMENTS // vocab_size)
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size = _block_rows(chunk_size, vocab_size)
 
     ids = _as_ids(ids, device)
     excluded = _as_ids(exclude if exclude is not None else [], device)
@@ -90,10 +107,7 @@ def embedding_topk(
         for start in range(0, ids.numel(), chunk_size):
             query = ids[start : start + chunk_size]
             sims = similarity_of.against_all(query)
-            # Only the excluded columns are written (no pass over the whole block).
-            sims.index_fill_(1, excluded, float("-inf"))
-            sims.scatter_(1, query.unsqueeze(1), float("-inf"))
-            out[start : start + chunk_size] = sims.topk(k, dim=1).indices
+            out[start : start + chunk_size] = _topk_skipping(sims, excluded, query, k)
             del sims  # else the next block is allocated while this one is alive: twice the memory
     return out
 
@@ -117,8 +131,9 @@ def predicted_topk(
     With few excluded ids, takes the top ``k + 1 + |exclude|`` of each row (enough to
     survive every skip) and keeps the first ``k`` admissible ones, so the [N, V] scores
     are never copied. With more than ``MASK_EXCLUDED_ABOVE``, copies ``chunk_size`` rows
-    at a time (default: about 2**22 scores a block), sets the excluded and gold scores to
-    -inf and takes their top ``k``: memory O(chunk_size x V) beyond ``lprobs``.
+    at a time (default: as many as fit in 2^25 values, as :func:`embedding_topk`), sets
+    the excluded and gold scores to -inf and takes their top ``k``: memory
+    O(chunk_size x V) beyond ``lprobs``.
 
     Args:
         lprobs: [N, V] scores (log-probabilities); not differentiated.
@@ -135,15 +150,13 @@ def predicted_topk(
     with torch.no_grad():
         lprobs = lprobs.detach()
         if n_excluded > MASK_EXCLUDED_ABOVE:
-            banned = torch.zeros(vocab_size, dtype=torch.bool, device=lprobs.device)
-            banned[_as_ids(exclude, lprobs.device)] = True
-            rows = chunk_size or max(1, 2**22 // vocab_size)
-            blocks = []
+            rows = _block_rows(chunk_size, vocab_size)
+            excluded = _as_ids(exclude, lprobs.device)
+            out = torch.empty(lprobs.size(0), k, dtype=torch.long, device=lprobs.device)
             for start in range(0, lprobs.size(0), rows):
-                block = lprobs[start : start + rows].masked_fill(banned, float("-inf"))
-                block.scatter_(-1, target[start : start + rows].unsqueeze(-1), float("-inf"))
-                blocks.append(block.topk(k, dim=-1).indices)
-            return torch.cat(blocks) if blocks else lprobs.new_empty(0, k, dtype=torch.long)
+                block = lprobs[start : start + rows].clone()
+                out[start : start + rows] = _topk_skipping(block, excluded, target[start : start + rows], k)
+            return out
         top = lprobs.topk(k + 1 + n_excluded, dim=-1).indices
         skip = top.eq(target.unsqueeze(-1))
         if exclude is not None:
