@@ -1,5 +1,30 @@
 # Sourced by the evaluation scripts (evaluate-translation.sh, evaluate-lm.sh), after they
-# define die() and repo: which model a run is scored with.
+# define usage() and repo: their shared command line, and which model a run is scored with.
+
+die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
+
+# parse_eval_args "$@": CONFIG --run-dir DIR [--split valid|test] [--checkpoint best|last]
+# [--average-last N]; sets config, run_dir, split, checkpoint and average_last (the last two
+# empty when not given) and checks what needs no config. The caller sources "$config".
+parse_eval_args() {
+  [ $# -ge 1 ] || { usage >&2; exit 2; }
+  case "$1" in -h|--help) usage; exit 0 ;; esac
+  config=$(realpath -m -- "$1"); shift
+  run_dir="" split=test checkpoint="" average_last=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
+      --split) split=$2; shift 2 ;;
+      --checkpoint) checkpoint=$2; shift 2 ;;
+      --average-last) average_last=$2; shift 2 ;;
+      -h|--help) usage; exit 0 ;;
+      *) echo "$(basename "$0" .sh): unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+  done
+  [ -f "$config" ] || die "config '$config' not found"
+  [ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
+  case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
+}
 
 # scored_model RUN_DIR CHECKPOINT AVERAGE_LAST: sets `model` (a checkpoint path) and
 # `checkpoint_label`. AVERAGE_LAST > 1 averages the run's last update or epoch checkpoints

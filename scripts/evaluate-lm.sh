@@ -19,30 +19,13 @@ average of the run's last N update or epoch checkpoints instead of --checkpoint
 EOF
 }
 
-[ $# -ge 1 ] || { usage >&2; exit 2; }
-case "$1" in -h|--help) usage; exit 0 ;; esac
-config=$(realpath -m -- "$1"); shift
-run_dir="" split=test checkpoint="" average_last=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --run-dir) run_dir=$(realpath -m -- "$2"); shift 2 ;;
-    --split) split=$2; shift 2 ;;
-    --checkpoint) checkpoint=$2; shift 2 ;;
-    --average-last) average_last=$2; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "evaluate-lm: unknown option '$1' (see --help)" >&2; exit 2 ;;
-  esac
-done
-die() { echo "evaluate-lm: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
-[ -f "$config" ] || die "config '$config' not found"
+# shellcheck source=scripts/eval-lib.sh
+. "$repo/scripts/eval-lib.sh"
+parse_eval_args "$@"
 # shellcheck source=/dev/null
 . "$config"
 cd "$repo"
-[ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
-case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
-# shellcheck source=scripts/eval-lib.sh
-. "$repo/scripts/eval-lib.sh"
 scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
 
 # shellcheck source=scripts/device.sh

@@ -32,6 +32,23 @@ def test_scripts_print_usage(script):
     assert out.startswith("Usage:")
 
 
+@pytest.mark.parametrize("script", ["evaluate-translation.sh", "evaluate-lm.sh"])
+def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_path):
+    config = tmp_path / "config.sh"
+    config.write_text("DATA=/nonexistent\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for args, status, message in (
+            ([config, "--run-dir", run_dir, "--bogus"], 2, "unknown option '--bogus'"),
+            ([tmp_path / "missing.sh", "--run-dir", run_dir], 1, "missing.sh' not found"),
+            ([config], 1, "give an existing --run-dir"),
+            ([config, "--run-dir", tmp_path / "nowhere"], 1, "give an existing --run-dir"),
+            ([config, "--run-dir", run_dir, "--split", "train"], 1, "--split must be valid or test, got 'train'")):
+        proc = run(["bash", SCRIPTS / script, *args], check=False)
+        assert proc.returncode == status, proc.stderr
+        assert proc.stderr.startswith(f"{script[:-3]}: ") and message in proc.stderr
+
+
 def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
