@@ -44,7 +44,10 @@ def archive(result_path, out):
         if key != "references":
             target = os.path.join(dest, os.path.basename(source))
         else:
-            name = "-".join(filter(None, [result.get("dataset"), result.get("pair"), os.path.basename(source)]))
+            prefix = "-".join(filter(None, [result.get("dataset"), result.get("pair")]))
+            name = os.path.basename(source)
+            if prefix and not name.startswith(prefix + "-"):  # an archived reference already has it
+                name = f"{prefix}-{name}"
             target = os.path.join(out, "references", name)
             os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy(source, target)

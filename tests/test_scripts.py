@@ -353,6 +353,11 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     for result in (adopted / "result.test.json", archived):  # the table reads the texts either way
         out = run([sys.executable, SCRIPTS / "make-tables.py", result, "--significance"]).stdout
         assert "| baseline | 100.00 (n=1) |" in out
+    # Archiving the archive (a table rebuilt from committed runs) reproduces it file for file.
+    again = tmp_path / "again"
+    run([sys.executable, SCRIPTS / "archive_runs.py", "--out", again, archived])
+    assert sorted(p.relative_to(again) for p in again.rglob("*")) == sorted(p.relative_to(archive) for p in archive.rglob("*"))
+    assert (again / "baseline" / "seed1" / "result.test.json").read_text() == archived.read_text()
 
 
 def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
