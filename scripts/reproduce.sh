@@ -85,6 +85,11 @@ if [ "$kind" = kd ]; then
   [ -f "$teacher_config" ] || die "teacher config '$teacher_config' not found"
 fi
 out=${out:-runs/$table}
+# The archive is deleted and rewritten at the end: runs read from inside it would be lost.
+archive=$(realpath -m -- "$results_dir/$name-runs")
+case "$(realpath -m -- "$out")/" in
+  "$archive"/*) die "--out '$out' lies in the archive '$archive', which this script rewrites at the end; to rebuild the table from archived runs, copy them out first (cp -r '$archive' DIR) and give --out DIR" ;;
+esac
 # shellcheck source=/dev/null
 . "$config"
 [ -f "$DATA/.done" ] || bash "${PREPARE[@]}"

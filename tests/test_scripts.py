@@ -607,6 +607,16 @@ def test_reproduce_rejects_unknown_tables():
     assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr
 
 
+def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
+    archive = tmp_path / "results" / "multi30k-de-en-runs"
+    (archive / "baseline" / "seed1").mkdir(parents=True)
+    (archive / "baseline" / "seed1" / "result.test.json").write_text("{}")
+    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--out", archive, "--results", tmp_path / "results"],
+               check=False)
+    assert proc.returncode == 1 and "lies in the archive" in proc.stderr and "cp -r" in proc.stderr
+    assert (archive / "baseline" / "seed1" / "result.test.json").exists()
+
+
 def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     out = tmp_path / "gen.txt"
     out.write_text("S-1\tb c\nT-1\tref one\nH-1\t-0.5\thyp one\nD-1\t-0.5\thyp one\n"
