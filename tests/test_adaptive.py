@@ -71,7 +71,9 @@ def test_output_embedding_gives_the_module_logits(tmp_path, variant):
         want = module_logits(softmax, h)
     E = embedding_matrix(parts, block_rows=7)
     assert E.shape == (softmax.vocab_size, softmax.input_dim) and E.dtype == torch.float32
-    torch.testing.assert_close(h @ E.t(), want, rtol=1e-5, atol=1e-5)
+    # Two fp32 products of the same factors in different orders: their rounding scales with the
+    # logits' magnitude (the CPU's BLAS kernels decide the order), not with each logit's own size.
+    torch.testing.assert_close(h @ E.t(), want, rtol=1e-5, atol=1e-5 * max(1.0, want.abs().max().item()))
     ids = torch.tensor([0, 5, 19, 20, 33, 40, softmax.vocab_size - 1])
     torch.testing.assert_close(embedding_rows(parts, ids), E[ids])
 
