@@ -33,3 +33,7 @@ AVERAGE_LAST=5
 # and the columns beside BLEU/chrF: cost against the baseline, SKD's gold mass and tau.
 TABLE_PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random rdrop"
 TABLE_COLUMNS=(--cost --training-metrics)
+# Beside the tests against the baseline: each regulariser against label smoothing of SKD's
+# strength (does it beat the cheap control?), and the neighbours against random candidates.
+TABLE_COMPARISONS="skd-neighbours:ls-matched skd-predicted:ls-matched skd-random:ls-matched rdrop:ls-matched
+  skd-neighbours:skd-random"

@@ -24,3 +24,4 @@ AVERAGE_LAST=5
 # model, so SKD's data term is the plain cross-entropy) and SKD's gold mass and tau beside them.
 TABLE_PRESETS="baseline skd-neighbours skd-random"
 TABLE_COLUMNS=(--cost --training-metrics)
+TABLE_COMPARISONS="skd-neighbours:skd-random"  # do the neighbours do better than random candidates?

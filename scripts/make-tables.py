@@ -2,7 +2,7 @@
 """Turn result files (scripts/evaluate-translation.sh, scripts/evaluate-lm.sh) into paper-style tables.
 
   make-tables.py RESULT.json [...] [--out TABLE.md] [--flags] [--baseline NAME]
-                 [--significance] [--plot CURVES.png]
+                 [--significance [--compare METHOD:REFERENCE ...]] [--plot CURVES.png]
 
 Rows are methods, columns are benchmarks (dataset, pair, split); each cell is the
 mean +- standard deviation over seeds, with the number of seeds. Translation results
@@ -16,6 +16,10 @@ perplexity. Options:
                    fairseq-eval-lm scored (scores.SPLIT.tsv, from scripts/evaluate-lm.sh);
                    and a test over seeds: the per-seed differences to the baseline, their
                    mean and standard deviation, and a two-sided paired t-test
+  --compare METHOD:REFERENCE
+                   with --significance, the same two tests of METHOD against another
+                   row than the baseline (e.g. skd-neighbours:ls-matched, SKD against
+                   label smoothing of the same strength); repeat it for more pairs
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
   --training-metrics
@@ -166,12 +170,21 @@ def _beta_fraction(a, b, x, steps=200, tiny=1e-300):
     return h
 
 
-def seed_test(results, baseline, metrics):
-    """Per-seed differences to the baseline: their mean, spread and a paired t-test over seeds."""
+def tested_methods(results, reference, methods):
+    """The set of methods to test against ``reference``: ``methods``, or by default every other one."""
+    if methods is None:
+        methods = [m for m in dict.fromkeys(r["method"] for r in results) if m != reference]
+    return set(methods)
+
+
+def seed_test(results, baseline, metrics, methods=None):
+    """Per-seed differences to the baseline (or another reference row): their mean, spread and a
+    paired t-test over seeds."""
     by = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
     columns = sorted({(r["dataset"], r["pair"], r["split"]) for r in results})
-    methods = [m for m in dict.fromkeys(r["method"] for r in results) if m != baseline]
-    lines = [f"Test over seeds against `{baseline}`: the difference of each seed's score to the baseline's "
+    tested = tested_methods(results, baseline, methods)
+    methods = [m for m in dict.fromkeys(r["method"] for r in results) if m in tested]
+    lines = [f"Test over seeds against `{baseline}`: the difference of each seed's score to `{baseline}`'s "
              "with the same seed, its mean ± standard deviation over seeds, and a two-sided paired t-test "
              "(t = mean / (std / sqrt(n)), n - 1 degrees of freedom).", "",
              "| benchmark | method | metric | seeds | per-seed differences | mean ± std | t | p |",
@@ -259,19 +272,20 @@ def bleu_options(result):
     return {"tokenize": match.group(1) if match else "13a", "lowercase": "|case:lc|" in f"|{signature}|"}
 
 
-def significance(results, baseline):
+def significance(results, baseline, methods=None):
     from sacrebleu.metrics import BLEU
     from sacrebleu.significance import PairedTest
 
     lines = [f"Paired bootstrap resampling against `{baseline}` (sacrebleu, BLEU, 1000 resamples), "
              "seed by seed: the method's BLEU, its 95 % confidence interval, and p.", ""]
-    lines += ["| benchmark | method | seed | baseline BLEU | method BLEU (± 95 % CI) | p |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| benchmark | method | seed | {baseline} BLEU | method BLEU (± 95 % CI) | p |", "|---|---|---:|---:|---:|---:|"]
     index = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
+    tested = tested_methods(results, baseline, methods)
     signature = None
     for key, r in sorted(index.items(), key=lambda kv: (kv[0][1:4], kv[0][0], str(kv[0][4]))):
         method, *column, seed = key
         base = index.get((baseline, *column, seed))
-        if method == baseline or base is None:
+        if method not in tested or base is None:
             continue
         refs = references(r)
         # The table's BLEU: same tokenizer and casing (e.g. lowercased for IWSLT'14).
@@ -298,21 +312,22 @@ def lm_scores(result):
     return table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
 
 
-def lm_significance(results, baseline, n_samples=1000, seed=12345):
+def lm_significance(results, baseline, methods=None, n_samples=1000, seed=12345):
     """Paired bootstrap of perplexity: sacrebleu's paired-bs test with fairseq-eval-lm's samples as the units."""
     import numpy as np
 
     lines = [f"Paired bootstrap resampling against `{baseline}` (perplexity, {n_samples} resamples of the "
              "samples fairseq-eval-lm scored, sacrebleu's paired-bs statistic), seed by seed: the method's "
              "perplexity, its 95 % confidence interval, and p.", ""]
-    lines += ["| benchmark | method | seed | baseline perplexity | method perplexity (± 95 % CI) | p |",
+    lines += [f"| benchmark | method | seed | {baseline} perplexity | method perplexity (± 95 % CI) | p |",
               "|---|---|---:|---:|---:|---:|"]
     index = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
+    tested = tested_methods(results, baseline, methods)
     units = set()
     for key, r in sorted(index.items(), key=lambda kv: (kv[0][1:4], kv[0][0], str(kv[0][4]))):
         method, *column, seed_ = key
         base = index.get((baseline, *column, seed_))
-        if method == baseline or base is None:
+        if method not in tested or base is None:
             continue
         (ids_b, tokens_b, logp_b), (ids_m, tokens_m, logp_m) = lm_scores(base), lm_scores(r)
         if not (np.array_equal(ids_b, ids_m) and np.array_equal(tokens_b, tokens_m)):
@@ -377,6 +392,40 @@ def plot(results, path):
     fig.savefig(path, dpi=120)
 
 
+def comparisons(pairs, results, baseline):
+    """{reference: [methods]} from --compare METHOD:REFERENCE pairs, in the order given, after checking
+    that every named row has results."""
+    known = list(dict.fromkeys(r["method"] for r in results))
+    by_reference = {}
+    for pair in pairs:
+        method, sep, reference = pair.partition(":")
+        if not sep or not method or not reference or method == reference:
+            sys.exit(f"make-tables: --compare {pair!r}: expected METHOD:REFERENCE, two different rows "
+                     "(e.g. skd-neighbours:ls-matched)")
+        for name in (method, reference):
+            if name not in known:
+                sys.exit(f"make-tables: --compare {pair}: no results for '{name}'; the rows are: {', '.join(known)}")
+        if reference == baseline:
+            sys.exit(f"make-tables: --compare {pair}: every row is already tested against the baseline "
+                     f"'{baseline}' (--significance)")
+        by_reference.setdefault(reference, [])
+        if method not in by_reference[reference]:
+            by_reference[reference].append(method)
+    return by_reference
+
+
+def significance_sections(results, baseline, compared, bootstrap, metrics):
+    """The paired bootstrap and the test over seeds against the baseline, then against each
+    --compare reference for the methods compared with it."""
+    lines = []
+    for reference, methods in [(baseline, None), *compared.items()]:
+        per_seed = bootstrap(results, reference, methods)
+        lines += ([""] + per_seed) if per_seed else []
+        over_seeds = seed_test(results, reference, metrics, methods)
+        lines += ([""] + over_seeds) if over_seeds else []
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+")
@@ -384,12 +433,16 @@ def main():
     parser.add_argument("--flags", action="store_true")
     parser.add_argument("--baseline", default="baseline")
     parser.add_argument("--significance", action="store_true")
+    parser.add_argument("--compare", action="append", default=[], metavar="METHOD:REFERENCE")
     parser.add_argument("--plot")
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--training-metrics", action="store_true")
     args = parser.parse_args()
 
+    if args.compare and not args.significance:
+        parser.error("--compare adds significance tests against another row: it needs --significance")
     results = load(args.results)
+    compared = comparisons(args.compare, results, args.baseline)
     translation = [r for r in results if "bleu" in r["metrics"]]
     lm = [r for r in results if "ppl" in r["metrics"]]
     lines = []
@@ -414,18 +467,14 @@ def main():
             lines += ["", "tokenised BLEU signature (on the tokenised hypotheses and references): "
                       + "; ".join(f"`{s}`" for s in tokenized)]
         if args.significance:
-            lines += [""] + significance(translation, args.baseline)
             tested = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
             tested += [("valid perplexity", "valid_ppl", 2)] if any("valid_ppl" in r["metrics"] for r in translation) else []
-            over_seeds = seed_test(translation, args.baseline, tested)
-            lines += ([""] + over_seeds) if over_seeds else []
+            lines += significance_sections(translation, args.baseline, compared, significance, tested)
     if lm:
         lines += [""] if lines else []
         lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra)
         if args.significance:
-            lines += [""] + lm_significance(lm, args.baseline)
-            over_seeds = seed_test(lm, args.baseline, [("perplexity", "ppl", 2)])
-            lines += ([""] + over_seeds) if over_seeds else []
+            lines += significance_sections(lm, args.baseline, compared, lm_significance, [("perplexity", "ppl", 2)])
     if cost:
         lines += ["", *cost.table()]
     text = "\n".join(lines) + "\n"

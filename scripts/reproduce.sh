@@ -26,7 +26,8 @@ TABLE is one of:
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
-+- std over seeds, paired bootstrap against the baseline: BLEU, or perplexity) and
++- std over seeds, paired bootstrap against the baseline: BLEU, or perplexity, and
+against other rows where the config's TABLE_COMPARISONS names them) and
 RESULTS/TABLE.png (validation curves), and scripts/archive_runs.py copies what they
 were computed from (result files, train.json, hypotheses, validation records) into
 RESULTS/TABLE-runs/, from which make-tables.py rebuilds them. Language-model rows are trained with
@@ -116,6 +117,17 @@ if [ "$kind" = kd ]; then
   fi
 fi
 presets=${presets:-${TABLE_PRESETS:-baseline skd-neighbours skd-predicted}}
+# Tests against other rows than the baseline (the config's TABLE_COMPARISONS="METHOD:REFERENCE ..."),
+# for the pairs whose two rows this run of the table has; checked before any training.
+compare=()
+for pair in ${TABLE_COMPARISONS:-}; do
+  [[ "$pair" =~ ^[^:]+:[^:]+$ ]] || die "TABLE_COMPARISONS in $config: '$pair' is not METHOD:REFERENCE (e.g. skd-neighbours:ls-matched)"
+  if [[ " $presets " == *" ${pair%%:*} "* && " $presets " == *" ${pair#*:} "* ]]; then
+    compare+=(--compare "$pair")
+  else
+    echo "reproduce: the comparison $pair is left out of the table: it needs both rows, and --presets is \"$presets\"" >&2
+  fi
+done
 result_files=()
 for seed in $seeds; do
   for preset in $presets; do
@@ -151,6 +163,7 @@ significance=(--significance)
 [ "$kind" = kd ] && significance+=(--cost)
 # A config may ask for more columns (TABLE_COLUMNS, e.g. --cost --training-metrics).
 if declare -p TABLE_COLUMNS > /dev/null 2>&1; then significance+=(${TABLE_COLUMNS[@]+"${TABLE_COLUMNS[@]}"}); fi
+significance+=(${compare[@]+"${compare[@]}"})
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo

@@ -389,6 +389,37 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     assert "skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |" in out
 
 
+def test_make_tables_compares_rows_with_another_reference(tmp_path):
+    refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
+    worse = [f"a cat number {i} sat on mat ." for i in range(40)]
+    files = []
+    # BLEU: baseline 20, 21, 22; ls-matched 23, 23, 24; skd 24, 25, 25 (perfect hypotheses).
+    for seed, scores in enumerate([(20.0, 23.0, 24.0), (21.0, 23.0, 25.0), (22.0, 24.0, 25.0)], 1):
+        for method, hyps, bleu in zip(("baseline", "ls-matched", "skd-neighbours"), (worse, worse, refs), scores):
+            files.append(write_result(tmp_path / f"{method}{seed}", method, seed, hyps, refs, bleu, 40.0))
+    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance",
+               "--compare", "skd-neighbours:ls-matched"]).stdout
+    against_baseline, against_matched = out.split("Paired bootstrap resampling against `ls-matched`")
+    assert "Paired bootstrap resampling against `baseline`" in against_baseline
+    assert "| toy de-en test | ls-matched | BLEU | 1, 2, 3 | +3.00, +2.00, +2.00 |" in against_baseline
+    # Only the compared method is tested against the other reference, seed by seed and over seeds.
+    assert "| benchmark | method | seed | ls-matched BLEU | method BLEU (± 95 % CI) | p |" in against_matched
+    rows = [line for line in against_matched.splitlines() if line.startswith("| toy de-en test |")]
+    assert {line.split("|")[2].strip() for line in rows} == {"skd-neighbours"}
+    bootstrap = [r for r in rows if r.split("|")[3].strip().isdigit()]
+    assert len(bootstrap) == 3 and all(float(r.split("|")[-2]) < 0.05 for r in bootstrap)
+    assert "Test over seeds against `ls-matched`: the difference of each seed's score to `ls-matched`'s" in against_matched
+    assert "| toy de-en test | skd-neighbours | BLEU | 1, 2, 3 | +1.00, +2.00, +1.00 | +1.33 ± 0.58 |" in against_matched
+    # Bad pairs are named before any test runs.
+    for pair, message in (("skd-neighbours", "expected METHOD:REFERENCE"), ("skd-neighbours:skd-neighbours", "expected"),
+                          ("skd-random:ls-matched", "no results for 'skd-random'; the rows are: baseline, ls-matched"),
+                          ("skd-neighbours:baseline", "already tested against the baseline")):
+        proc = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--compare", pair], check=False)
+        assert proc.returncode == 1 and message in proc.stderr, (pair, proc.stderr)
+    proc = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--compare", "skd-neighbours:ls-matched"], check=False)
+    assert proc.returncode == 2 and "it needs --significance" in proc.stderr
+
+
 def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
     """A language-model result whose samples each have tokens_per_sample tokens of the given mean log-probability."""
     run_dir.mkdir(parents=True)
@@ -441,7 +472,8 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     # The config's own rows and extra columns, as configs/multi30k-de-en.sh sets them.
     with open(config, "a") as f:
-        f.write('TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n')
+        f.write('TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n'
+                'TABLE_COMPARISONS="baseline:skd-neighbours skd-neighbours:ls-matched"\n')
     proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
                 "--out", tmp_path / "runs", "--results", tmp_path / "results"],
                env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -454,11 +486,14 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
     assert "cost vs baseline" in header and "skd_gold_q, epoch 1 → last" in header
     assert "![validation perplexity" in table and (tmp_path / "results" / "multi30k-de-en.png").exists()
+    # The config's comparisons whose two rows the table has; the others are named as left out.
+    assert "Paired bootstrap resampling against `skd-neighbours`" in table and "against `ls-matched`" not in table
+    assert "the comparison skd-neighbours:ls-matched is left out of the table" in proc.stderr
     # The archived runs rebuild the same table and significance tests without the runs or the data.
     archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
     assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
     rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags",
-                   "--cost", "--training-metrics"]).stdout
+                   "--cost", "--training-metrics", "--compare", "baseline:skd-neighbours"]).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
     again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
@@ -605,6 +640,16 @@ EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 def test_reproduce_rejects_unknown_tables():
     proc = run(["bash", SCRIPTS / "reproduce.sh", "wmt99"], check=False)
     assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr
+
+
+def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    with open(config, "a") as f:
+        f.write('TABLE_COMPARISONS="skd-neighbours-ls-matched"\n')
+    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
+                "--out", tmp_path / "runs", "--results", tmp_path / "results"], check=False)
+    assert proc.returncode == 1 and "'skd-neighbours-ls-matched' is not METHOD:REFERENCE" in proc.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
