@@ -10,6 +10,8 @@ where tau is either fixed or, with a gold mass rho, solved per position so that 
 L_ls is fairseq's label-smoothed NLL (``label_smoothed_nll_loss``).
 """
 
+import math
+
 import torch
 
 from .similarity import EmbeddingSimilarity
@@ -55,7 +57,7 @@ def gold_mass_soft_targets(similarities: torch.Tensor, gold_mass: float, steps: 
     with torch.no_grad():
         sims = similarities.detach().float()
         gaps = (sims[:, :1] - sims[:, 1:]).clamp_min_(0.0)  # d_j, [N, k]
-        log_target = torch.log(torch.tensor(1.0 / gold_mass - 1.0, dtype=torch.float32, device=sims.device))
+        log_target = math.log(1.0 / gold_mass - 1.0)  # a Python float: a device tensor from the host would sync
         ties = gaps.eq(0).sum(-1)
         reachable = ties < (1.0 / gold_mass - 1.0)
         beta = torch.zeros(sims.size(0), dtype=torch.float32, device=sims.device)

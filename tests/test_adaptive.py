@@ -192,6 +192,33 @@ def test_alpha_zero_is_exactly_adaptive_loss_with_dropout(tmp_path, fresh_metric
         assert torch.equal(skd_half(model, sample)[0], adaptive(model, sample)[0])
 
 
+def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh_metrics):
+    from conftest import lm_sample
+
+    task, model, skd, _ = build_language_model(
+        tmp_path, SKD0 + ["--skd-alpha", "0.5"], arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"])
+    model.train()
+    sample = lm_sample(task)
+    scores, target = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    vocab = scores.vocab_size
+    entries = torch.stack([target, torch.full_like(target, vocab - 1), torch.full_like(target, 25)], dim=1)
+    first = scores.log_probs(entries)
+    # Asked again, alone or among other entries, and ranked by topk: the same numbers, not new masks.
+    torch.testing.assert_close(scores.log_probs(entries), first, rtol=0, atol=0)
+    torch.testing.assert_close(scores.log_probs(entries[:, 1:2]), first[:, 1:2], rtol=0, atol=0)
+    ids = scores.topk(4, torch.zeros(0, dtype=torch.long), target)
+    full = scores.log_probs(torch.arange(vocab).expand(target.numel(), vocab)).detach()
+    full[torch.arange(target.numel()), target] = float("-inf")  # topk never returns the target
+    assert torch.equal(full.topk(4, dim=1).indices, ids)
+    # The masks are dropout's: about half of each tail's units are zero, the rest scaled by 2.
+    for mask in scores._tail_masks:
+        assert set(mask.unique().tolist()) == {0.0, 2.0} and 0.3 < float(mask.eq(0).float().mean()) < 0.7
+    model.eval()  # no dropout at evaluation
+    scores, _ = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    scores.log_probs(entries)
+    assert all(mask is None for mask in scores._tail_masks)
+
+
 @pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
 def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, fresh_metrics, mode, monkeypatch):
     from conftest import lm_sample

@@ -34,7 +34,8 @@ def test_alpha_zero_is_exactly_label_smoothed_cross_entropy(tmp_path, fresh_metr
     assert torch.equal(log["nll_loss"], want_log["nll_loss"])
     assert grads.keys() == want_grads.keys()
     assert all(torch.equal(grads[n], want_grads[n]) for n in grads)
-    assert log["skd_alpha"] == 0.0 and "skd_loss" not in log
+    # No SKD term, but the same log keys as an SKD step (zeros), so ranks and micro-batches sum.
+    assert log["skd_alpha"] == 0.0 and log["skd_ntokens"] == 0 and log["skd_loss"] == 0
 
 
 def test_validation_reports_the_plain_label_smoothed_loss(tmp_path, fresh_metrics):
@@ -295,7 +296,7 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
         target = sample["target"]
         seen |= set(target[target.ne(pad)].tolist())
         _, _, log = criterion(model, sample)
-        assert "skd_loss" in log
+        assert log["skd_ntokens"] > 0
         assert set(chosen[-1][target.view(-1).ne(pad)].flatten().tolist()) <= seen
     assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(seen)
 
@@ -307,9 +308,35 @@ def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metric
     sample = translation_sample(task, batch=1, tgt_len=4)  # 4 distinct targets at most: fewer than k + 1
     model.train()
     loss, _, log = criterion(model, sample)
-    assert "skd_loss" not in log and log["skd_alpha"] == 0.5
+    assert log["skd_ntokens"] == 0 and log["skd_loss"] == 0 and log["skd_alpha"] == 0.5
     torch.manual_seed(0)
     assert torch.allclose(loss, ls(model, sample)[0])
+
+
+def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp_path, fresh_metrics, caplog):
+    task, model, criterion, _ = build_translation(
+        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen", "--skd-start-update", "5"])
+    pad = task.target_dictionary.pad()
+    model.train()
+    sample = translation_sample(task, seed=3)
+    with caplog.at_level("WARNING"):
+        _, _, log = criterion(model, sample)  # update 0: alpha 0, no SKD term yet
+    assert log["skd_alpha"] == 0 and log["skd_ntokens"] == 0
+    target = sample["target"]
+    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    assert "resuming" not in caplog.text
+    model.eval()  # validation targets are not training targets
+    criterion(model, translation_sample(task, seed=4))
+    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    # A criterion whose first training step comes after update 0 is a resumed run: it says what it lost.
+    _, model, resumed, _ = build_translation(
+        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"])
+    resumed.set_num_updates(120)
+    model.train()
+    with caplog.at_level("WARNING"):
+        resumed(model, sample)
+        resumed(model, sample)
+    assert caplog.text.count("--skd-exclude-unseen: resuming at update 120") == 1
 
 
 def test_output_embedding_of_untied_and_lstm_decoders(tmp_path):

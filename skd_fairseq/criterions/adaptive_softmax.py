@@ -7,6 +7,7 @@ head once and the tail clusters only for the (position, cluster) pairs asked for
 """
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..adaptive import embedding_rows, entry_log_probs, needed_rows, running_topk
@@ -32,10 +33,11 @@ def adaptive_cross_entropy(adaptive_softmax, hidden, target, padding_idx, reduce
 class AdaptiveScores:
     """log p of chosen entries under an adaptive softmax, for decoder features [B, T, D].
 
-    The module's dropout (on its input, and inside each tail) is applied once per forward,
-    so every entry of a position sees the same masks; ``log_probs`` may be called several
-    times (e.g. SKD's entries, then a teacher's top-K) and reuses the head and the tails
-    already projected.
+    The module's dropout (on its input, and inside each tail) is drawn once per forward, so
+    every entry of a position sees the same masks, however often ``log_probs`` and ``topk``
+    are called (e.g. predicted candidates, then SKD's entries): the head is computed once,
+    each tail's dropout mask is drawn once for all positions, and a call projects only the
+    rows it needs.
     """
 
     def __init__(self, adaptive_softmax, features):
@@ -45,6 +47,7 @@ class AdaptiveScores:
         self.vocab_size = self.parts.vocab_size
         self._hidden = None
         self._head_logits = None
+        self._tail_masks = [None] * len(adaptive_softmax.tail)
 
     def size(self, dim):  # what predicted_topk and the KD helpers ask of lprobs
         if dim in (-1, 1):
@@ -58,18 +61,33 @@ class AdaptiveScores:
             self._head_logits = self.softmax.head(self._hidden)
         return self._hidden
 
+    def tail_hidden(self, i, rows=None):
+        """Tail i's projected, dropped-out hidden states of ``rows`` (all positions by default):
+        fairseq's tail[0] then tail[1], with tail[1]'s mask drawn once per position."""
+        h = self.hidden()
+        projection, dropout = self.softmax.tail[i][0], self.softmax.tail[i][1]
+        z = projection(h if rows is None else h[rows])
+        if not isinstance(dropout, nn.Dropout):
+            raise TypeError(f"adaptive softmax tail {i}: expected fairseq's (projection, Dropout, output) layers, "
+                            f"found {type(dropout).__name__} in the middle; this fairseq version is not supported")
+        if not (dropout.training and dropout.p > 0):
+            return z
+        if self._tail_masks[i] is None:  # nn.Dropout's mask (0 or 1 / (1 - p)) for every position
+            self._tail_masks[i] = F.dropout(h.new_ones(h.size(0), z.size(-1)), dropout.p, training=True)
+        mask = self._tail_masks[i]
+        return z * (mask if rows is None else mask[rows])
+
     def log_probs(self, entries):
         """[N, m] log p(entries) (gradient into the model)."""
-        h = self.hidden()
         rows = needed_rows(entries, self.parts.cutoff)
-        z = [tail[1](tail[0](h[r])) if r is not None else None for tail, r in zip(self.softmax.tail, rows)]
+        z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]
         return entry_log_probs(self._head_logits, z, rows, self.parts.tail_out, self.parts.cutoff, entries)
 
     def topk(self, k, exclude, target):
         """The k most probable tokens of the full distribution (no gradient), cluster by cluster."""
-        h = self.hidden()  # outside no_grad: the loss reuses it
+        self.hidden()  # outside no_grad: the loss reuses it (and the tails' masks)
         with torch.no_grad():
-            z = [tail[1](tail[0](h)) for tail in self.softmax.tail]
+            z = [self.tail_hidden(i) for i in range(len(self.softmax.tail))]
             head = torch.log_softmax(self._head_logits.float(), dim=-1)
             return running_topk(head, z, self.parts.tail_out, self.parts.cutoff, k, exclude, target)
 

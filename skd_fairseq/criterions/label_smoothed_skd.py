@@ -4,6 +4,7 @@ A thin adapter: it gathers log-probabilities, targets and the output embedding, 
 the candidates, and calls the pure functions of :mod:`skd_fairseq.losses`.
 """
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -28,6 +29,8 @@ from ..schedule import check_schedule, skd_alpha
 from ..similarity import SIMILARITIES
 from .adaptive_softmax import AdaptiveScores, adaptive_cross_entropy, adaptive_softmax_of
 from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
+
+logger = logging.getLogger(__name__)
 
 CANDIDATE_MODES = ("neighbours", "predicted", "random")
 DEFAULT_TEMPERATURE = 1.0
@@ -168,6 +171,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         # --skd-exclude-unseen: which tokens have been a training target so far (this process).
         self.exclude_unseen = cfg.skd_exclude_unseen
         self.register_buffer("seen_targets", torch.zeros(len(dictionary), dtype=torch.bool), persistent=False)
+        self._seen_checked = False  # whether the first training step looked for a resume
         self.register_buffer(
             "admissible_ids", admissible_ids(len(dictionary), excluded), persistent=False
         )
@@ -247,13 +251,35 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         """(loss, nll_loss, training-only log entries) for flattened lprobs [N, V], target [N]."""
         # Validation reports the plain label-smoothed loss, so runs stay comparable.
         alpha = self.current_alpha() if model.training else 0.0
+        if self.exclude_unseen and model.training:
+            if not self._seen_checked:
+                self._seen_checked = True
+                if self.num_updates > 0:
+                    logger.warning(
+                        f"--skd-exclude-unseen: resuming at update {self.num_updates}; checkpoints do not "
+                        "hold the set of tokens seen as a target, so it starts empty again: until the "
+                        "run has passed over the training data once more, candidates are drawn among "
+                        "the targets seen since this restart (a neighbour table built from the first "
+                        "batches holds fewer candidates than the uninterrupted run's)"
+                    )
+            # Every training target counts as seen, also before SKD starts. index_fill_, then
+            # clear the padding id: a boolean mask would sync.
+            self.seen_targets.index_fill_(0, target, True)
+            self.seen_targets[self.padding_idx] = False
+        skd_log = None
         if alpha > 0:
             loss, nll_loss, skd_log = self.compute_skd_loss(model, lprobs, target, alpha, reduce)
-        else:
+        if skd_log is None:  # no SKD term in this step
             loss, nll_loss = self.data_loss(lprobs, target, reduce)
-            skd_log = {}
-        # Same keys on every rank and micro-batch of an update, so they can be summed.
+            skd_log = self.empty_skd_log(target.device)
+        # Same keys on every rank, micro-batch and update, so fairseq can sum them (its fast
+        # stat sync all-reduces one buffer per key set, built from the first micro-batch's keys).
         return loss, nll_loss, dict(skd_alpha=alpha, skd_batches=1, **skd_log)
+
+    def empty_skd_log(self, device):
+        keys = ["skd_loss", "skd_gold_q", "skd_ntokens"]
+        keys += ["skd_tau", "skd_tau_ntokens"] if self.gold_mass is not None else []
+        return {key: torch.zeros((), device=device) for key in keys}
 
     def data_loss(self, lprobs, target, reduce):
         """(loss, nll_loss) without SKD: fairseq's label-smoothed NLL, or adaptive_loss's cross-entropy."""
@@ -278,16 +304,18 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             torch.distributed.all_reduce(seen_int, op=torch.distributed.ReduceOp.MAX)
             seen = seen_int.bool()
         seen[self.excluded_ids] = False
-        admissible = seen.nonzero().squeeze(1)  # one sync
-        return (~seen).nonzero().squeeze(1), admissible, admissible.numel() >= self.topk + 1
+        # Both id lists, each ascending, from one stable sort: the unseen ids, then the seen ones.
+        order = torch.argsort(seen.to(torch.uint8), stable=True)
+        n_seen = int(seen.sum())  # the one sync
+        excluded, admissible = order[: seen.numel() - n_seen], order[seen.numel() - n_seen:]
+        return excluded, admissible, n_seen >= self.topk + 1
 
     def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
-        if self.exclude_unseen:
-            self.seen_targets[target[target.ne(self.padding_idx)]] = True
+        """(loss, nll_loss, log entries) with the SKD term, or None while --skd-exclude-unseen
+        has seen fewer than k + 1 distinct targets (the caller then leaves SKD out)."""
         excluded, admissible, enough = self.candidate_exclusions(self.table_is_stale(target.device))
-        if not enough:  # --skd-exclude-unseen, before k + 1 distinct targets have been seen: no SKD term yet
-            loss, nll_loss = self.data_loss(lprobs, target, reduce)
-            return loss, nll_loss, {}
+        if not enough:
+            return None, None, None
         adaptive = isinstance(lprobs, AdaptiveScores)
         if adaptive:  # e_w of every token, built a block at a time, only when the table needs it
             weight = lambda: embedding_matrix(lprobs.parts)  # noqa: E731
