@@ -202,6 +202,8 @@ def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh
     scores, target = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
     vocab = scores.vocab_size
     entries = torch.stack([target, torch.full_like(target, vocab - 1), torch.full_like(target, 25)], dim=1)
+    head_only = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)[0]
+    assert torch.isfinite(head_only.log_probs(torch.zeros_like(entries) + 7)).all()  # no tail asked for first
     first = scores.log_probs(entries)
     # Asked again, alone or among other entries, and ranked by topk: the same numbers, not new masks.
     torch.testing.assert_close(scores.log_probs(entries), first, rtol=0, atol=0)

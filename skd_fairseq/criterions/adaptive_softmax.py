@@ -79,6 +79,7 @@ class AdaptiveScores:
 
     def log_probs(self, entries):
         """[N, m] log p(entries) (gradient into the model)."""
+        self.hidden()  # the head's logits, also when every entry is a head word
         rows = needed_rows(entries, self.parts.cutoff)
         z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]
         return entry_log_probs(self._head_logits, z, rows, self.parts.tail_out, self.parts.cutoff, entries)
