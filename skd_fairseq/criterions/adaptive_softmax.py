@@ -7,7 +7,6 @@ head once and the tail clusters only for the (position, cluster) pairs asked for
 """
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..adaptive import embedding_rows, entry_log_probs, needed_rows, running_topk
@@ -63,13 +62,11 @@ class AdaptiveScores:
 
     def tail_hidden(self, i, rows=None):
         """Tail i's projected, dropped-out hidden states of ``rows`` (all positions by default):
-        fairseq's tail[0] then tail[1], with tail[1]'s mask drawn once per position."""
+        fairseq's tail[0] then tail[1] (an nn.Dropout: ``adaptive_parts`` checks the layout), with
+        tail[1]'s mask drawn once per position."""
         h = self.hidden()
         projection, dropout = self.softmax.tail[i][0], self.softmax.tail[i][1]
         z = projection(h if rows is None else h[rows])
-        if not isinstance(dropout, nn.Dropout):
-            raise TypeError(f"adaptive softmax tail {i}: expected fairseq's (projection, Dropout, output) layers, "
-                            f"found {type(dropout).__name__} in the middle; this fairseq version is not supported")
         if not (dropout.training and dropout.p > 0):
             return z
         if self._tail_masks[i] is None:  # nn.Dropout's mask (0 or 1 / (1 - p)) for every position
