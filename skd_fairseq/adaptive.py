@@ -61,30 +61,46 @@ def cluster_of(ids: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
     return torch.bucketize(ids, torch.tensor(cutoff[:-1], device=ids.device), right=True)
 
 
+def indices_by_row(member: torch.Tensor) -> List[Optional[torch.Tensor]]:
+    """Per row of ``member`` [C, n] (bool), its True columns ascending, or None when it has none.
+
+    One host sync for all rows (their counts), where a ``nonzero`` per row would make C.
+    """
+    counts = member.sum(dim=1).tolist()  # the one sync
+    # A stable sort puts each row's True columns first, in ascending order.
+    order = torch.argsort((~member).to(torch.uint8), dim=1, stable=True)
+    return [order[i, :count] if count else None for i, count in enumerate(counts)]
+
+
 def embedding_rows(parts: AdaptiveParts, ids: torch.Tensor) -> torch.Tensor:
-    """e_w for ``ids`` [n]: fp32 [n, D], no gradient."""
+    """e_w for ``ids`` [n]: fp32 [n, D], no gradient (one host sync)."""
     with torch.no_grad():
         ids = ids.reshape(-1)
         out = torch.empty(ids.numel(), parts.dim, dtype=torch.float32, device=ids.device)
-        cluster = cluster_of(ids, parts.cutoff)
-        head = cluster.eq(0)
-        out[head] = parts.head_words.float()[ids[head]]
-        for i, (out_w, proj) in enumerate(zip(parts.tail_out, parts.tail_proj)):
-            rows = cluster.eq(i + 1)
-            local = ids[rows] - parts.cutoff[i]
-            out[rows] = out_w.float()[local] @ proj.float()
+        clusters = torch.arange(len(parts.cutoff), device=ids.device).unsqueeze(1)
+        head, *tails = indices_by_row(cluster_of(ids, parts.cutoff).unsqueeze(0).eq(clusters))
+        if head is not None:
+            out[head] = parts.head_words[ids[head]].float()
+        for i, (rows, out_w, proj) in enumerate(zip(tails, parts.tail_out, parts.tail_proj)):
+            if rows is not None:
+                out[rows] = out_w[ids[rows] - parts.cutoff[i]].float() @ proj.float()
         return out
 
 
 def embedding_matrix(parts: AdaptiveParts, block_rows: Optional[int] = None) -> torch.Tensor:
-    """E [V, D] fp32 (no gradient), built a block of the vocabulary at a time."""
-    vocab, dim = parts.vocab_size, parts.dim
+    """E [V, D] fp32 (no gradient), built a block of one cluster at a time (no host sync)."""
+    dim = parts.dim
     block_rows = block_rows or max(1, BLOCK_ELEMENTS // max(dim, 1))
-    device = parts.head_words.device
-    out = torch.empty(vocab, dim, dtype=torch.float32, device=device)
-    for start in range(0, vocab, block_rows):
-        ids = torch.arange(start, min(start + block_rows, vocab), device=device)
-        out[start : start + ids.numel()] = embedding_rows(parts, ids)
+    out = torch.empty(parts.vocab_size, dim, dtype=torch.float32, device=parts.head_words.device)
+    with torch.no_grad():
+        c0 = parts.cutoff[0]
+        for start in range(0, c0, block_rows):
+            out[start : min(start + block_rows, c0)] = parts.head_words[start : start + block_rows].float()
+        for i, (out_w, proj) in enumerate(zip(parts.tail_out, parts.tail_proj)):
+            first, proj = parts.cutoff[i], proj.float()
+            for start in range(0, out_w.size(0), block_rows):
+                block = out_w[start : start + block_rows].float()
+                out[first + start : first + start + block.size(0)] = block @ proj
     return out
 
 
@@ -198,14 +214,11 @@ def entry_log_probs(
 def needed_rows(entries: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
     """Per tail cluster, the sorted positions with an entry in it (None when there is none).
 
-    One host sync per cluster (``nonzero``), as fairseq's own adaptive softmax has.
+    One host sync for all clusters (fairseq's own adaptive softmax makes one per cluster).
     """
     cluster = cluster_of(entries, cutoff)
-    rows = []
-    for i in range(len(cutoff) - 1):
-        hit = cluster.eq(i + 1).any(dim=1).nonzero().squeeze(1)
-        rows.append(hit if hit.numel() else None)
-    return rows
+    tails = torch.arange(1, len(cutoff), device=entries.device).view(-1, 1, 1)
+    return indices_by_row(cluster.unsqueeze(0).eq(tails).any(dim=2))
 
 
 def running_topk(

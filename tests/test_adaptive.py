@@ -8,6 +8,7 @@ from skd_fairseq.adaptive import (
     embedding_matrix,
     embedding_rows,
     entry_log_probs,
+    indices_by_row,
     needed_rows,
     running_topk,
 )
@@ -76,6 +77,28 @@ def test_output_embedding_gives_the_module_logits(tmp_path, variant):
     torch.testing.assert_close(h @ E.t(), want, rtol=1e-5, atol=1e-5 * max(1.0, want.abs().max().item()))
     ids = torch.tensor([0, 5, 19, 20, 33, 40, softmax.vocab_size - 1])
     torch.testing.assert_close(embedding_rows(parts, ids), E[ids])
+    head_only = torch.tensor([3, 0, 19])  # every tail empty
+    torch.testing.assert_close(embedding_rows(parts, head_only), E[head_only])
+
+
+def test_indices_by_row_equal_nonzero_per_row():
+    g = torch.Generator().manual_seed(0)
+    member = torch.rand(5, 300, generator=g) < torch.tensor([[0.0], [1.0], [0.01], [0.5], [0.0]])
+    member[4, 299] = True
+    for row, got in zip(member, indices_by_row(member)):
+        want = row.nonzero().squeeze(1)
+        if want.numel() == 0:
+            assert got is None
+        else:
+            assert torch.equal(got, want)
+
+
+def test_needed_rows_are_the_positions_with_an_entry_in_each_cluster():
+    cutoff = [10, 20, 50]
+    entries = torch.tensor([[1, 2], [15, 3], [0, 49], [11, 21], [9, 9]])
+    got = needed_rows(entries, cutoff)
+    assert torch.equal(got[0], torch.tensor([1, 3])) and torch.equal(got[1], torch.tensor([2, 3]))
+    assert needed_rows(entries.clamp(max=9), cutoff) == [None, None]
 
 
 @pytest.mark.parametrize("variant", ["untied", "tied-proj", "head-proj"])
