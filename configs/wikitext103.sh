@@ -2,7 +2,11 @@
 # 2019: adaptive input and adaptive softmax, cutoffs 20,000 / 60,000, tied weights and
 # projections; fairseq's examples/language_model/README.adaptive_inputs.md). The recipe trains
 # on 8 GPUs with --max-tokens 3072 --update-freq 3; on one GPU --update-freq 24 keeps its
-# 73,728 tokens per update. Evaluated as there: complete sentences, a 2,560-token context window.
+# 73,728 tokens per update. Evaluated as the paper: complete sentences with 2,560 tokens of
+# context. fairseq's README command for it (--sample-break-mode complete --max-tokens 3072
+# --context-window 2560) leaves --tokens-per-sample at its default 1024: eval-lm subtracts the
+# window from it and LMContextWindowDataset caps context plus sentence at the sum, 1,024 tokens.
+# --tokens-per-sample 3072, the model's length, gives the 2,560.
 # Data: set WIKITEXT103_RAW to wikitext-103-v1.zip (or its directory) before the first run;
 # unset, the prepare script tries the original download address.
 DATASET=wikitext103
@@ -16,7 +20,8 @@ FAIRSEQ_ARGS=(
   --max-tokens 3072 --update-freq 24 --tokens-per-sample 3072 --sample-break-mode none
   --skip-invalid-size-inputs-valid-test --ddp-backend legacy_ddp --no-epoch-checkpoints
 )
-EVAL_LM_ARGS=(--sample-break-mode complete --max-tokens 3072 --context-window 2560 --softmax-batch 1024)
+EVAL_LM_ARGS=(--sample-break-mode complete --max-tokens 3072 --tokens-per-sample 3072 --context-window 2560
+  --softmax-batch 1024)
 # shellcheck source=configs/presets.sh
 . "$(dirname "${BASH_SOURCE[0]}")/presets.sh"
 # The recipe's criterion is adaptive_loss (cross-entropy, no label smoothing); SKD's data

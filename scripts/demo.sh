@@ -54,6 +54,11 @@ done
 for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
 
 cd "$repo"
+listed=$(bash scripts/train.sh "$config" --criterion-preset --list) || die "could not list the presets of $config"
+for preset in $presets; do  # checked before the first model trains
+  grep -qxF "$preset" <<< "$listed" || die "preset '$preset' $(grep -qxF "$preset teacher" <<< "$listed" \
+    && echo "distils from a teacher: see scripts/reproduce.sh kd-multi30k" || echo "is unknown (one of: $(echo $(cut -d' ' -f1 <<< "$listed")))")"
+done
 say() { echo "[demo] $*"; }
 # Runs a step with its output in a file; on failure, shows the file's last lines and stops.
 quietly() {
@@ -104,5 +109,6 @@ for seed in $seeds; do
 done
 
 echo
-python scripts/make-tables.py "${results[@]}" --plot "$out/curves.png" 2> /dev/null
+python scripts/make-tables.py "${results[@]}" --plot "$out/curves.png" 2> "$out/make-tables.log" \
+  || { cat "$out/make-tables.log" >&2; die "the table failed (above; $out/make-tables.log)"; }
 say "validation curves: $out/curves.png"

@@ -5,7 +5,8 @@ die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
 
 # parse_eval_args "$@": CONFIG --run-dir DIR [--split valid|test] [--checkpoint best|last]
 # [--average-last N]; sets config, run_dir, split, checkpoint and average_last (the last two
-# empty when not given) and checks what needs no config. The caller sources "$config".
+# empty when not given; average_last 1 with --checkpoint) and checks what needs no config. The
+# caller sources "$config".
 parse_eval_args() {
   [ $# -ge 1 ] || { usage >&2; exit 2; }
   case "$1" in -h|--help) usage; exit 0 ;; esac
@@ -24,6 +25,13 @@ parse_eval_args() {
   [ -f "$config" ] || die "config '$config' not found"
   [ -n "$run_dir" ] && [ -d "$run_dir" ] || die "give an existing --run-dir (a scripts/train.sh output directory)"
   case "$split" in valid|test) ;; *) die "--split must be valid or test, got '$split'" ;; esac
+  # An explicit --checkpoint wins over the config's AVERAGE_LAST; against --average-last N > 1 it is a contradiction.
+  if [ -n "$checkpoint" ]; then
+    case "${average_last:-1}" in
+      1) average_last=1 ;;
+      *) die "--checkpoint $checkpoint and --average-last $average_last both choose the scored model: give one" ;;
+    esac
+  fi
 }
 
 # scored_model RUN_DIR CHECKPOINT AVERAGE_LAST: sets `model` (a checkpoint path) and

@@ -21,11 +21,11 @@ DIR/hyp.SPLIT.txt.
 Options:
   --run-dir DIR        a directory written by scripts/train.sh
   --split NAME         valid or test (default: test)
-  --checkpoint NAME    best or last (default: CONFIG's EVAL_CHECKPOINT, else best); ignored
-                       with --average-last N > 1
+  --checkpoint NAME    best or last, instead of CONFIG's AVERAGE_LAST (default: CONFIG's
+                       EVAL_CHECKPOINT, else best, when CONFIG averages no checkpoints)
   --average-last N     average the last N update checkpoints (checkpoint_E_U.pt, from
                        --save-interval-updates) or epoch checkpoints (checkpointE.pt)
-                       (default: CONFIG's AVERAGE_LAST, else 1)
+                       (default: CONFIG's AVERAGE_LAST, else 1; N > 1 excludes --checkpoint)
   -h, --help           this text
 EOF
 }
@@ -46,10 +46,10 @@ case "${BLEU_LOWERCASE:-0}" in
   *) die "config's BLEU_LOWERCASE must be 0 or 1, got '$BLEU_LOWERCASE'" ;;
 esac
 
-scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
-
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"
+scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
+
 echo "[evaluate] fairseq-generate $split with $model"
 fairseq-generate "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
   -s "$SRC" -t "$TGT" "${GENERATE_ARGS[@]}" --remove-bpe "$POST_PROCESS" \

@@ -58,6 +58,24 @@ def load(paths):
     return results
 
 
+def check_rows(results):
+    """A row averages the seeds of one setting: stop when a method's runs differ in their flags,
+    or when two results score the same (method, benchmark, split, seed)."""
+    settings, seen = {}, {}
+    for r in results:
+        first = settings.setdefault(r["method"], r)
+        if r["settings"] != first["settings"]:
+            sys.exit(f"make-tables: '{r['method']}' has runs with different settings: `{first['settings']}` "
+                     f"({first['run_dir']}) and `{r['settings']}` ({r['run_dir']}); a row averages one "
+                     "setting's seeds: give the other setting its own row (train.sh --method NAME, or "
+                     "sweep.sh --variant NAME=...)")
+        key = (r["method"], r["dataset"], r["pair"], r["split"], r.get("seed"))
+        if key in seen:
+            sys.exit(f"make-tables: two results for {r['method']} seed {r.get('seed')} on "
+                     f"{benchmark_name(key[1:4])}: {seen[key]} and {r['run_dir']}; pass each run once")
+        seen[key] = r["run_dir"]
+
+
 def cell(values, digits=2):
     if not values:
         return "-"
@@ -354,8 +372,20 @@ def lm_significance(results, baseline, methods=None, n_samples=1000, seed=12345)
 VALID = re.compile(r"\| valid \| epoch \d+ \| valid on '[^']+' subset \|.*?\| ppl ([0-9.]+) .*?\| num_updates (\d+)")
 
 
-def validation_curve(run_dir):
-    return {int(m.group(2)): float(m.group(1)) for m in log_matches(run_dir, VALID)}
+def logged_loss_factor(result):
+    """How many times the model's loss a run's log shows in validation: 2 for fairseq's R-Drop
+    criterion with --rdrop-alpha > 0, which scores each validation batch twice (dropout off, so
+    two equal copies) and divides by one copy's tokens; 1 otherwise."""
+    command = result.get("training", {}).get("command", [])
+    if "label_smoothed_cross_entropy_with_rdrop" not in command:
+        return 1
+    alphas = [command[i + 1] for i, flag in enumerate(command[:-1]) if flag == "--rdrop-alpha"]
+    return 2 if alphas and float(alphas[-1]) > 0 else 1  # fairseq's default alpha is 0
+
+
+def validation_curve(run_dir, loss_factor=1):
+    """{update: validation perplexity}, corrected for a log that shows loss_factor times the loss."""
+    return {int(m.group(2)): float(m.group(1)) ** (1 / loss_factor) for m in log_matches(run_dir, VALID)}
 
 
 def plot(results, path):
@@ -370,10 +400,10 @@ def plot(results, path):
         runs = {}
         for r in results:
             if (r["dataset"], r["pair"]) == column:
-                runs[r["run_dir"]] = r["method"]  # one curve per run, whatever split was scored
+                runs[r["run_dir"]] = r  # one curve per run, whatever split was scored
         by_method = collections.defaultdict(list)
-        for run_dir, method in runs.items():
-            by_method[method].append(validation_curve(run_dir))
+        for run_dir, r in runs.items():
+            by_method[r["method"]].append(validation_curve(run_dir, logged_loss_factor(r)))
         for method, curves in by_method.items():
             # Mean over seeds where every seed has a validation point.
             updates = sorted(set.intersection(*(set(c) for c in curves)))
@@ -442,6 +472,11 @@ def main():
     if args.compare and not args.significance:
         parser.error("--compare adds significance tests against another row: it needs --significance")
     results = load(args.results)
+    check_rows(results)
+    if (args.significance or args.cost) and args.baseline not in {r["method"] for r in results}:
+        sys.exit(f"make-tables: no results for the baseline '{args.baseline}' (--significance and --cost "
+                 f"compare with it); the rows are: {', '.join(dict.fromkeys(r['method'] for r in results))}; "
+                 "name another with --baseline")
     compared = comparisons(args.compare, results, args.baseline)
     translation = [r for r in results if "bleu" in r["metrics"]]
     lm = [r for r in results if "ppl" in r["metrics"]]

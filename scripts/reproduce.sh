@@ -78,6 +78,8 @@ esac
 for seed in $seeds; do [[ $seed =~ ^[0-9]+$ ]] || die "seeds must be non-negative integers, got '$seed'"; done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
 cd "$repo"
 config=${config_override:-$config}
 [ -f "$config" ] || die "config '$config' not found"
@@ -93,6 +95,39 @@ case "$(realpath -m -- "$out")/" in
 esac
 # shellcheck source=/dev/null
 . "$config"
+if [ "$kind" = kd ]; then
+  presets=${presets:-baseline skd-neighbours word-kd seq-kd seq-word-kd tie-kd skd-word-kd}
+fi
+presets=${presets:-${TABLE_PRESETS:-baseline skd-neighbours skd-predicted}}
+# Everything a row needs is checked here, before the first run trains (a table takes hours).
+case "$kind" in
+  translation|kd) for var in REFERENCE_PREFIX GENERATE_ARGS; do
+      declare -p "$var" > /dev/null 2>&1 || die "$config is not a translation config (no $var): give --config a config of the $table table's kind"
+    done ;;
+  lm) declare -p EVAL_LM_ARGS > /dev/null 2>&1 || die "$config is not a language-model config (no EVAL_LM_ARGS): give --config a config of the $table table's kind" ;;
+esac
+# The presets train.sh knows for this config (a config may redefine them), and the teacher-based ones.
+listed=$(bash scripts/train.sh "$config" --criterion-preset --list) || die "could not list the presets of $config"
+known=$(echo $(cut -d' ' -f1 <<< "$listed")) teacher_presets=" $(echo $(awk '$2 == "teacher" {print $1}' <<< "$listed")) "
+[ "$kind" = kd ] && known+=" seq-kd seq-word-kd"
+for preset in $presets; do
+  [[ " $known " == *" $preset "* ]] || die "unknown preset '$preset' in --presets (one of: $known)"
+  if [ "$kind" != kd ] && [[ "$teacher_presets" == *" $preset "* ]]; then
+    die "preset '$preset' distils from a teacher: it is a row of 'reproduce.sh kd-multi30k', not of $table"
+  fi
+done
+[[ " $presets " == *" baseline "* ]] || die "--presets \"$presets\" has no baseline: the table tests every row against it"
+# Tests against other rows than the baseline (the config's TABLE_COMPARISONS="METHOD:REFERENCE ..."),
+# for the pairs whose two rows this run of the table has.
+compare=()
+for pair in ${TABLE_COMPARISONS:-}; do
+  [[ "$pair" =~ ^[^:]+:[^:]+$ ]] || die "TABLE_COMPARISONS in $config: '$pair' is not METHOD:REFERENCE (e.g. skd-neighbours:ls-matched)"
+  if [[ " $presets " == *" ${pair%%:*} "* && " $presets " == *" ${pair#*:} "* ]]; then
+    compare+=(--compare "$pair")
+  else
+    echo "reproduce: the comparison $pair is left out of the table: it needs both rows, and --presets is \"$presets\"" >&2
+  fi
+done
 [ -f "$DATA/.done" ] || bash "${PREPARE[@]}"
 
 # Language-model rows train without label smoothing (plain cross-entropy baseline), unless the
@@ -101,7 +136,6 @@ extra=()
 [ "$kind" = lm ] && extra=(--label-smoothing 0)
 if declare -p TABLE_EXTRA_ARGS > /dev/null 2>&1; then extra=(${TABLE_EXTRA_ARGS[@]+"${TABLE_EXTRA_ARGS[@]}"}); fi
 if [ "$kind" = kd ]; then
-  presets=${presets:-baseline skd-neighbours word-kd seq-kd seq-word-kd tie-kd skd-word-kd}
   teacher_dir=$out/teacher
   if [ ! -f "$teacher_dir/result.test.json" ]; then
     echo "=== [reproduce $table] teacher -> $teacher_dir ==="
@@ -116,18 +150,6 @@ if [ "$kind" = kd ]; then
       --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
   fi
 fi
-presets=${presets:-${TABLE_PRESETS:-baseline skd-neighbours skd-predicted}}
-# Tests against other rows than the baseline (the config's TABLE_COMPARISONS="METHOD:REFERENCE ..."),
-# for the pairs whose two rows this run of the table has; checked before any training.
-compare=()
-for pair in ${TABLE_COMPARISONS:-}; do
-  [[ "$pair" =~ ^[^:]+:[^:]+$ ]] || die "TABLE_COMPARISONS in $config: '$pair' is not METHOD:REFERENCE (e.g. skd-neighbours:ls-matched)"
-  if [[ " $presets " == *" ${pair%%:*} "* && " $presets " == *" ${pair#*:} "* ]]; then
-    compare+=(--compare "$pair")
-  else
-    echo "reproduce: the comparison $pair is left out of the table: it needs both rows, and --presets is \"$presets\"" >&2
-  fi
-done
 result_files=()
 for seed in $seeds; do
   for preset in $presets; do

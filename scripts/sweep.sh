@@ -39,13 +39,23 @@ die() { echo "sweep: $*" >&2; exit 1; }
 [ -n "$out" ] || die "give --out DIR"
 [ ${#variants[@]} -gt 0 ] || die "give at least one --variant NAME=\"PRESET [flags]\""
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
 
-results=()
+# Every variant is checked before the first one trains.
+listed=$(bash "$repo/scripts/train.sh" "$config" --criterion-preset --list) || die "could not list the presets of $config"
 for spec in "${variants[@]}"; do
   name=${spec%%=*}
   [ -n "$name" ] && [ "$name" != "$spec" ] || die "--variant '$spec': expected NAME=\"PRESET [flags]\""
   read -r -a words <<< "${spec#*=}"
   [ ${#words[@]} -ge 1 ] || die "--variant '$spec' names no preset"
+  grep -q "^${words[0]}\( teacher\)\?$" <<< "$listed" \
+    || die "--variant '$spec': unknown preset '${words[0]}' (one of: $(echo $(cut -d' ' -f1 <<< "$listed")))"
+done
+results=()
+for spec in "${variants[@]}"; do
+  name=${spec%%=*}
+  read -r -a words <<< "${spec#*=}"
   run_dir=$out/$name
   if [ ! -f "$run_dir/result.valid.json" ]; then
     echo "=== [sweep] $name: ${words[*]} ==="

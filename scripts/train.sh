@@ -15,6 +15,8 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
   --seed N          random seed (default 1)
   --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
   --method LABEL    the row name in result tables (default: the preset name)
+  (--criterion-preset --list prints CONFIG's presets, one a line, "NAME teacher" for those
+  that distil from a teacher, and trains nothing)
   --data BIN        train on this binarised data instead of CONFIG's (same dictionaries),
                     e.g. the output of scripts/distill-sequence-level.sh
   --teacher CKPT    the teacher checkpoint(s) of the teacher-based presets (a:b for an
@@ -65,6 +67,13 @@ fi
 # adaptive-softmax baseline of configs/wikitext103.sh).
 # shellcheck source=/dev/null
 . "$config"
+if [ "$preset" = --list ]; then  # for the scripts that check their rows before training any
+  for p in $PRESETS; do
+    v="PRESET_${p//-/_}[*]"
+    if [[ " ${!v} " == *" --kd-teacher-path "* ]]; then echo "$p teacher"; else echo "$p"; fi
+  done
+  exit 0
+fi
 preset_var="PRESET_${preset//-/_}[@]"
 [[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
 preset_args=("${!preset_var}")
@@ -76,6 +85,8 @@ done
 name=$(basename "$config" .sh)
 save_dir=${save_dir:-runs/$name/$preset/seed$seed}
 
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"
 cd "$repo"
 if [ -n "$data_override" ]; then
   [ -f "$data_override/.done" ] || die "--data $data_override is not a finished data directory (no .done)"
@@ -95,8 +106,6 @@ if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signatur
 fi
 cmd=(fairseq-train "$DATA" --user-dir "$repo/skd_fairseq" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}"
      --seed "$seed" --save-dir "$save_dir" --log-format simple --log-interval 50 "${extra[@]}")
-# shellcheck source=scripts/device.sh
-. "$repo/scripts/device.sh"
 cmd+=(${device[@]+"${device[@]}"})
 echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"

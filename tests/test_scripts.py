@@ -43,10 +43,48 @@ def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_pat
             ([tmp_path / "missing.sh", "--run-dir", run_dir], 1, "missing.sh' not found"),
             ([config], 1, "give an existing --run-dir"),
             ([config, "--run-dir", tmp_path / "nowhere"], 1, "give an existing --run-dir"),
-            ([config, "--run-dir", run_dir, "--split", "train"], 1, "--split must be valid or test, got 'train'")):
+            ([config, "--run-dir", run_dir, "--split", "train"], 1, "--split must be valid or test, got 'train'"),
+            ([config, "--run-dir", run_dir, "--checkpoint", "last", "--average-last", "3"], 1,
+             "--checkpoint last and --average-last 3 both choose the scored model: give one")):
         proc = run(["bash", SCRIPTS / script, *args], check=False)
         assert proc.returncode == status, proc.stderr
         assert proc.stderr.startswith(f"{script[:-3]}: ") and message in proc.stderr
+
+
+def test_an_explicit_checkpoint_wins_over_the_configs_averaging(tmp_path):
+    config = tmp_path / "config.sh"
+    config.write_text("DATA=/nonexistent\nAVERAGE_LAST=5\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    proc = run(["bash", SCRIPTS / "evaluate-lm.sh", config, "--run-dir", run_dir], check=False)
+    assert proc.returncode == 1 and "could not average the last 5 checkpoints" in proc.stderr
+    proc = run(["bash", SCRIPTS / "evaluate-lm.sh", config, "--run-dir", run_dir, "--checkpoint", "last"], check=False)
+    assert proc.returncode == 1 and f"missing {run_dir}/checkpoint_last.pt" in proc.stderr
+
+
+def test_scripts_find_the_project_environment_without_activation(tmp_path):
+    # subprocess.run, not run(): that one puts the venv on PATH itself.
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    probe = f'. {SCRIPTS}/device.sh; command -v python; echo "device: ${{device[*]}}"'
+    out = subprocess.run(["/bin/bash", "-c", probe], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path)}).stdout
+    assert out.splitlines()[0] == os.path.join(venv, "bin", "python")
+    assert out.splitlines()[1] == "device: " + ("" if torch.cuda.is_available() else "--cpu")
+    # No environment with torch: a clear error, not a silent --cpu.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "python").chmod(0o755)
+    proc = subprocess.run(["/bin/bash", "-c", probe], capture_output=True, text=True,
+                          env={"PATH": f"{fake}:/usr/bin:/bin", "SKD_VENV": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    assert proc.returncode == 1 and "cannot import torch: run 'bash scripts/setup-env.sh'" in proc.stderr
+
+
+def test_train_lists_the_configs_presets_and_which_need_a_teacher(multi30k_bin, tmp_path):
+    listed = run(["bash", SCRIPTS / "train.sh", tiny_config(tmp_path, multi30k_bin), "--criterion-preset", "--list"])
+    lines = listed.stdout.splitlines()
+    assert "baseline" in lines and "skd-neighbours" in lines and "word-kd teacher" in lines
+    assert not (tmp_path / "runs").exists()
 
 
 def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
@@ -652,6 +690,20 @@ def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("table, presets, message", [
+    ("multi30k", "baseline skd-neighbour", "unknown preset 'skd-neighbour' in --presets (one of: baseline"),
+    ("multi30k", "baseline word-kd", "preset 'word-kd' distils from a teacher: it is a row of 'reproduce.sh kd-multi30k'"),
+    ("multi30k", "skd-neighbours skd-random", "has no baseline: the table tests every row against it"),
+    ("multi30k-lm", "baseline", "is not a language-model config (no EVAL_LM_ARGS)"),
+])
+def test_reproduce_checks_rows_and_config_before_training(multi30k_bin, tmp_path, table, presets, message):
+    config = tiny_config(tmp_path, multi30k_bin)
+    proc = run(["bash", SCRIPTS / "reproduce.sh", table, "--config", config, "--seeds", "1", "--presets", presets,
+                "--out", tmp_path / "runs", "--results", tmp_path / "results"], check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
     archive = tmp_path / "results" / "multi30k-de-en-runs"
     (archive / "baseline" / "seed1").mkdir(parents=True)
@@ -750,3 +802,48 @@ def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, t
     row = next(line for line in table.splitlines() if line.startswith("| rnd-rho0.8 |"))
     assert "`skd-random --skd-gold-mass 0.8`" in row and "| 0.800 → 0.800 |" in row
     assert not (tmp_path / "sweep" / "base" / "result.test.json").exists()  # the test split is never touched
+
+
+def make_tables_module():
+    import importlib.util
+
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("make_tables", SCRIPTS / "make-tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_tables_plots_the_model_perplexity_of_an_rdrop_log(tmp_path):
+    # fairseq's R-Drop criterion logs twice the nll in validation (two equal copies of each
+    # batch over one copy's tokens): its logged ppl is the square of the model's.
+    tables = make_tables_module()
+    path = write_result(tmp_path / "rdrop", "rdrop", 1, ["a"], ["a"], 30.0, 50.0, [(100, 36.0), (200, 25.0)])
+    command = ["fairseq-train", "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "5",
+               "--rdrop-alpha", "1"]
+    result = {"training": {"command": command}}
+    assert tables.logged_loss_factor(result) == 2
+    assert tables.validation_curve(path.parent, tables.logged_loss_factor(result)) == {100: 6.0, 200: 5.0}
+    assert tables.logged_loss_factor({"training": {"command": command + ["--rdrop-alpha", "0"]}}) == 1
+    assert tables.logged_loss_factor({"training": {"command": command[:3]}}) == 1  # fairseq's default alpha 0
+    assert tables.logged_loss_factor({"training": {"command": ["fairseq-train", "--criterion", "label_smoothed_skd"]}}) == 1
+    assert tables.logged_loss_factor({}) == 1
+
+
+def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missing_baseline(tmp_path):
+    refs = ["the cat sat on the mat ."] * 5
+    base = write_result(tmp_path / "b1", "baseline", 1, refs, refs, 20.0, 40.0)
+    one = write_result(tmp_path / "s1", "skd-neighbours", 1, refs, refs, 21.0, 40.0)
+    other = write_result(tmp_path / "s2", "skd-neighbours", 2, refs, refs, 22.0, 40.0)
+    result = json.loads(other.read_text())
+    result["training"]["extra_flags"] = "--skd-alpha 0.3"
+    other.write_text(json.dumps(result))
+    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, one, other], check=False)
+    assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings: `skd-neighbours`" in proc.stderr
+    assert "`skd-neighbours --skd-alpha 0.3`" in proc.stderr and "train.sh --method NAME" in proc.stderr
+    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, one, one], check=False)
+    assert proc.returncode == 1 and "two results for skd-neighbours seed 1 on toy de-en test" in proc.stderr
+    for flag in ("--significance", "--cost"):
+        proc = run([sys.executable, SCRIPTS / "make-tables.py", one, flag], check=False)
+        assert proc.returncode == 1 and "no results for the baseline 'baseline'" in proc.stderr, flag
+    assert "| skd-neighbours | 21.00 (n=1) |" in run([sys.executable, SCRIPTS / "make-tables.py", one]).stdout
