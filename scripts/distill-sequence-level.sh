@@ -16,7 +16,9 @@ files are copied). DIR/bin is then a data directory for any student:
   scripts/train.sh CONFIG --data DIR/bin --criterion-preset PRESET
 and with a word-level KD criterion it is "seq-KD + word-KD" as in Kim & Rush.
 
-Re-running skips finished steps (DIR/.generated, DIR/bin/.done).
+Re-running skips finished steps (DIR/.generated, DIR/bin/.done); another teacher
+(a checkpoint's path, size or modification time), other training data or other
+generation options translate again. DIR/bin must not be BIN or hold it (it is replaced).
 
 Options:
   --data BIN           fairseq-preprocess output with train/valid/test and dict.SRC/TGT.txt
@@ -55,8 +57,16 @@ done
 
 die() { echo "distill-sequence-level: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/prepare-lib.sh
+. "$repo/scripts/prepare-lib.sh"  # input_identity
 [ -n "$data" ] && [ -n "$teacher" ] && [ -n "$src" ] && [ -n "$tgt" ] && [ -n "$out" ] \
   || die "give --data, --teacher, -s, -t and --out (see --help)"
+# OUT/bin is deleted and rebuilt: it must not be the data it is made from, nor hold it
+# (real paths, so a symlink or another spelling of the same directory is caught too).
+out_bin=$(realpath -m -- "$out/bin")
+case "$data/" in
+  "$out_bin/"*) die "--out $out would replace $out_bin, which is (or holds) the --data directory $data: the data would be deleted; give another --out (e.g. --out $out/distilled)" ;;
+esac
 for f in "dict.$src.txt" "dict.$tgt.txt"; do
   [ -f "$data/$f" ] || die "missing $data/$f: --data must be a fairseq-preprocess output"
 done
@@ -86,7 +96,10 @@ count_pairs() {
   python -c 'import sys; from fairseq.data import indexed_dataset as d; print(len(d.MMapIndexedDataset(sys.argv[1])))' "$1"
 }
 pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
-signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_len_a,$max_len_b"
+# What is translated, by what and how: the checkpoints' and the training source's identity
+# (path, size, mtime), so a teacher retrained (or data prepared again) at the same path translates again.
+signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_len_a,$max_len_b
+$(input_identity "${teachers[@]}" "$data/train.$src-$tgt.$src.bin" "$data/train.$src-$tgt.$src.idx")"
 if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ]; then
   # shellcheck source=scripts/device.sh
   . "$repo/scripts/device.sh"

@@ -1,11 +1,19 @@
-# Sourced by the prepare scripts (after they define die): what they share about their input.
+# Sourced by the prepare scripts and distill-sequence-level.sh (after they define die): what they share about their input.
 
-# What an input file is (absolute path, size, mtime): a replaced or corrected file reads differently.
+# What an input file is: its absolute path, size and, up to 64 MiB, its content's sha256 (a fresh
+# copy of the same file reads the same), else its mtime (hashing gigabytes would take minutes).
+# A replaced or corrected file reads differently.
 input_identity() {
-  local f
+  local f size
   for f; do
     f=$(realpath -m -- "$f")
-    if [ -f "$f" ]; then stat -L -c '%n size=%s mtime=%Y' -- "$f"; else echo "$f missing"; fi
+    if [ ! -f "$f" ]; then echo "$f missing"; continue; fi
+    size=$(stat -L -c %s -- "$f")
+    if [ "$size" -le $((64 << 20)) ]; then
+      echo "$f size=$size sha256=$(sha256sum < "$f" | cut -d' ' -f1)"
+    else
+      stat -L -c '%n size=%s mtime=%Y' -- "$f"
+    fi
   done
 }
 

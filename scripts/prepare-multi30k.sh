@@ -65,8 +65,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python}
 
 mkdir -p "$out"
-options="src=$src tgt=$tgt vocab_size=$vocab_size train_lines=$train_lines eval_lines=$eval_lines"
-refuse_other_options "$out/prepare.options" "$options" --out
 
 # 1. Raw files: given directory, or download.
 declare -A expected=([train]=29000 [val]=1014 [test_2016_flickr]=1000)
@@ -82,10 +80,24 @@ if [ -z "$raw_dir" ]; then
   done
 fi
 [ -d "$raw_dir" ] || die "raw directory '$raw_dir' does not exist"
+inputs=()
 for split in train val test_2016_flickr; do
   for lang in "$src" "$tgt"; do
     f=$raw_dir/$split.$lang.gz
     [ -f "$f" ] || die "missing $f (expected the dataset's data/task1/raw/$split.$lang.gz)"
+    inputs+=("$f")
+  done
+done
+# The options and input that OUT is made from: another raw directory (or a replaced file) is refused.
+settings="src=$src tgt=$tgt vocab_size=$vocab_size train_lines=$train_lines eval_lines=$eval_lines"
+options="$settings
+$(input_identity "${inputs[@]}")"
+# An OUT prepared before the input was recorded holds the settings alone: taken as made from this input.
+if [ "$(cat "$out/prepare.options" 2>/dev/null)" = "$settings" ]; then echo "$options" > "$out/prepare.options"; fi
+refuse_other_options "$out/prepare.options" "$options" --out
+for split in train val test_2016_flickr; do
+  for lang in "$src" "$tgt"; do
+    f=$raw_dir/$split.$lang.gz
     n=$(gzip -cd "$f" | wc -l) || die "$f is not a readable gzip file"
     [ "$n" -eq "${expected[$split]}" ] || die "$f has $n lines, expected ${expected[$split]} (truncated or wrong file?)"
   done

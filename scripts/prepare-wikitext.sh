@@ -54,7 +54,12 @@ for f in "$train" "$valid" "$test"; do
 done
 
 mkdir -p "$out/text"
-options="train=$train valid=$valid test=$test lines=$lines"
+# The options and input that OUT is made from: another raw directory (or a replaced file) is refused.
+settings="train=$train valid=$valid test=$test lines=$lines"
+options="$settings
+$(input_identity "$raw_dir/$train" "$raw_dir/$valid" "$raw_dir/$test")"
+# An OUT prepared before the input was recorded holds the settings alone: taken as made from this input.
+if [ "$(cat "$out/prepare.options" 2>/dev/null)" = "$settings" ]; then echo "$options" > "$out/prepare.options"; fi
 refuse_other_options "$out/prepare.options" "$options" --out
 echo "$options" > "$out/prepare.options"
 
