@@ -307,11 +307,18 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
 def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     env = dict(os.environ, SKD_VENV=sys.prefix)
+    # An unknown preset is refused before anything is set up or trained.
     proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "skd-magic"],
                env=env, check=False)
+    assert proc.returncode == 1 and "demo: preset 'skd-magic' is unknown (one of: baseline" in proc.stderr
+    assert not (tmp_path / "demo").exists()
+    with open(config, "a") as f:
+        f.write("FAIRSEQ_ARGS+=(--no-such-flag)\n")
+    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "baseline"],
+               env=env, check=False)
     assert proc.returncode == 1
-    assert "skd-magic seed 1: failed (exit status 1); the last" in proc.stderr
-    assert "unknown preset 'skd-magic'" in proc.stderr and "training failed; fairseq's log:" in proc.stderr
+    assert "baseline seed 1: failed (exit status 2); the last" in proc.stderr  # argparse's status
+    assert "unrecognized arguments: --no-such-flag" in proc.stderr and "training failed; fairseq's log:" in proc.stderr
 
 
 def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):
