@@ -150,22 +150,34 @@ if [ "$kind" = kd ]; then
       --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
   fi
 fi
-result_files=()
+result_files=() stale=()
 for seed in $seeds; do
   for preset in $presets; do
     run_dir=$out/$preset/seed$seed
     result=$run_dir/result.test.json
+    row=(--criterion-preset "$preset")
+    if [ "$kind" = kd ]; then
+      case "$preset" in  # sequence-level rows: a preset trained on the distilled data
+        seq-kd) row=(--criterion-preset baseline --data "$out/distilled/bin") ;;
+        seq-word-kd) row=(--criterion-preset word-kd --data "$out/distilled/bin") ;;
+      esac
+      row+=(--method "$preset" --teacher "$teacher")
+    fi
+    row+=(--seed "$seed" --save-dir "$run_dir" ${extra[@]+"${extra[@]}"})
+    if [ -f "$result" ] && [ -f "$run_dir/.finished" ]; then
+      # A finished run is reused as it is; say so when the config or its preset has changed since.
+      status=0
+      bash scripts/train.sh "$config" "${row[@]}" --check-finished || status=$?
+      case "$status" in
+        0) ;;
+        3) stale+=("$preset/seed$seed")
+           echo "reproduce: $run_dir finished with other settings than $config and its preset give now; the table uses it as it is (delete the directory to train it again)" >&2 ;;
+        *) die "could not check the settings of $run_dir (train.sh --check-finished exited $status)" ;;
+      esac
+    fi
     if [ ! -f "$result" ]; then
       echo "=== [reproduce $table] $preset, seed $seed -> $run_dir ==="
-      row=(--criterion-preset "$preset")
-      if [ "$kind" = kd ]; then
-        case "$preset" in  # sequence-level rows: a preset trained on the distilled data
-          seq-kd) row=(--criterion-preset baseline --data "$out/distilled/bin") ;;
-          seq-word-kd) row=(--criterion-preset word-kd --data "$out/distilled/bin") ;;
-        esac
-        row+=(--method "$preset" --teacher "$teacher")
-      fi
-      bash scripts/train.sh "$config" "${row[@]}" --seed "$seed" --save-dir "$run_dir" ${extra[@]+"${extra[@]}"}
+      bash scripts/train.sh "$config" "${row[@]}"
       if [ "$kind" = lm ]; then
         bash scripts/evaluate-lm.sh "$config" --run-dir "$run_dir" --split test
       else
@@ -217,6 +229,9 @@ print(f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} 
       + " (evaluation not included).")
 PY
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
+  if [ ${#stale[@]} -gt 0 ]; then
+    echo "Reused as finished, with other settings than the config and presets give now (see each train.json): ${stale[*]}."
+  fi
   echo
   if [ "$kind" = kd ]; then
     python - "$teacher_dir" "$teacher_config" <<'PY'

@@ -15,6 +15,8 @@ so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update
   --seed N          random seed (default 1)
   --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
   --method LABEL    the row name in result tables (default: the preset name)
+  --check-finished  train nothing: exit 0 when DIR finished with exactly these settings,
+                    3 when it finished with others, 4 when it has not finished
   (--criterion-preset --list prints CONFIG's presets, one a line, "NAME teacher" for those
   that distil from a teacher, and trains nothing)
   --data BIN        train on this binarised data instead of CONFIG's (same dictionaries),
@@ -33,7 +35,7 @@ EOF
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-preset="" seed=1 save_dir="" method="" data_override="" teacher="" extra=()
+preset="" seed=1 save_dir="" method="" data_override="" teacher="" check_finished=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --criterion-preset) preset=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --method) method=$2; shift 2 ;;
     --data) data_override=$(realpath -m -- "$2"); shift 2 ;;
     --teacher) teacher=$2; shift 2 ;;
+    --check-finished) check_finished=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -91,15 +94,20 @@ cd "$repo"
 if [ -n "$data_override" ]; then
   [ -f "$data_override/.done" ] || die "--data $data_override is not a finished data directory (no .done)"
   DATA=$data_override
-elif [ ! -f "$DATA/.done" ]; then
-  echo "[train] preparing data: ${PREPARE[*]}"
-  bash "${PREPARE[@]}"
 fi
-mkdir -p "$save_dir"
 # fairseq resumes from checkpoint_last.pt, but a finished run would take one more update
 # before noticing --max-update: a run that ended with exactly these settings is not restarted.
 settings=("$DATA" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}" --seed "$seed" "${extra[@]}")
 signature=$(printf '%q ' "${settings[@]}")
+if [ "$check_finished" = 1 ]; then
+  [ -f "$save_dir/.finished" ] || exit 4
+  [ "$(cat "$save_dir/.finished")" = "$signature" ] && exit 0 || exit 3
+fi
+if [ -z "$data_override" ] && [ ! -f "$DATA/.done" ]; then
+  echo "[train] preparing data: ${PREPARE[*]}"
+  bash "${PREPARE[@]}"
+fi
+mkdir -p "$save_dir"
 if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signature" ]; then
   echo "[train] $save_dir already finished with these settings; not training again (delete $save_dir/.finished to continue)"
   exit 0

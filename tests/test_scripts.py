@@ -543,7 +543,16 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     # Finished runs are not redone.
     again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
                  "--out", tmp_path / "runs", "--results", tmp_path / "results"])
-    assert "=== [reproduce" not in again.stdout
+    assert "=== [reproduce" not in again.stdout and "other settings" not in again.stderr
+    # ... also after the config changed, but then the table says which runs it reused.
+    with open(config, "a") as f:
+        f.write("FAIRSEQ_ARGS+=(--max-update 9)\n")
+    edited = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
+                  "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    assert "=== [reproduce" not in edited.stdout
+    assert f"{tmp_path / 'runs' / 'baseline' / 'seed1'} finished with other settings" in edited.stderr
+    assert ("Reused as finished, with other settings than the config and presets give now (see each train.json): "
+            "baseline/seed1 skd-neighbours/seed1.") in (tmp_path / "results" / "multi30k-de-en.md").read_text()
 
 
 def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
