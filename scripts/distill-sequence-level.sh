@@ -17,8 +17,8 @@ files are copied). DIR/bin is then a data directory for any student:
 and with a word-level KD criterion it is "seq-KD + word-KD" as in Kim & Rush.
 
 Re-running skips finished steps (DIR/.generated, DIR/bin/.done); another teacher
-(a checkpoint's path, size or modification time), other training data or other
-generation options translate again. DIR/bin must not be BIN or hold it (it is replaced).
+(a checkpoint's path, size or content), other training data or other generation
+options translate again. DIR/bin must not be BIN or hold it (it is replaced).
 
 Options:
   --data BIN           fairseq-preprocess output with train/valid/test and dict.SRC/TGT.txt
@@ -97,7 +97,7 @@ count_pairs() {
 }
 pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
 # What is translated, by what and how: the checkpoints' and the training source's identity
-# (path, size, mtime), so a teacher retrained (or data prepared again) at the same path translates again.
+# (input_identity), so a teacher retrained (or data prepared again) at the same path translates again.
 signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_len_a,$max_len_b
 $(input_identity "${teachers[@]}" "$data/train.$src-$tgt.$src.bin" "$data/train.$src-$tgt.$src.idx")"
 if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ]; then

@@ -18,9 +18,12 @@ input_identity() {
 }
 
 # refuse_other_options STAMP OPTIONS OUT_FLAG: stop when OUT was made with other options or input
-# (STAMP records them); the message names the recorded lines that differ.
+# (STAMP records them: the settings line, then the input's identity); the message names the
+# recorded lines that differ. A stamp written before the input was recorded holds the settings
+# line alone: OUT is taken as made from this input, and the stamp gets it.
 refuse_other_options() {
   local stamp=$1 options=$2 flag=$3 was
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${options%%$'\n'*}" ]; then echo "$options" > "$stamp"; fi
   [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$options" ] || return 0
   was=$(awk 'NR == FNR { now[$0]; next } !($0 in now) { printf "%s%s", sep, $0; sep = "; " }' \
           <(echo "$options") "$stamp")

@@ -92,8 +92,6 @@ done
 settings="src=$src tgt=$tgt vocab_size=$vocab_size train_lines=$train_lines eval_lines=$eval_lines"
 options="$settings
 $(input_identity "${inputs[@]}")"
-# An OUT prepared before the input was recorded holds the settings alone: taken as made from this input.
-if [ "$(cat "$out/prepare.options" 2>/dev/null)" = "$settings" ]; then echo "$options" > "$out/prepare.options"; fi
 refuse_other_options "$out/prepare.options" "$options" --out
 for split in train val test_2016_flickr; do
   for lang in "$src" "$tgt"; do

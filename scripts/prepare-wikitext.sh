@@ -58,8 +58,6 @@ mkdir -p "$out/text"
 settings="train=$train valid=$valid test=$test lines=$lines"
 options="$settings
 $(input_identity "$raw_dir/$train" "$raw_dir/$valid" "$raw_dir/$test")"
-# An OUT prepared before the input was recorded holds the settings alone: taken as made from this input.
-if [ "$(cat "$out/prepare.options" 2>/dev/null)" = "$settings" ]; then echo "$options" > "$out/prepare.options"; fi
 refuse_other_options "$out/prepare.options" "$options" --out
 echo "$options" > "$out/prepare.options"
 

@@ -88,8 +88,6 @@ done
 name=$(basename "$config" .sh)
 save_dir=${save_dir:-runs/$name/$preset/seed$seed}
 
-# shellcheck source=scripts/device.sh
-. "$repo/scripts/device.sh"
 cd "$repo"
 if [ -n "$data_override" ]; then
   [ -f "$data_override/.done" ] || die "--data $data_override is not a finished data directory (no .done)"
@@ -103,6 +101,8 @@ if [ "$check_finished" = 1 ]; then
   [ -f "$save_dir/.finished" ] || exit 4
   [ "$(cat "$save_dir/.finished")" = "$signature" ] && exit 0 || exit 3
 fi
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"  # the project's python first on PATH, before preparing or training
 if [ -z "$data_override" ] && [ ! -f "$DATA/.done" ]; then
   echo "[train] preparing data: ${PREPARE[*]}"
   bash "${PREPARE[@]}"
