@@ -5,8 +5,9 @@
                  [--significance [--compare METHOD:REFERENCE ...]] [--plot CURVES.png]
 
 Rows are methods, columns are benchmarks (dataset, pair, split); each cell is the
-mean +- standard deviation over seeds, with the number of seeds. Translation results
-give BLEU and chrF (with their sacrebleu signatures), language-model results
+mean +- standard deviation over seeds, with the number of seeds. A row's runs share one
+setting: their flags, or (flags spelled otherwise) their fairseq options apart from the seed
+and the directories. Translation results give BLEU and chrF (with their sacrebleu signatures), language-model results
 perplexity. Options:
 
   --flags          a column with each method's criterion preset and extra flags (sweeps)
@@ -58,13 +59,41 @@ def load(paths):
     return results
 
 
+# Options that name a run rather than set it: runs that differ only in these are one setting.
+RUN_NAMING_OPTIONS = ("--seed", "--save-dir", "--user-dir")
+
+
+def fairseq_setting(result):
+    """The setting a run's fairseq command gives (its positional arguments, and each option's
+    value, the last one where an option is repeated, as argparse takes it), without the options
+    that name the run; None when the result does not record its command."""
+    command = result.get("training", {}).get("command")
+    if not command:
+        return None
+    options, positional, option = {}, [], None
+    for token in command[1:]:
+        if re.match(r"-[A-Za-z-]", token):  # "-1" is a value, "-s" an option
+            option = token
+            options[option] = True  # a switch, unless a value follows
+        elif option is not None:
+            options[option], option = token, None
+        else:
+            positional.append(token)
+    for name in RUN_NAMING_OPTIONS:
+        options.pop(name, None)
+    return positional, options
+
+
 def check_rows(results):
     """A row averages the seeds of one setting: stop when a method's runs differ in their flags,
-    or when two results score the same (method, benchmark, split, seed)."""
+    or when two results score the same (method, benchmark, split, seed). Flags spelled otherwise
+    for the same fairseq command (an explicit flag equal to the preset's, a preset changed since)
+    are one setting: the row shows the shortest spelling, and the others go in r["spelled"]."""
     settings, seen = {}, {}
     for r in results:
         first = settings.setdefault(r["method"], r)
-        if r["settings"] != first["settings"]:
+        if r["settings"] != first["settings"] and (
+                fairseq_setting(r) is None or fairseq_setting(r) != fairseq_setting(first)):
             sys.exit(f"make-tables: '{r['method']}' has runs with different settings: `{first['settings']}` "
                      f"({first['run_dir']}) and `{r['settings']}` ({r['run_dir']}); a row averages one "
                      "setting's seeds: give the other setting its own row (train.sh --method NAME, or "
@@ -74,6 +103,21 @@ def check_rows(results):
             sys.exit(f"make-tables: two results for {r['method']} seed {r.get('seed')} on "
                      f"{benchmark_name(key[1:4])}: {seen[key]} and {r['run_dir']}; pass each run once")
         seen[key] = r["run_dir"]
+    shortest = {}
+    for r in results:
+        shortest[r["method"]] = min(shortest.get(r["method"], r["settings"]), r["settings"], key=len)
+    for r in results:
+        if r["settings"] != shortest[r["method"]]:
+            r["spelled"], r["settings"] = r["settings"], shortest[r["method"]]
+
+
+def respelled_note(results):
+    """A line naming the runs whose flags were spelled otherwise than their row's."""
+    runs = [f"`{r['method']}` seed {r.get('seed')} ran as `{r['spelled']}`" for r in results if "spelled" in r]
+    if not runs:
+        return []
+    return ["", "Same setting, other flags: " + "; ".join(runs) + " (the same fairseq options apart from "
+            "the seed and the directories; each run's command is in its train.json)."]
 
 
 def cell(values, digits=2):
@@ -492,7 +536,7 @@ def main():
         kinds = sorted({r["metrics"]["bleu_tokenized_kind"] for r in translation if "bleu_tokenized" in r["metrics"]})
         if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
             metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
-        lines += table(translation, metrics, args.flags, extra)
+        lines += table(translation, metrics, args.flags, extra) + respelled_note(translation)
         signatures = sorted({r["metrics"]["bleu_signature"] for r in translation}
                             | {r["metrics"]["chrf_signature"] for r in translation})
         lines += ["", "sacrebleu signatures: " + "; ".join(f"`{s}`" for s in signatures)]
@@ -507,7 +551,7 @@ def main():
             lines += significance_sections(translation, args.baseline, compared, significance, tested)
     if lm:
         lines += [""] if lines else []
-        lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra)
+        lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra) + respelled_note(lm)
         if args.significance:
             lines += significance_sections(lm, args.baseline, compared, lm_significance, [("perplexity", "ppl", 2)])
     if cost:

@@ -863,3 +863,35 @@ def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missi
         proc = run([sys.executable, SCRIPTS / "make-tables.py", one, flag], check=False)
         assert proc.returncode == 1 and "no results for the baseline 'baseline'" in proc.stderr, flag
     assert "| skd-neighbours | 21.00 (n=1) |" in run([sys.executable, SCRIPTS / "make-tables.py", one]).stdout
+
+
+def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_setting(tmp_path):
+    refs = ["the cat sat on the mat ."] * 5
+    train = ["fairseq-train", "data/bin", "--user-dir", "/a/skd_fairseq", "--arch", "transformer",
+             "--share-all-embeddings", "--lr", "-1", "--criterion", "label_smoothed_skd", "--skd-alpha", "0.5"]
+
+    def result(name, seed, extra_flags, command):
+        path = write_result(tmp_path / name, "skd-neighbours", seed, refs, refs, 20.0 + seed, 40.0)
+        r = json.loads(path.read_text())
+        r["training"].update(extra_flags=extra_flags, command=command)
+        path.write_text(json.dumps(r))
+        return path
+
+    # Seed 2 was trained when the preset set alpha 0.3, with alpha 0.5 given after it: argparse
+    # takes the last value, so it is the same setting as seed 1 (the seed and directories aside).
+    one = result("s1", 1, "", train + ["--seed", "1", "--save-dir", "/runs/s1"])
+    two = result("s2", 2, "--skd-alpha 0.5",
+                 train[:-1] + ["0.3", "--seed", "2", "--save-dir", "/other/s2", "--user-dir", "/b/skd_fairseq",
+                               "--skd-alpha", "0.5"])
+    out = run([sys.executable, SCRIPTS / "make-tables.py", two, one, "--flags"]).stdout
+    assert "| skd-neighbours | `skd-neighbours` | 21.50 ± 0.71 (n=2) |" in out
+    assert "Same setting, other flags: `skd-neighbours` seed 2 ran as `skd-neighbours --skd-alpha 0.5`" in out
+    assert "Same setting" not in run([sys.executable, SCRIPTS / "make-tables.py", one]).stdout
+    # Any other option that differs, a switch left out, or a run without its command: two settings.
+    for name, command in [("lr", train + ["--seed", "2", "--lr", "1"]),
+                          ("switch", [t for t in train if t != "--share-all-embeddings"]),
+                          ("data", ["fairseq-train", "data/other"] + train[2:]),
+                          ("none", None)]:
+        other = result(name, 3, "--skd-alpha 0.5", command)
+        proc = run([sys.executable, SCRIPTS / "make-tables.py", one, other], check=False)
+        assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings" in proc.stderr, name
