@@ -7,8 +7,8 @@
 Rows are methods, columns are benchmarks (dataset, pair, split); each cell is the
 mean +- standard deviation over seeds, with the number of seeds. A row's runs share one
 setting: their flags, or (flags spelled otherwise) their fairseq options apart from the seed
-and the directories. Translation results give BLEU and chrF (with their sacrebleu signatures), language-model results
-perplexity. Options:
+and the directories. Translation results give BLEU and chrF (with their sacrebleu
+signatures), language-model results perplexity. Options:
 
   --flags          a column with each method's criterion preset and extra flags (sweeps)
   --significance   paired bootstrap resampling (1000 resamples) of each method against
@@ -63,10 +63,10 @@ def load(paths):
 RUN_NAMING_OPTIONS = ("--seed", "--save-dir", "--user-dir")
 
 
-def fairseq_setting(result):
-    """The setting a run's fairseq command gives (its positional arguments, and each option's
-    value, the last one where an option is repeated, as argparse takes it), without the options
-    that name the run; None when the result does not record its command."""
+def fairseq_options(result):
+    """The positional arguments of a run's recorded fairseq command and {option: value} (the
+    last value where an option is repeated, as argparse takes it; True for a switch); None when
+    the result does not record its command."""
     command = result.get("training", {}).get("command")
     if not command:
         return None
@@ -79,9 +79,16 @@ def fairseq_setting(result):
             options[option], option = token, None
         else:
             positional.append(token)
-    for name in RUN_NAMING_OPTIONS:
-        options.pop(name, None)
     return positional, options
+
+
+def fairseq_setting(result):
+    """fairseq_options without the options that name the run; None without a recorded command."""
+    parsed = fairseq_options(result)
+    if parsed is None:
+        return None
+    positional, options = parsed
+    return positional, {k: v for k, v in options.items() if k not in RUN_NAMING_OPTIONS}
 
 
 def check_rows(results):
@@ -93,7 +100,7 @@ def check_rows(results):
     for r in results:
         first = settings.setdefault(r["method"], r)
         if r["settings"] != first["settings"] and (
-                fairseq_setting(r) is None or fairseq_setting(r) != fairseq_setting(first)):
+                (setting := fairseq_setting(r)) is None or setting != fairseq_setting(first)):
             sys.exit(f"make-tables: '{r['method']}' has runs with different settings: `{first['settings']}` "
                      f"({first['run_dir']}) and `{r['settings']}` ({r['run_dir']}); a row averages one "
                      "setting's seeds: give the other setting its own row (train.sh --method NAME, or "
@@ -420,11 +427,10 @@ def logged_loss_factor(result):
     """How many times the model's loss a run's log shows in validation: 2 for fairseq's R-Drop
     criterion with --rdrop-alpha > 0, which scores each validation batch twice (dropout off, so
     two equal copies) and divides by one copy's tokens; 1 otherwise."""
-    command = result.get("training", {}).get("command", [])
-    if "label_smoothed_cross_entropy_with_rdrop" not in command:
+    _, options = fairseq_options(result) or ([], {})
+    if options.get("--criterion") != "label_smoothed_cross_entropy_with_rdrop":
         return 1
-    alphas = [command[i + 1] for i, flag in enumerate(command[:-1]) if flag == "--rdrop-alpha"]
-    return 2 if alphas and float(alphas[-1]) > 0 else 1  # fairseq's default alpha is 0
+    return 2 if float(options.get("--rdrop-alpha", 0)) > 0 else 1  # fairseq's default alpha is 0
 
 
 def validation_curve(run_dir, loss_factor=1):
