@@ -59,6 +59,8 @@ die() { echo "distill-sequence-level: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/prepare-lib.sh
 . "$repo/scripts/prepare-lib.sh"  # input_identity
+# shellcheck source=scripts/device.sh
+. "$repo/scripts/device.sh"  # the project's python first on PATH, for the checks below too
 [ -n "$data" ] && [ -n "$teacher" ] && [ -n "$src" ] && [ -n "$tgt" ] && [ -n "$out" ] \
   || die "give --data, --teacher, -s, -t and --out (see --help)"
 # OUT/bin is deleted and rebuilt: it must not be the data it is made from, nor hold it
@@ -93,7 +95,7 @@ case "$on_empty" in fail|reference) ;; *) die "--on-empty must be fail or refere
 mkdir -p "$out"
 
 count_pairs() {
-  python -c 'import sys; from fairseq.data import indexed_dataset as d; print(len(d.MMapIndexedDataset(sys.argv[1])))' "$1"
+  python "$repo/scripts/indexed_sizes.py" "$1" | cut -d' ' -f1
 }
 pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
 # What is translated, by what and how: the checkpoints' and the training source's identity
@@ -101,8 +103,6 @@ pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
 signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_len_a,$max_len_b
 $(input_identity "${teachers[@]}" "$data/train.$src-$tgt.$src.bin" "$data/train.$src-$tgt.$src.idx")"
 if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ]; then
-  # shellcheck source=scripts/device.sh
-  . "$repo/scripts/device.sh"
   echo "[distill] translating $pairs training sentences with $teacher (beam $beam, lenpen $lenpen)"
   rm -rf "$out/bin" "$out/.generated"
   fairseq-generate "$data" --user-dir "$repo/skd_fairseq" --path "$teacher" --gen-subset train \

@@ -64,16 +64,13 @@ ppl = math.exp(-math.fsum(s for _, s in samples.values()) / max(scored, 1))
 # Every token of the split must be scored once (each block's targets are its own tokens, end of
 # sentence included; a context window only adds context). fairseq-eval-lm silently drops a block
 # longer than the model's positions (ignore_invalid_inputs, one "will be skipped" log line).
-import logging
-logging.disable(logging.INFO)  # fairseq's import and loading messages
-from fairseq import utils
-from fairseq.data import data_utils
+from indexed_sizes import split_sizes
 
-split_path = os.path.join(utils.split_paths(data)[0], split)
-split_data = data_utils.load_indexed_dataset(split_path, None)
-if split_data is None:
+split_path = os.path.join(data.split(os.pathsep)[0], split)  # fairseq evaluates the first of DATA1:DATA2
+sizes = split_sizes(split_path)
+if sizes is None:
     sys.exit(f"evaluate-lm: cannot read the {split} split of {data} ({split_path}.bin/.idx) to count its tokens")
-expected = int(split_data.sizes.sum())
+expected = int(sizes.sum())
 if scored != expected:
     skipped = re.search(r"[0-9,]+ samples (?:from \S+ )?have invalid sizes and will be skipped.*", text)
     sys.exit(f"evaluate-lm: fairseq-eval-lm scored {scored:,} of the {expected:,} tokens of {split_path} "

@@ -19,6 +19,8 @@ Options:
   --valid FILE         validation file name in DIR (default: wiki.valid.tokens)
   --test FILE          test file name in DIR (default: wiki.test.tokens)
   --lines N            keep only the first N lines of each file (quick runs and tests)
+  --eval-lines N       keep only the first N lines of the validation and test files
+                       (default: --lines; smaller evaluation splits for quick runs and tests)
   -h, --help           this text
 
 The WikiText-2 sample in ../shared/data has no training split: use
@@ -28,7 +30,7 @@ Outputs OUT/bin (pass it to fairseq-train). Re-running skips finished steps.
 EOF
 }
 
-raw_dir="" out=data/wikitext train=wiki.train.tokens valid=wiki.valid.tokens test=wiki.test.tokens lines=""
+raw_dir="" out=data/wikitext train=wiki.train.tokens valid=wiki.valid.tokens test=wiki.test.tokens lines="" eval_lines=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -r|--raw-dir) raw_dir=$2; shift 2 ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --valid) valid=$2; shift 2 ;;
     --test) test=$2; shift 2 ;;
     --lines) lines=$2; shift 2 ;;
+    --eval-lines) eval_lines=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "prepare-wikitext: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -48,6 +51,8 @@ die() { echo "prepare-wikitext: $*" >&2; exit 1; }
 [ -n "$raw_dir" ] || die "give the WikiText directory with --raw-dir (see --help)"
 [ -d "$raw_dir" ] || die "raw directory '$raw_dir' does not exist"
 [ -z "$lines" ] || [[ $lines =~ ^[1-9][0-9]*$ ]] || die "--lines must be a positive integer, got '$lines'"
+[ -z "$eval_lines" ] || [[ $eval_lines =~ ^[1-9][0-9]*$ ]] \
+  || die "--eval-lines must be a positive integer, got '$eval_lines'"
 for f in "$train" "$valid" "$test"; do
   [ -s "$raw_dir/$f" ] || die "missing or empty $raw_dir/$f"
   grep -qE '^ = [^=].* = $' "$raw_dir/$f" || die "$raw_dir/$f has no ' = Heading = ' lines: not WikiText format"
@@ -55,7 +60,8 @@ done
 
 mkdir -p "$out/text"
 # The options and input that OUT is made from: another raw directory (or a replaced file) is refused.
-settings="train=$train valid=$valid test=$test lines=$lines"
+# (eval_lines only when given, so that a directory prepared before the option existed is still taken.)
+settings="train=$train valid=$valid test=$test lines=$lines${eval_lines:+ eval_lines=$eval_lines}"
 options="$settings
 $(input_identity "$raw_dir/$train" "$raw_dir/$valid" "$raw_dir/$test")"
 refuse_other_options "$out/prepare.options" "$options" --out
@@ -63,7 +69,9 @@ echo "$options" > "$out/prepare.options"
 
 if [ ! -f "$out/text/.done" ]; then
   for pair in "train:$train" "valid:$valid" "test:$test"; do
-    awk -v n="$lines" 'n == "" || NR <= n' "$raw_dir/${pair#*:}" > "$out/text/${pair%%:*}.tokens"
+    n=$lines
+    [ "${pair%%:*}" = train ] || n=${eval_lines:-$lines}
+    awk -v n="$n" 'n == "" || NR <= n' "$raw_dir/${pair#*:}" > "$out/text/${pair%%:*}.tokens"
   done
   touch "$out/text/.done"
 fi

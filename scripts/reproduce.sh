@@ -209,11 +209,12 @@ PY
 )
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
   echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (runs trained at $trained_at), config \`$config\`,"
-  python - "${result_files[@]}" <<'PY'
+  python - "$cuda" "${result_files[@]}" <<'PY'
 import collections, json, sys
-import torch
-trainings = [json.load(open(p)).get("training", {}) for p in sys.argv[1:]]
-if torch.cuda.is_available():
+trainings = [json.load(open(p)).get("training", {}) for p in sys.argv[2:]]
+if sys.argv[1] == "1":  # device.sh's probe: torch sees a GPU
+    import torch
+
     print(f"GPU: {torch.cuda.get_device_name(0)}.")
 else:  # the threads each run was trained with, as its train.json recorded them
     runs = collections.Counter(t.get("omp_num_threads", "?") for t in trainings)
