@@ -20,5 +20,7 @@ bash "$repo/scripts/setup-env.sh"
 cd "$repo"
 # Most of the time goes to fairseq commands that run one after another on one thread each:
 # one worker per core, one thread per worker, is what fills the cores without oversubscribing.
+# Tests go to the workers one at a time, longest first (tests/conftest.py orders them), so the
+# run does not end with one long test on one core.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-exec "${SKD_VENV:-$repo/.venv}/bin/python" -m pytest -n "${SKD_TEST_WORKERS:-auto}" --dist worksteal "$@"
+exec "${SKD_VENV:-$repo/.venv}/bin/python" -m pytest -n "${SKD_TEST_WORKERS:-auto}" --dist load --maxschedchunk 1 "$@"

@@ -22,6 +22,23 @@ TINY_TRANSFORMER = [
 ]
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (whole script pipelines, then the other fairseq command runs):
+    scripts/test.sh hands tests to its workers one at a time in this order, so that no long
+    test starts last while the other cores have nothing left to run."""
+    def rank(item):
+        return 0 if item.get_closest_marker("pipeline") else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: collection order within each group
+
+
+@pytest.fixture(autouse=True)
+def same_random_state():
+    """Every test starts from the same torch random state, whichever tests its worker ran before
+    (the workers take tests as they come free, so that order changes from run to run)."""
+    torch.manual_seed(0)
+
+
 def write_dictionary(path, n_words, extra=()):
     """A fairseq dict.txt of n_words words, padded with fairseq's filler like fairseq-preprocess."""
     from fairseq.data import Dictionary
@@ -182,12 +199,25 @@ def multi30k_bin(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def wikitext_bin(tmp_path_factory):
-    """WikiText-2 sample: train on 800 lines of wiki.valid.tokens, validate/test on wiki.test.tokens."""
+    """WikiText-2 sample: train on 800 lines of wiki.valid.tokens, validate and test on the first
+    100 lines of wiki.test.tokens (about 5,000 tokens: evaluation dominated the LM tests' time)."""
     out = tmp_path_factory.mktemp("wikitext")
     run(["bash", REPO / "scripts" / "prepare-wikitext.sh", "-r", require_shared("wikitext-2-sample"),
          "-o", out, "--train", "wiki.valid.tokens", "--valid", "wiki.test.tokens",
-         "--test", "wiki.test.tokens", "--lines", "800"])
+         "--test", "wiki.test.tokens", "--lines", "800", "--eval-lines", "100"])
     return out
+
+
+@pytest.fixture(scope="session")
+def translation_teacher(multi30k_bin, tmp_path_factory):
+    """A checkpoint of the command tests' translation model, trained with label smoothing for 15
+    updates on the Multi30k slice: the teacher of the KD and distributed command tests."""
+    from test_fairseq_commands import TRANSLATION_MODEL, train
+
+    save_dir = tmp_path_factory.mktemp("translation-teacher")
+    train(multi30k_bin / "bin", save_dir, *TRANSLATION_MODEL, "--criterion", "label_smoothed_cross_entropy",
+          "--label-smoothing", "0.1", "--max-update", "15")
+    return save_dir / "checkpoint_last.pt"
 
 
 @pytest.fixture
@@ -201,7 +231,9 @@ def fresh_metrics():
 
 
 def tiny_config(tmp_path, multi30k_bin):
-    """A config (configs/*.sh format) for a tiny transformer on the Multi30k slice: 8 updates."""
+    """A config (configs/*.sh format) for a tiny transformer on the Multi30k slice: 8 updates.
+    Hypotheses are capped near the source length: an untrained model would decode to fairseq's
+    default 200 tokens, which made generation most of the evaluation's time."""
     config = tmp_path / "tiny-demo.sh"
     config.write_text(f"""
 DATASET=multi30k-slice
@@ -220,7 +252,7 @@ FAIRSEQ_ARGS=(--task translation -s de -t en --arch transformer --share-all-embe
   --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --max-tokens 1024 --max-update 8
   --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints
   --required-batch-size-multiple 1 --num-workers 0)
-GENERATE_ARGS=(--beam 2 --max-tokens 4000)
+GENERATE_ARGS=(--beam 2 --max-tokens 4000 --max-len-a 1 --max-len-b 5)
 AVERAGE_LAST=1
 """)
     return config

@@ -97,6 +97,7 @@ def test_cpu_peak_memory_sees_a_buffer_that_is_freed_again():
     assert again.bytes >= 60 << 20
 
 
+@pytest.mark.slow
 def test_bench_topk_runs_each_method_and_states_its_target(tmp_path):
     out = tmp_path / "topk.json"
     run([sys.executable, REPO / "benchmarks" / "bench_topk.py", "--vocab", "400", "--dim", "16", "--topk", "4",
@@ -107,6 +108,7 @@ def test_bench_topk_runs_each_method_and_states_its_target(tmp_path):
     assert report["targets"][0]["result"] == "not run"  # the target is a GPU one
 
 
+@pytest.mark.slow
 def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_path):
     out = tmp_path / "train.json"
     run([sys.executable, REPO / "benchmarks" / "bench_train.py", "--config", tiny_config(tmp_path, multi30k_bin),

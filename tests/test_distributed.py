@@ -66,25 +66,19 @@ def assert_same_weights(a, b):
     assert worst <= 1e-5, f"largest weight difference {worst:.2e}"
 
 
-@pytest.fixture(scope="module")
-def teacher(multi30k_bin, tmp_path_factory):
-    save_dir = tmp_path_factory.mktemp("teacher")
-    run([BIN / "fairseq-train", multi30k_bin / "bin", "--user-dir", USER_DIR, "--save-dir", save_dir, *COMMON,
-         "--criterion", "label_smoothed_cross_entropy"])
-    return save_dir / "checkpoint_last.pt"
-
-
+@pytest.mark.slow
+# SKD's neighbour candidates run in the word-KD and the adaptive-softmax cases (each case costs
+# three fairseq processes, most of it their start-up).
 @pytest.mark.parametrize("criterion", [
-    ["--criterion", "label_smoothed_skd", "--skd-candidates", "neighbours", "--skd-neighbour-refresh", "2"],
     ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
     ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
     ["--criterion", "label_smoothed_tie_kd", "--kd-teacher-path", "TEACHER", "--tie-topk", "4",
      "--tie-iterations", "2"],
     ["--criterion", "label_smoothed_skd", "--skd-candidates", "neighbours", "--skd-neighbour-refresh", "2",
      "--skd-gold-mass", "0.8", "--adaptive-softmax-cutoff", "300,600", "--label-smoothing", "0"],
-], ids=["skd-neighbours", "skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"])
-def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, teacher, criterion):
-    args = [str(teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE
+], ids=["skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"])
+def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, translation_teacher, criterion):
+    args = [str(translation_teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE
     data = multi30k_bin / "bin"
     single = run([BIN / "fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", tmp_path / "one",
                   *COMMON, *args, "--update-freq", "2"]).stdout

@@ -82,6 +82,7 @@ def iwslt_archive(tmp_path_factory):
     return write_iwslt_archive(tmp_path_factory.mktemp("iwslt") / "de-en.tgz")
 
 
+@pytest.mark.slow
 def test_prepare_iwslt14_follows_fairseqs_recipe(tmp_path):
     out = tmp_path / "iwslt"
     archive = tmp_path / "de-en.tgz"
@@ -182,6 +183,7 @@ def wmt_raw(tmp_path_factory):
     return raw
 
 
+@pytest.mark.slow
 def test_prepare_wmt14_follows_fairseqs_recipe(wmt_raw, tmp_path):
     out = tmp_path / "wmt"
     raw = tmp_path / "raw"

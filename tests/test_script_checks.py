@@ -66,6 +66,7 @@ def test_distill_refuses_an_out_whose_bin_is_the_data(tiny_translation, tmp_path
     assert not (data.parent / "generate.train.txt").exists()
 
 
+@pytest.mark.pipeline
 def test_distill_translates_again_with_a_teacher_retrained_at_the_same_path(tiny_translation, tmp_path):
     data, teacher = tiny_translation
     out = tmp_path / "distilled"
@@ -82,6 +83,40 @@ def test_distill_translates_again_with_a_teacher_retrained_at_the_same_path(tiny
     assert retrained.returncode == 0, retrained.stderr
     assert "[distill] translating 6 training sentences" in retrained.stdout
     assert f"size={os.path.getsize(teacher)} sha256=" in (out / ".generated").read_text()
+
+
+# --- indexed_sizes.py -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", ["mmap", "cached"])
+def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
+    """The lengths the evaluation and distillation scripts count, against fairseq's own reader:
+    its default format read with numpy, a legacy one through fairseq."""
+    import torch
+    from fairseq.data import data_utils, indexed_dataset
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from indexed_sizes import split_sizes
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    prefix = str(tmp_path / "train.de-en.en")
+    lengths = [3, 17, 1, 250, 8]
+    builder = indexed_dataset.make_builder(prefix + ".bin", impl=impl, vocab_size=40000)
+    for n in lengths:
+        builder.add_item(torch.arange(n) % 40000)
+    builder.finalize(prefix + ".idx")
+    sizes = split_sizes(prefix)
+    assert sizes.tolist() == lengths == data_utils.load_indexed_dataset(prefix, None).sizes.tolist()
+    assert split_sizes(str(tmp_path / "valid.de-en.en")) is None
+    if impl == "mmap":  # the command line (the scripts' use), and a cut index is an error, not a shorter split
+        out = run([sys.executable, SCRIPTS / "indexed_sizes.py", prefix]).stdout
+        assert out.split() == [str(len(lengths)), str(sum(lengths))]
+        proc = run([sys.executable, SCRIPTS / "indexed_sizes.py", tmp_path / "valid.de-en.en"], check=False)
+        assert proc.returncode == 1 and "missing" in proc.stderr and "valid.de-en.en.idx" in proc.stderr
+        index = tmp_path / "train.de-en.en.idx"
+        index.write_bytes(index.read_bytes()[:30])
+        with pytest.raises(ValueError, match="truncated: 1 of its 5 sentence lengths"):
+            split_sizes(prefix)
 
 
 # --- prepare-multi30k.sh, prepare-wikitext.sh ---------------------------------------------------
@@ -118,6 +153,7 @@ def test_prepare_multi30k_refuses_a_build_from_another_input(tmp_path):
     assert (out / "prepare.options").read_text() == stamp
 
 
+@pytest.mark.slow
 def test_prepare_wikitext_refuses_a_build_from_another_input(tmp_path):
     shared = require_shared("wikitext-2-sample")
     out = tmp_path / "out"
@@ -135,6 +171,17 @@ def test_prepare_wikitext_refuses_a_build_from_another_input(tmp_path):
     (out / "prepare.options").write_text(stamp.splitlines()[0] + "\n")
     assert "fairseq-preprocess" not in run([*args, "-r", shared]).stdout
     assert (out / "prepare.options").read_text() == stamp
+    # Shorter evaluation splits are another build; the training file keeps --lines.
+    proc = run([*args, "-r", shared, "--eval-lines", "10"], check=False)
+    assert proc.returncode == 1 and "was prepared with other options" in proc.stderr
+    short = tmp_path / "short"
+    run([*args, "-r", shared, "--eval-lines", "10", "-o", short])
+    counts = {split: sum(1 for _ in open(short / "text" / f"{split}.tokens")) for split in ("train", "valid", "test")}
+    assert counts == {"train": 30, "valid": 10, "test": 10}
+    assert (short / "prepare.options").read_text().startswith(
+        "train=wiki.valid.tokens valid=wiki.test.tokens test=wiki.test.tokens lines=30 eval_lines=10\n")
+    proc = run([*args, "-r", shared, "--eval-lines", "0", "-o", tmp_path / "zero"], check=False)
+    assert proc.returncode == 1 and "--eval-lines must be a positive integer, got '0'" in proc.stderr
 
 
 # --- evaluate-lm.sh ---------------------------------------------------------------------------

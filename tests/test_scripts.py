@@ -78,6 +78,15 @@ def test_scripts_find_the_project_environment_without_activation(tmp_path):
     proc = subprocess.run(["/bin/bash", "-c", probe], capture_output=True, text=True,
                           env={"PATH": f"{fake}:/usr/bin:/bin", "SKD_VENV": str(tmp_path / "none"), "HOME": str(tmp_path)})
     assert proc.returncode == 1 and "cannot import torch: run 'bash scripts/setup-env.sh'" in proc.stderr
+    # A script run by another reuses its caller's answer for the same python (exported), not another's.
+    reuse = f'{probe}; echo "probe: $SKD_DEVICE_PROBE"; . {SCRIPTS}/device.sh; echo "device: ${{device[*]}}"'
+    python = os.path.join(venv, "bin", "python")
+    for given, expected in ((f"{python}=1", ""), (f"/elsewhere/bin/python=1", "--cpu" * (not torch.cuda.is_available()))):
+        out = subprocess.run(["/bin/bash", "-c", reuse], capture_output=True, text=True, check=True,
+                             env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path),
+                                  "SKD_DEVICE_PROBE": given}).stdout.splitlines()
+        assert out[1] == f"device: {expected}" and out[3] == f"device: {expected}"
+        assert out[2] == f"probe: {python}={int(expected == '')}"
 
 
 def test_train_lists_the_configs_presets_and_which_need_a_teacher(multi30k_bin, tmp_path):
@@ -225,7 +234,8 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
     assert (after["note"], after["cut_at_epoch"], after["method"]) == ("peak memory not recorded", 18, "baseline")
 
 
-def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path):
+@pytest.mark.slow
+def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
     import skd_fairseq.cuda_peak as cuda_peak
 
     run_and_measure = load_script("run_and_measure")
@@ -243,7 +253,8 @@ def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path):
     subprocess.run([sys.executable, "-c", fake.replace("3 << 20", "5 << 20")], check=True, env=env, cwd=REPO)
     assert run_and_measure.read_cuda_peak_mib(str(peak_file)) == 5.0  # the largest process
     # A process that never used CUDA writes nothing.
-    subprocess.run([sys.executable, "-c", "import skd_fairseq"], check=True, env=env, cwd=REPO)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    cuda_peak.report(str(peak_file))
     assert len(peak_file.read_text().splitlines()) == 2
 
 
@@ -261,6 +272,7 @@ def small_slice(multi30k_bin, out, lines=300):
     return out / "bin"
 
 
+@pytest.mark.pipeline
 def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     out = tmp_path / "demo"
@@ -513,6 +525,7 @@ def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_
     assert "|case:lc|" in out.split("bootstrap signature:")[1] and "|tok:none|" in out.split("bootstrap signature:")[1]
 
 
+@pytest.mark.pipeline
 def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     # The config's own rows and extra columns, as configs/multi30k-de-en.sh sets them.
@@ -555,6 +568,7 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
             "baseline/seed1 skd-neighbours/seed1.") in (tmp_path / "results" / "multi30k-de-en.md").read_text()
 
 
+@pytest.mark.pipeline
 def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     data = small_slice(multi30k_bin, tmp_path / "slice", lines=200)
     text = tiny_config(tmp_path, multi30k_bin).read_text().replace("DATA=$DATA_DIR/bin", f"DATA={data}")
@@ -621,6 +635,7 @@ def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):
     assert proc.returncode == 1 and "--teacher: checkpoint" in proc.stderr
 
 
+@pytest.mark.pipeline
 def test_reproduce_language_model_table_on_a_slice(wikitext_bin, tmp_path):
     config = tmp_path / "tiny-lm.sh"
     config.write_text(f"""
@@ -661,6 +676,7 @@ AVERAGE_LAST=2
     assert "fairseq-train" not in again.stdout and json.loads(run_result.read_text())["scores"] == "scores.test.tsv"
 
 
+@pytest.mark.pipeline
 def test_reproduce_adaptive_softmax_recipe_on_a_slice(wikitext_bin, tmp_path):
     """configs/wikitext103.sh's presets (adaptive_loss baseline, SKD without label smoothing) at a tiny size."""
     vocab = sum(1 for _ in open(wikitext_bin / "bin" / "dict.txt")) + 4
@@ -770,6 +786,7 @@ def test_choose_epochs_applies_the_convergence_rule(tmp_path):
             choose_epoch(curve, cap=10)
 
 
+@pytest.mark.pipeline
 def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path):
     data = small_slice(multi30k_bin, tmp_path / "slice", lines=150)
     text = tiny_config(tmp_path, multi30k_bin).read_text().replace("DATA=$DATA_DIR/bin", f"DATA={data}")
@@ -804,6 +821,7 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     assert proc.returncode == 1 and "checkpoint3.pt not found" in proc.stderr
 
 
+@pytest.mark.pipeline
 def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "sweep.sh", config, "--out", tmp_path / "sweep", "--seed", "2",
