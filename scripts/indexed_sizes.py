@@ -50,8 +50,11 @@ def _sizes_with_fairseq(prefix):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
-        sys.exit(__doc__.strip().splitlines()[2].strip() if len(sys.argv) == 2 else f"usage: {sys.argv[0]} PREFIX")
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return
+    if len(sys.argv) != 2:
+        sys.exit("usage: indexed_sizes.py PREFIX (see --help)")
     sizes = split_sizes(sys.argv[1])
     if sizes is None:
         sys.exit(f"indexed_sizes: missing {sys.argv[1]}.idx or .bin")
