@@ -180,6 +180,16 @@ def run(cmd, timeout=600, check=True, env=None, **kwargs):
     return proc
 
 
+def load_script(name):
+    """Import scripts/NAME.py as a module (the scripts import each other from their directory)."""
+    scripts = str(REPO / "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(scripts)
+
+
 def require_shared(name):
     path = SHARED_DATA / name
     if not path.is_dir():

@@ -4,13 +4,12 @@ release's own format, and the Multi30k language-modelling variant."""
 import io
 import os
 import shutil
-import sys
 import tarfile
 import zipfile
 
 import pytest
 
-from conftest import REPO, run
+from conftest import REPO, load_script, run
 
 SCRIPTS = REPO / "scripts"
 
@@ -253,12 +252,7 @@ def test_prepare_wikitext103_names_a_missing_file(tmp_path):
 
 
 def test_score_translation_lowercase_and_the_shared_compound_split():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import score_translation
-        import text_tools
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    score_translation, text_tools = load_script("score_translation"), load_script("text_tools")
     hyps, refs = ["The Cat sits on the mat today ."] * 2, ["the cat sits on the mat today ."] * 2
     cased = score_translation.score(hyps, refs)
     lower = score_translation.score(hyps, refs, lowercase=True)

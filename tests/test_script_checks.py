@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, USER_DIR, require_shared, run, save_teacher
+from conftest import REPO, USER_DIR, load_script, require_shared, run, save_teacher
 
 SCRIPTS = REPO / "scripts"
 
@@ -94,11 +94,7 @@ def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
     import torch
     from fairseq.data import data_utils, indexed_dataset
 
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        from indexed_sizes import split_sizes
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    split_sizes = load_script("indexed_sizes").split_sizes
     prefix = str(tmp_path / "train.de-en.en")
     lengths = [3, 17, 1, 250, 8]
     builder = indexed_dataset.make_builder(prefix + ".bin", impl=impl, vocab_size=40000)

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, require_shared, run, tiny_config
+from conftest import REPO, load_script, require_shared, run, tiny_config
 
 SCRIPTS = REPO / "scripts"
 
@@ -81,7 +81,7 @@ def test_scripts_find_the_project_environment_without_activation(tmp_path):
     # A script run by another reuses its caller's answer for the same python (exported), not another's.
     reuse = f'{probe}; echo "probe: $SKD_DEVICE_PROBE"; . {SCRIPTS}/device.sh; echo "device: ${{device[*]}}"'
     python = os.path.join(venv, "bin", "python")
-    for given, expected in ((f"{python}=1", ""), (f"/elsewhere/bin/python=1", "--cpu" * (not torch.cuda.is_available()))):
+    for given, expected in ((f"{python}=1", ""), ("/elsewhere/bin/python=1", "--cpu" * (not torch.cuda.is_available()))):
         out = subprocess.run(["/bin/bash", "-c", reuse], capture_output=True, text=True, check=True,
                              env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path),
                                   "SKD_DEVICE_PROBE": given}).stdout.splitlines()
@@ -145,11 +145,7 @@ def test_prepare_wikitext_checks_its_input(tmp_path):
 
 
 def test_score_translation_refuses_a_partial_output(tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import score_translation
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    score_translation = load_script("score_translation")
     metrics = score_translation.score(["a cat sits on the mat ."] * 3, ["a cat sits on the mat ."] * 3)
     assert metrics["bleu"] == 100.0 and metrics["sentences"] == 3
     assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
@@ -169,11 +165,7 @@ def test_average_checkpoints_averages_the_weights(tmp_path):
 
 
 def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import run_and_measure
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    run_and_measure = load_script("run_and_measure")
     log = "\n".join([
         "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
         "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, train_wall=49, wall=200",
@@ -193,14 +185,6 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
     # A run killed mid-epoch ends with a train_inner line: its wall clock, not the interval's train_wall.
     killed = "\n".join(resumed.splitlines()[:4])
     assert run_and_measure.fairseq_stats(killed) == {"updates": 150, "fairseq_wall_s": 300.0, "tokens_per_s": 1500.5}
-
-
-def load_script(name):
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(SCRIPTS))
 
 
 def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
