@@ -39,6 +39,27 @@ PRESET_ls_matched=(
 PRESET_rdrop=(
   --criterion label_smoothed_cross_entropy_with_rdrop --label-smoothing 0.1 --rdrop-alpha 1
 )
+# The other readings of self-distillation (issue 38). skd-top1: the top-1 distance reading of
+# the only public SKD code (fairseq branch, label_smoothed_cross_entropy_with_self_kd.py): the
+# model's top-1 prediction yhat (the gold token included) with weight
+# w = min(0.5, exp(-sigma |e_y - e_yhat|^2)) and loss (1 - alpha w) L_ls + alpha w (-log p(yhat)),
+# alpha 0 for K updates and then rising by eta per update to 1 (here --skd-start-update K and
+# --skd-warmup-updates 1/eta). That code's K = 4000 and eta = 1e-6 would leave alpha 0 for the
+# whole of a 2,394-update Multi30k run, so K and eta are scaled to the run: K = 266 (two epochs,
+# once the top-1 prediction means something), alpha reaching 1 after 1,064 more (epoch 10).
+# SIGMA_TOP1 is chosen on the validation split (results/multi30k-de-en-sweep.md).
+SIGMA_TOP1=0.5
+PRESET_skd_top1=(
+  --criterion label_smoothed_skd --label-smoothing 0.1 --skd-candidates predicted --skd-topk 1
+  --skd-weighting distance --skd-sigma "$SIGMA_TOP1" --skd-weight-max 0.5
+  --skd-alpha 1 --skd-start-update 266 --skd-warmup-updates 1064
+)
+# ps-kd: progressive self-KD (Kim et al., ICCV 2021): in epoch t of T the target is
+# (1 - a_t) y_ls + a_t p_{t-1}, the student of the end of epoch t - 1 as a frozen teacher,
+# a_t = a_T t / T; a_T chosen on the validation split.
+PRESET_ps_kd=(
+  --criterion label_smoothed_ps_kd --label-smoothing 0.1 --ps-kd-alpha 0.8
+)
 # Teacher-based presets: the teacher comes from KD_TEACHER (scripts/train.sh --teacher CKPT).
 # word-kd: Kim & Rush's word-level KD, beta 0.5, T 1; tie-kd: TIE-KD with the authors'
 # WMT'14 settings (beta 0.5, k 5, 3 passes); skd-word-kd: word-level KD with the
@@ -56,4 +77,4 @@ PRESET_skd_word_kd=(
   --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0
   --skd-candidates neighbours "${SKD_TUNED[@]}"
 )
-PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random rdrop word-kd tie-kd skd-word-kd"
+PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random skd-top1 ps-kd rdrop word-kd tie-kd skd-word-kd"

@@ -24,8 +24,9 @@ signatures), language-model results perplexity. Options:
   --plot FILE      validation perplexity against updates from the runs' train.log files,
                    one curve per method (mean over seeds), as a PNG
   --training-metrics
-                   columns with the training metrics the runs logged for SKD (skd_gold_q,
-                   skd_tau), in the first and the last epoch (means over seeds)
+                   columns with the training metrics the runs logged (SKD's skd_gold_q,
+                   skd_tau, skd_weight, skd_top1_gold; PS-KD's kd_weight), in the first
+                   epoch that logged them and the last (means over seeds)
   --cost           a column with each method's training time and peak memory relative to
                    --baseline's, and a table of the training cost per method (fairseq's
                    wall time, peak memory, target tokens/s; means over seeds)
@@ -292,15 +293,24 @@ def log_matches(run_dir, pattern):
         return [m for m in map(pattern.search, f) if m]
 
 
-def training_metrics(run_dir, names=("skd_gold_q", "skd_tau")):
-    """{name: (first epoch's value, last epoch's value)} from the run's train.log epoch summaries."""
+# Training metrics the criteria log per epoch, shown as "first value -> last value" columns:
+# SKD's gold mass and temperature (softmax weighting), its distance weight and how often the
+# top-1 prediction is the gold token (distance weighting), and PS-KD's teacher weight a_t.
+TRAINING_METRICS = ("skd_gold_q", "skd_tau", "skd_weight", "skd_top1_gold", "kd_weight")
+
+
+def training_metrics(run_dir, names=TRAINING_METRICS):
+    """{name: (first epoch, its value, the last epoch's value)} from the run's train.log epoch
+    summaries (the first epoch that logged the metric: SKD that starts late logs it later)."""
     epochs = {int(m.group(1)): dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + m.group(2)))
               for m in log_matches(run_dir, TRAIN_EPOCH)}
     out = {}
     for name in names:
-        found = [epochs[e][name] for e in sorted(epochs) if name in epochs[e]]
+        found = [(e, epochs[e][name]) for e in sorted(epochs) if name in epochs[e]]
+        if name == "kd_weight":  # 0 until the teacher exists: its first value is the first nonzero one
+            found = [(e, v) for e, v in found if float(v) > 0] or found
         if found:
-            out[name] = (float(found[0]), float(found[-1]))
+            out[name] = (found[0][0], float(found[0][1]), float(found[-1][1]))
     return out
 
 
@@ -310,17 +320,20 @@ def training_metric_columns(results):
     for r in results:
         by_method[r["method"]].append(training_metrics(r["run_dir"]))
     columns = []
-    for name in ("skd_gold_q", "skd_tau"):
-        if not any(name in m for runs in by_method.values() for m in runs):
+    for name in TRAINING_METRICS:
+        logged = [m[name] for runs in by_method.values() for m in runs if name in m]
+        if not logged:
             continue
+        first_epochs = sorted({v[0] for v in logged})
+        first = f"epoch {first_epochs[0]}" if len(first_epochs) == 1 else "first epoch logged"
 
         def text(method, name=name):
             values = [m[name] for m in by_method[method] if name in m]
             if not values:
                 return "-"
-            first, last = statistics.mean(v[0] for v in values), statistics.mean(v[1] for v in values)
-            return f"{first:.3f} → {last:.3f}"
-        columns.append((f"{name}, epoch 1 → last", text))
+            start, end = statistics.mean(v[1] for v in values), statistics.mean(v[2] for v in values)
+            return f"{start:.3f} → {end:.3f}"
+        columns.append((f"{name}, {first} → last", text))
     return columns
 
 

@@ -214,3 +214,82 @@ def skd_loss_from_entries(
     if alpha == 0:
         return ls_loss, nll_loss, skd_loss
     return (1.0 - alpha) * ls_loss + alpha * skd_loss, nll_loss, skd_loss
+
+
+def check_distance_weighting(sigma: float, weight_max: float) -> None:
+    """sigma > 0 and w_max in (0, 1] for :func:`distance_weights`."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    if not 0.0 < weight_max <= 1.0:
+        raise ValueError(f"the weight cap must be in (0, 1], got {weight_max}")
+
+
+def distance_weights(gold_rows: torch.Tensor, top1_rows: torch.Tensor, sigma: float, weight_max: float):
+    """w = min(w_max, exp(-sigma |e_y - e_yhat|^2)) per position: fp32 [N], no gradient.
+
+    Args:
+        gold_rows, top1_rows: [N, D] output embeddings of the gold token and of the model's
+            top-1 prediction (any float dtype; the distance is taken in fp32, as a difference,
+            so it is exactly 0 where the prediction is the gold token).
+    """
+    check_distance_weighting(sigma, weight_max)
+    with torch.no_grad():
+        squared = (gold_rows.detach().float() - top1_rows.detach().float()).pow(2).sum(-1)
+        return torch.exp(-sigma * squared).clamp_max_(weight_max)
+
+
+def top1_distance_loss(
+    picked: torch.Tensor,
+    gold_rows: torch.Tensor,
+    other_rows: torch.Tensor,
+    sigma: float,
+    weight_max: float,
+    alpha: float,
+    epsilon: float = 0.0,
+    vocab_size: int = None,
+    smooth_loss: torch.Tensor = None,
+    pad_mask: torch.Tensor = None,
+    reduce: bool = True,
+):
+    """SKD's top-1 reading: (1 - alpha w) L_ls + alpha w (-log p(yhat)) per position, summed.
+
+    yhat is the model's most probable token, which may be the gold token y: it is y where
+    log p(y) >= log p(c) for c the most probable other token, else c. w is
+    :func:`distance_weights` of e_y and e_yhat (w_max where yhat = y), without gradient.
+
+    Args:
+        picked: [N, 2] log p of [y, c] (gradient flows into them).
+        gold_rows, other_rows: [N, D] e_y and e_c.
+        sigma, weight_max: as :func:`distance_weights`.
+        alpha: SKD weight in [0, 1].
+        epsilon, vocab_size, smooth_loss, pad_mask, reduce: as :func:`skd_loss_from_entries`;
+            pad_mask is [N, 1] and smooth_loss [N, 1].
+
+    Returns:
+        (loss, nll_loss, top1_loss, weight [N], top1_is_gold [N] bool): top1_loss is
+        -log p(yhat); weight and top1_is_gold are 0 / False at padding.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if epsilon > 0 and (smooth_loss is None or vocab_size is None):
+        raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
+    with torch.no_grad():
+        top1_is_gold = picked[:, 0].detach() >= picked[:, 1].detach()
+        top1_rows = torch.where(top1_is_gold.unsqueeze(-1), gold_rows, other_rows)
+        weight = distance_weights(gold_rows, top1_rows, sigma, weight_max)
+    nll_loss = -picked[:, 0]
+    top1_loss = -torch.where(top1_is_gold, picked[:, 0], picked[:, 1])
+    if smooth_loss is None:
+        ls_loss = nll_loss
+    else:
+        eps_i = epsilon / (vocab_size - 1)
+        ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss.squeeze(-1)
+    loss = (1.0 - alpha * weight) * ls_loss + (alpha * weight) * top1_loss
+    if pad_mask is not None:
+        real = ~pad_mask.squeeze(-1)
+        loss, nll_loss, top1_loss = (t.masked_fill(~real, 0.0) for t in (loss, nll_loss, top1_loss))
+        weight = weight.masked_fill(~real, 0.0)
+        top1_is_gold = top1_is_gold & real
+    if reduce:
+        loss, nll_loss, top1_loss = loss.sum(), nll_loss.sum(), top1_loss.sum()
+    return loss, nll_loss, top1_loss, weight, top1_is_gold

@@ -1,4 +1,5 @@
-"""The SKD weight alpha over updates. No fairseq imports here."""
+"""The weights over training: SKD's alpha over updates, progressive self-KD's a_t over epochs.
+No fairseq imports here."""
 
 
 def check_schedule(alpha_max: float, start_update: int, warmup_updates: int) -> None:
@@ -22,3 +23,21 @@ def skd_alpha(num_updates: int, alpha_max: float, start_update: int = 0, warmup_
     if warmup_updates == 0:
         return float(alpha_max)
     return float(alpha_max) * min(1.0, (num_updates - start_update + 1) / warmup_updates)
+
+
+def check_progressive_alpha(alpha_final: float, max_epoch: int) -> None:
+    if not 0.0 <= alpha_final <= 1.0:
+        raise ValueError(f"--ps-kd-alpha must be in [0, 1], got {alpha_final}")
+    if max_epoch <= 0:
+        raise ValueError(
+            "progressive self-KD weighs the teacher by a_t = a_T * t / T over T epochs: it needs "
+            f"--max-epoch T > 0 (got {max_epoch}; a run bounded by --max-update alone has no T)"
+        )
+
+
+def progressive_alpha(epoch: int, alpha_final: float, max_epoch: int) -> float:
+    """PS-KD's a_t = a_T * t / T in epoch t (1-based), capped at a_T; 0 in the first epoch,
+    which has no previous epoch to learn from."""
+    if epoch <= 1:
+        return 0.0
+    return float(alpha_final) * min(1.0, epoch / max_epoch)

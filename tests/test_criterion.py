@@ -462,9 +462,10 @@ def test_every_preset_builds_its_criterion(tmp_path, fresh_metrics):
 
     teacher, _ = save_teacher(tmp_path / "teacher")
     presets = preset_arguments({"KD_TEACHER": teacher})
-    assert {"baseline", "skd-neighbours", "skd-predicted", "skd-random", "rdrop"} <= set(presets)
+    assert {"baseline", "skd-neighbours", "skd-predicted", "skd-random", "skd-top1", "ps-kd", "rdrop"} <= set(presets)
     for name, args in presets.items():
-        task, model, criterion, _ = build_translation(tmp_path / "teacher", args)
+        # Every config trains for a number of epochs, which PS-KD's schedule needs.
+        task, model, criterion, _ = build_translation(tmp_path / "teacher", args + ["--max-epoch", "4"])
         model.train()
         loss, _, _ = criterion(model, translation_sample(task))
         assert torch.isfinite(loss), name

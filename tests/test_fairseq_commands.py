@@ -260,3 +260,26 @@ def test_tie_kd_iterations_are_refused_for_a_language_model(wikitext_bin, tmp_pa
                  check=False)
     assert proc.returncode != 0
     assert "use --tie-iterations 1 for language modelling" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_ps_kd_resumed_inside_an_epoch_learns_from_the_previous_epochs_checkpoint(multi30k_bin, tmp_path):
+    # Epoch checkpoints kept (fairseq's default), a checkpoint every 4 updates.
+    options = [o for o in OPTIMISATION if o != "--no-epoch-checkpoints"]
+    args = [multi30k_bin / "bin", "--user-dir", USER_DIR, "--save-dir", tmp_path, *options, *TRANSLATION_MODEL,
+            "--criterion", "label_smoothed_ps_kd", "--label-smoothing", "0.1", "--ps-kd-alpha", "0.6",
+            "--max-epoch", "3", "--max-tokens", "8192", "--save-interval-updates", "4"]
+    first = run(["fairseq-train", *args, "--max-update", "10"])
+    records = train_logs(first.stdout)
+    per_epoch = max(int(r["num_updates"]) for r in records if r["epoch"] == 1)
+    assert 5 <= per_epoch < 10, "the slice's epoch length changed: pick another --max-update"
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+    assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] > 0  # stopped inside epoch 2
+    second = run(["fairseq-train", *args])
+    log = first.stdout + first.stderr + second.stdout + second.stderr
+    assert "PS-KD: epoch 2 learns from the weights at the end of the previous epoch" in first.stdout + first.stderr
+    assert f"PS-KD: epoch 2 learns from the weights of {tmp_path}/checkpoint1.pt" in second.stdout + second.stderr
+    assert "PS-KD: epoch 3 learns from the weights at the end of the previous epoch" in log
+    for r in records + train_logs(second.stdout):
+        assert r["kd_weight"] == pytest.approx({1: 0.0, 2: 0.4, 3: 0.6}[int(r["epoch"])]), r
+        assert (r.get("kd_kl", 0) > 0) == (r["epoch"] > 1)

@@ -897,3 +897,18 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
         other = result(name, 3, "--skd-alpha 0.5", command)
         proc = run([sys.executable, SCRIPTS / "make-tables.py", one, other], check=False)
         assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings" in proc.stderr, name
+
+
+@pytest.mark.slow
+def test_the_top1_and_ps_kd_presets_train_through_train_sh(multi30k_bin, tmp_path):
+    config = tiny_config(tmp_path, multi30k_bin)
+    # skd-top1's SKD starts after 266 updates on Multi30k; here after 2, at full strength after 4 more.
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "skd-top1", "--save-dir", tmp_path / "top1",
+         "--skd-start-update", "2", "--skd-warmup-updates", "4", "--log-interval", "1"])
+    log = (tmp_path / "top1" / "train.log").read_text()
+    inner = re.findall(r"num_updates=(\d+).*", log)
+    assert inner and re.search(r"skd_alpha=1\b.*skd_weight=0\.\d+.*skd_top1_gold=", log)
+    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "ps-kd", "--save-dir", tmp_path / "ps-kd",
+         "--max-epoch", "2", "--log-interval", "1"])
+    log = (tmp_path / "ps-kd" / "train.log").read_text()
+    assert "label_smoothed_ps_kd" in log and re.search(r"kd_weight=0\b", log)

@@ -1,5 +1,5 @@
 """What the criteria take from fairseq: the output embedding, the excluded symbols, the update count,
-an encoder-decoder run in pieces, and the weights of an adaptive softmax."""
+the epoch boundaries, an encoder-decoder run in pieces, and the weights of an adaptive softmax."""
 
 import functools
 import re
@@ -76,6 +76,25 @@ def relay_num_updates(task) -> None:
 
     relaying_train_step.relays_num_updates = True
     task.train_step = relaying_train_step
+
+
+def relay_begin_epoch(task, criterion) -> None:
+    """Make ``task.begin_epoch(epoch, model)`` (fairseq's hook before each training epoch, given
+    the unwrapped model) call ``criterion.begin_epoch(epoch, model)`` first. The task holds the
+    latest criterion built for it."""
+    begin_epoch = task.begin_epoch
+    if getattr(begin_epoch, "relays_to", None) is not None:
+        begin_epoch.relays_to[0] = criterion
+        return
+    relays_to = [criterion]
+
+    @functools.wraps(begin_epoch)
+    def relaying_begin_epoch(epoch, model):
+        relays_to[0].begin_epoch(epoch, model)
+        return begin_epoch(epoch, model)
+
+    relaying_begin_epoch.relays_to = relays_to
+    task.begin_epoch = relaying_begin_epoch
 
 
 def encode_source(model, net_input):

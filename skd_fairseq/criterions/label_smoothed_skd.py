@@ -22,7 +22,14 @@ from fairseq.dataclass.constants import DDP_BACKEND_CHOICES
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..losses import check_gold_mass, label_smoothed_skd_loss, skd_loss_from_entries, skd_soft_targets
+from ..losses import (
+    check_distance_weighting,
+    check_gold_mass,
+    label_smoothed_skd_loss,
+    skd_loss_from_entries,
+    skd_soft_targets,
+    top1_distance_loss,
+)
 from ..adaptive import embedding_matrix
 from ..neighbours import admissible_ids, check_k, embedding_topk, predicted_topk, random_candidates
 from ..schedule import check_schedule, skd_alpha
@@ -33,7 +40,9 @@ from .fairseq_access import excluded_token_ids, output_embedding, relay_num_upda
 logger = logging.getLogger(__name__)
 
 CANDIDATE_MODES = ("neighbours", "predicted", "random")
+WEIGHTINGS = ("softmax", "distance")
 DEFAULT_TEMPERATURE = 1.0
+DEFAULT_WEIGHT_MAX = 0.5
 
 
 @dataclass
@@ -92,6 +101,30 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
             "position so that q puts exactly rho on the gold token (cosine or l2 similarity)"
         },
     )
+    skd_weighting: ChoiceEnum(WEIGHTINGS) = field(
+        default="softmax",
+        metadata={
+            "help": "softmax: the soft target q = softmax(similarity / tau) over the gold token and its "
+            "k candidates; distance: the top-1 reading of the public SKD code, with --skd-candidates "
+            "predicted --skd-topk 1: yhat = the model's most probable token (the gold token "
+            "included), w = min(--skd-weight-max, exp(-sigma |e_y - e_yhat|^2)) without gradient, "
+            "loss = (1 - alpha w) L_ls + alpha w (-log p(yhat))"
+        },
+    )
+    skd_sigma: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "sigma > 0 of --skd-weighting distance (required there): the rate at which the "
+            "weight falls with the squared Euclidean distance of the output embeddings"
+        },
+    )
+    skd_weight_max: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": f"w_max in (0, 1] of --skd-weighting distance: the cap on the weight w "
+            f"(default {DEFAULT_WEIGHT_MAX}, the public code's)"
+        },
+    )
     skd_neighbour_refresh: int = field(
         default=50,
         metadata={
@@ -113,6 +146,38 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
     ddp_backend: DDP_BACKEND_CHOICES = II("distributed_training.ddp_backend")
 
 
+def check_weighting(cfg) -> None:
+    """--skd-weighting and the flags that belong to one weighting only."""
+    if str(cfg.skd_weighting) == "softmax":
+        for flag, value in (("--skd-sigma", cfg.skd_sigma), ("--skd-weight-max", cfg.skd_weight_max)):
+            if value is not None:
+                raise ValueError(f"{flag} belongs to --skd-weighting distance; leave it out with softmax weighting")
+        return
+    if str(cfg.skd_candidates) != "predicted" or cfg.skd_topk != 1:
+        raise ValueError(
+            "--skd-weighting distance is the top-1 reading of SKD: it needs --skd-candidates predicted "
+            f"--skd-topk 1 (got --skd-candidates {cfg.skd_candidates} --skd-topk {cfg.skd_topk})"
+        )
+    if cfg.skd_sigma is None:
+        raise ValueError("--skd-weighting distance needs --skd-sigma S > 0 (the weight is exp(-S * distance^2))")
+    weight_max = cfg.skd_weight_max if cfg.skd_weight_max is not None else DEFAULT_WEIGHT_MAX
+    try:
+        check_distance_weighting(cfg.skd_sigma, weight_max)
+    except ValueError as err:
+        flag = "--skd-sigma" if str(err).startswith("sigma") else "--skd-weight-max"
+        raise ValueError(f"{flag}: {err}") from None
+    if cfg.skd_temperature is not None or cfg.skd_gold_mass is not None:
+        raise ValueError(
+            "--skd-temperature and --skd-gold-mass shape the softmax target; --skd-weighting distance "
+            "weighs its one candidate by distance instead: leave them out"
+        )
+    if str(cfg.skd_similarity) != "cosine":
+        raise ValueError(
+            f"--skd-similarity {cfg.skd_similarity}: --skd-weighting distance uses the squared Euclidean "
+            "distance of the output embeddings; leave --skd-similarity unset"
+        )
+
+
 @register_criterion("label_smoothed_skd", dataclass=LabelSmoothedSkdCriterionConfig)
 class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
     def __init__(self, task, cfg: LabelSmoothedSkdCriterionConfig):
@@ -124,6 +189,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             report_accuracy=cfg.report_accuracy,
         )
         check_schedule(cfg.skd_alpha, cfg.skd_start_update, cfg.skd_warmup_updates)
+        check_weighting(cfg)
         if cfg.skd_temperature is not None and cfg.skd_gold_mass is not None:
             raise ValueError(
                 "give --skd-temperature or --skd-gold-mass, not both: a gold mass solves the "
@@ -166,6 +232,9 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             else DEFAULT_TEMPERATURE
         )
         self.neighbour_refresh = cfg.skd_neighbour_refresh
+        self.weighting = str(cfg.skd_weighting)
+        self.sigma = cfg.skd_sigma
+        self.weight_max = cfg.skd_weight_max if cfg.skd_weight_max is not None else DEFAULT_WEIGHT_MAX
         # Moves with the criterion to the training device; never saved.
         self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
         # --skd-exclude-unseen: which tokens have been a training target so far (this process).
@@ -277,8 +346,11 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return loss, nll_loss, dict(skd_alpha=alpha, skd_batches=1, **skd_log)
 
     def empty_skd_log(self, device):
-        keys = ["skd_loss", "skd_gold_q", "skd_ntokens"]
-        keys += ["skd_tau", "skd_tau_ntokens"] if self.gold_mass is not None else []
+        if self.weighting == "distance":
+            keys = ["skd_loss", "skd_weight", "skd_top1_gold", "skd_ntokens"]
+        else:
+            keys = ["skd_loss", "skd_gold_q", "skd_ntokens"]
+            keys += ["skd_tau", "skd_tau_ntokens"] if self.gold_mass is not None else []
         return {key: torch.zeros((), device=device) for key in keys}
 
     def data_loss(self, lprobs, target, reduce):
@@ -334,10 +406,11 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         else:
             candidates = self.neighbour_candidates(weight, target, excluded)
         real = target.ne(self.padding_idx)
+        if self.weighting == "distance":
+            return self.top1_distance_terms(lprobs, weight, target, candidates, real, alpha, reduce)
         if adaptive:
             # Padding positions ask for the padding id only: no tail cluster is run for them.
-            entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
-            entries = entries.masked_fill(~real.unsqueeze(-1), self.padding_idx)
+            entries = self.adaptive_entries(target, candidates, real)
             # q from the rows of the entries themselves: [N (k+1), D], position i's at i (k+1) + j.
             slots = torch.arange(entries.numel(), device=target.device).view_as(entries)
             soft_targets, tau = skd_soft_targets(
@@ -366,6 +439,34 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             skd_log["skd_tau"] = tau.masked_fill(~solved, 0.0).sum()
             skd_log["skd_tau_ntokens"] = solved.sum()
         return loss, nll_loss, skd_log
+
+    def adaptive_entries(self, target, candidates, real):
+        """[N, k+1]: the gold token and its candidates, only the padding id at padding positions."""
+        entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
+        return entries.masked_fill(~real.unsqueeze(-1), self.padding_idx)
+
+    def top1_distance_terms(self, lprobs, weight, target, candidates, real, alpha, reduce):
+        """--skd-weighting distance: ``candidates`` [N, 1] is the most probable token besides the
+        gold one, so the top-1 prediction is whichever of the two the model ranks higher."""
+        if isinstance(lprobs, AdaptiveScores):
+            entries = self.adaptive_entries(target, candidates, real)
+            rows = lprobs.embedding_rows(entries.view(-1)).view(*entries.shape, -1)
+            picked, smooth_loss = lprobs.log_probs(entries), None
+        else:
+            entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
+            rows = weight().detach()[entries]
+            picked = lprobs.gather(dim=-1, index=entries)
+            smooth_loss = -lprobs.sum(dim=-1, keepdim=True) if self.eps > 0 else None
+        loss, nll_loss, top1_loss, w, top1_is_gold = top1_distance_loss(
+            picked, rows[:, 0], rows[:, 1], self.sigma, self.weight_max, alpha, self.eps,
+            lprobs.size(-1), smooth_loss, pad_mask=~real.unsqueeze(-1), reduce=reduce,
+        )
+        return loss, nll_loss, {
+            "skd_loss": top1_loss.detach().sum(),
+            "skd_weight": w.sum(),
+            "skd_top1_gold": top1_is_gold.sum(),
+            "skd_ntokens": real.sum(),
+        }
 
     def random_generator(self, device):
         """A generator on ``device`` seeded for this micro-batch: fresh draws at every step."""
@@ -417,9 +518,13 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         ntokens = utils.item(sum(log.get("skd_ntokens", 0) for log in logging_outputs))
         if ntokens > 0:
             skd_loss = utils.item(sum(log.get("skd_loss", 0) for log in logging_outputs))
-            gold_q = utils.item(sum(log.get("skd_gold_q", 0) for log in logging_outputs))
             metrics.log_scalar("skd_loss", skd_loss / ntokens / math.log(2), ntokens, round=3)
-            metrics.log_scalar("skd_gold_q", gold_q / ntokens, ntokens, round=4)
+            # Per-token means: q's gold mass (softmax weighting), or the distance weight and how
+            # often the top-1 prediction is the gold token (distance weighting).
+            for key in ("skd_gold_q", "skd_weight", "skd_top1_gold"):
+                if any(key in log for log in logging_outputs):
+                    total = utils.item(sum(log.get(key, 0) for log in logging_outputs))
+                    metrics.log_scalar(key, total / ntokens, ntokens, round=4)
         tau_ntokens = utils.item(sum(log.get("skd_tau_ntokens", 0) for log in logging_outputs))
         if tau_ntokens > 0:
             tau = utils.item(sum(log.get("skd_tau", 0) for log in logging_outputs))

@@ -58,6 +58,13 @@ class LabelSmoothedWordKdCriterionConfig(LabelSmoothedSkdCriterionConfig):
 class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
     def __init__(self, task, cfg: LabelSmoothedWordKdCriterionConfig):
         super().__init__(task, cfg)
+        self.check_teacher_flags(cfg)
+        self.kd_weight = cfg.kd_weight
+        self.kd_temperature = cfg.kd_temperature
+        self.kd_teacher_topk = cfg.kd_teacher_topk
+        self.teacher = self.build_teacher(cfg, task)
+
+    def check_teacher_flags(self, cfg) -> None:
         if not 0.0 <= cfg.kd_weight <= 1.0:
             raise ValueError(f"--kd-weight must be in [0, 1], got {cfg.kd_weight}")
         if not cfg.kd_temperature > 0:
@@ -66,22 +73,30 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
             raise ValueError(
                 f"--kd-teacher-topk must be >= 0 (0: whole vocabulary), got {cfg.kd_teacher_topk}"
             )
-        self.kd_weight = cfg.kd_weight
-        self.kd_temperature = cfg.kd_temperature
-        self.kd_teacher_topk = cfg.kd_teacher_topk
-        # Loaded now, so a bad path or dictionary fails before any training.
-        self.teacher = TeacherEnsemble(cfg.kd_teacher_path, task)
+
+    def build_teacher(self, cfg, task):
+        """The frozen teacher(s), loaded now, so a bad path or dictionary fails before any training."""
+        return TeacherEnsemble.from_checkpoints(cfg.kd_teacher_path, task)
+
+    def teacher_weight(self) -> float:
+        """beta of this step: 0 leaves the teacher out."""
+        return self.kd_weight
 
     def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
         data_loss, nll_loss, training_log = super().compute_loss_terms(
             model, sample, net_output, lprobs, target, reduce
         )
-        if not model.training or self.kd_weight == 0:  # validation: the student's plain loss
-            return data_loss, nll_loss, training_log
+        beta = self.teacher_weight() if model.training else 0.0  # validation: the student's plain loss
+        if beta == 0:
+            return data_loss, nll_loss, self.without_teacher_log(training_log, target.device)
         pad_mask = target.eq(self.padding_idx)
         teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, lprobs, pad_mask, reduce)
         training_log.update(teacher_log, kd_ntokens=(~pad_mask).sum())
-        return mix_with_teacher(data_loss, teacher_loss, self.kd_weight), nll_loss, training_log
+        return mix_with_teacher(data_loss, teacher_loss, beta), nll_loss, training_log
+
+    def without_teacher_log(self, training_log, device):
+        """The log of a step without the teacher term (word-KD logs nothing for it)."""
+        return training_log
 
     def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
         """L_teacher = T^2 KL, and its log entries."""

@@ -1,5 +1,6 @@
 """The frozen teacher(s) of the KD criteria: loading, checks, and their log-probabilities."""
 
+import copy
 import os
 from typing import Iterator, List, Optional
 
@@ -13,32 +14,50 @@ from .fairseq_access import decode_prefix, encode_source
 
 
 class TeacherEnsemble:
-    """One or more teacher checkpoints, frozen, in eval mode, on the student's device and dtype.
+    """One or more teacher models, frozen, in eval mode, on the student's device and dtype.
 
     Deliberately not an ``nn.Module`` attribute of the criterion: fairseq would then hand
     the teacher's weights to the optimizer, save them in every student checkpoint and
-    wrap the criterion for distributed training.
+    wrap the criterion for distributed training. Built from checkpoints
+    (:meth:`from_checkpoints`, word-level KD and TIE-KD) or as a frozen copy of the student
+    (:meth:`from_model`, progressive self-KD, whose teacher is the previous epoch's student).
     """
 
-    def __init__(self, paths: str, task, flag: str = "--kd-teacher-path"):
+    def __init__(self, models: List[torch.nn.Module], paths: Optional[List[str]] = None):
+        self.paths = paths or []
+        self.models = []
+        for model in models:
+            model.eval()
+            model.requires_grad_(False)
+            self.models.append(model)
+        self._placement = None
+
+    @classmethod
+    def from_checkpoints(cls, paths: str, task, flag: str = "--kd-teacher-path") -> "TeacherEnsemble":
         files = paths.split(":") if paths else []
         if not files or not all(files):
             raise ValueError(
                 f"{flag} is required: give the teacher checkpoint (or several, separated by ':', "
                 f"for an ensemble), got '{paths}'"
             )
-        self.paths = files
-        self.models: List[torch.nn.Module] = []
+        models = []
         for path in files:
             state, cfg = read_teacher_checkpoint(path, flag)
             check_teacher_task(path, cfg.task, task, flag)
             # Dictionaries are equal (checked above), so the student's task builds the teacher.
-            models, _ = checkpoint_utils.load_model_ensemble([path], task=task, state=state)
-            for model in models:
-                model.eval()
-                model.requires_grad_(False)
-                self.models.append(model)
-        self._placement = None
+            loaded, _ = checkpoint_utils.load_model_ensemble([path], task=task, state=state)
+            models.extend(loaded)
+        return cls(models, files)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> "TeacherEnsemble":
+        """A frozen copy of ``model`` (an unwrapped fairseq model) with its current weights."""
+        return cls([copy.deepcopy(model)])
+
+    def load_weights(self, state_dict) -> None:
+        """Give the (single) teacher these weights, in place: its device and dtype stay."""
+        (model,) = self.models
+        model.load_state_dict(state_dict, strict=True)
 
     def place(self, like: torch.Tensor) -> None:
         """Move the teachers to the device and dtype of ``like`` (a student parameter) when
@@ -77,6 +96,53 @@ class TeacherEnsemble:
                     )
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
+
+
+def epoch_end_weights(epoch: int, save_dir: str, restore_file: str, suffix: str = ""):
+    """(state dict or None, what it is) of the model at the end of epoch ``epoch - 1``, for a run
+    that fairseq-train resumed into epoch ``epoch``.
+
+    fairseq restored from ``restore_file`` (``checkpoint_last.pt`` in ``save_dir`` by default).
+    When that checkpoint was written at the end of epoch - 1 (its data iterator says: epoch
+    ``epoch``, 0 iterations in), the restored weights in memory are the ones: returns None. When
+    it was written inside epoch ``epoch`` (--save-interval-updates), the weights are read from
+    fairseq's epoch checkpoint ``checkpoint{epoch - 1}.pt`` in ``save_dir``.
+    """
+    if restore_file == "checkpoint_last.pt":
+        restored = os.path.join(save_dir, f"checkpoint_last{suffix}.pt")
+    else:
+        restored = restore_file.replace(".pt", f"{suffix}.pt") if suffix else restore_file
+    position = _iterator_position(restored)
+    if position == (epoch, 0):
+        return None, f"the weights restored from {restored} (written at the end of epoch {epoch - 1})"
+    end_file = os.path.join(save_dir, f"checkpoint{epoch - 1}{suffix}.pt")
+    fix = (
+        f"the teacher of epoch {epoch} is the model at the end of epoch {epoch - 1}, which is in "
+        f"{end_file}: keep the epoch checkpoints (no --no-epoch-checkpoints, --keep-last-epochs >= 1), "
+        "or resume from a checkpoint written at an epoch's end"
+    )
+    if position is None:
+        raise ValueError(f"PS-KD resumes into epoch {epoch}, but {restored} holds no data iterator state: {fix}")
+    if not os.path.isfile(end_file):
+        raise FileNotFoundError(
+            f"PS-KD resumes inside epoch {epoch} ({restored} is {position[1]} batches into epoch "
+            f"{position[0]}), and {end_file} is missing: {fix}"
+        )
+    if _iterator_position(end_file) != (epoch, 0):
+        raise ValueError(f"{end_file} was not written at the end of epoch {epoch - 1}: {fix}")
+    state = torch.load(end_file, map_location="cpu", mmap=True)
+    return state["model"], f"the weights of {end_file}"
+
+
+def _iterator_position(path: str):
+    """(epoch, iterations in it) of the data iterator saved in a training checkpoint, or None."""
+    if not os.path.isfile(path):
+        return None
+    state = torch.load(path, map_location="cpu", mmap=True)  # reads no tensor data but the accessed
+    itr = (state.get("extra_state") or {}).get("train_iterator")
+    if not itr:
+        return None
+    return int(itr["epoch"]), int(itr.get("iterations_in_epoch", 0))
 
 
 def read_teacher_checkpoint(path: str, flag: str):
