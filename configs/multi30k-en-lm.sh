@@ -19,6 +19,10 @@ FAIRSEQ_ARGS=(
 )
 EVAL_LM_ARGS=(--max-tokens 4096 --tokens-per-sample 128 --context-window 64)
 AVERAGE_LAST=5
+# skd-top1's schedule scaled to this run as configs/presets.sh scales it to the translation table's
+# (18 epochs: alpha 0 for 2 epochs, 1 from epoch 10): 9 epochs of 111 updates, alpha 0 for the
+# first epoch, rising to 1 at update 555 (epoch 5). The later flags win.
+PRESET_skd_top1=("${PRESET_skd_top1[@]}" --skd-start-update 111 --skd-warmup-updates 444)
 # reproduce.sh multi30k-lm: issue 15's language-model rows (the baseline, SKD with the tuned
 # setting, and its random-candidate control; reproduce.sh adds --label-smoothing 0 for a language
 # model, so SKD's data term is the plain cross-entropy) and SKD's gold mass and tau beside them.
