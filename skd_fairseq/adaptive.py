@@ -27,6 +27,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from .neighbours import Space
+
 # Cluster vocabulary columns per block of the log-normaliser and the running top-k:
 # at most this many fp32 values ([rows, block]) at once (64 MiB).
 BLOCK_ELEMENTS = 1 << 24
@@ -187,7 +189,6 @@ def entry_log_probs(
         [N, m] fp32 log-probabilities; the gradient flows into the head logits, the z_i
         and the W_i.
     """
-    n, m = entries.shape
     head_lprobs = torch.log_softmax(head_logits.float(), dim=-1)
     cluster = cluster_of(entries, cutoff)
     c0 = cutoff[0]
@@ -195,19 +196,16 @@ def entry_log_probs(
     head_index = torch.where(cluster.eq(0), entries, c0 + cluster - 1)
     out = head_lprobs.gather(1, head_index)
     for i, (z, rows) in enumerate(zip(cluster_inputs, cluster_rows)):
-        in_cluster = cluster.eq(i + 1)
         if z is None:
             continue
         lse = cluster_log_normaliser(z, tail_out[i], block)
-        # Row of each (position, entry) among the cluster's rows (positions without such an
-        # entry point at row 0 and are masked out below).
-        row_of = torch.zeros(n, dtype=torch.long, device=entries.device)
-        row_of[rows] = torch.arange(rows.numel(), device=entries.device)
-        local = (entries - cutoff[i]).clamp(0, tail_out[i].size(0) - 1)
-        z_at = z.float()[row_of]  # [N, d_i]
-        logits = (tail_out[i].float()[local] * z_at.unsqueeze(1)).sum(-1)  # [N, m]
-        within = logits - lse[row_of].unsqueeze(1)
-        out = out + torch.where(in_cluster, within, torch.zeros_like(within))
+        # Only the cluster's rows: their entries' within-cluster logits (entries of other
+        # clusters at those rows read a clamped id and are masked out).
+        at_rows = entries[rows]
+        local = (at_rows - cutoff[i]).clamp(0, tail_out[i].size(0) - 1)
+        logits = (tail_out[i][local].float() * z.float().unsqueeze(1)).sum(-1)  # [R_i, m]
+        within = torch.where(cluster[rows].eq(i + 1), logits - lse.unsqueeze(1), torch.zeros_like(logits))
+        out = out.index_add(0, rows, within)
     return out
 
 
@@ -274,3 +272,91 @@ def running_topk(
                 ids = torch.arange(cutoff[i] + start, cutoff[i] + start + w.size(0), device=values.device)
                 merge(values, ids.expand(n, -1))
         return best_idx
+
+
+def cluster_spaces(parts: AdaptiveParts) -> List[Space]:
+    """One :class:`~skd_fairseq.neighbours.Space` per cluster, each in the cluster's own space:
+    the head words' rows of the head matrix (dimension D), and for tail cluster i its output
+    matrix W_i with the Gram matrix G_i = P_i P_i^T, since e_a . e_b = W_i[a] G_i W_i[b]^T
+    for e_w = P_i^T W_i[w]: similarities at d_i, not D, per pair (no gradient)."""
+    c0 = parts.cutoff[0]
+    spaces = [Space(parts.head_words, 0, None, f"the head cluster (ids 0 to {c0 - 1})")]
+    for i, (out_w, proj) in enumerate(zip(parts.tail_out, parts.tail_proj)):
+        p = proj.detach().float()
+        first, end = parts.cutoff[i], parts.cutoff[i + 1]
+        spaces.append(Space(out_w.detach(), first, p @ p.t(), f"tail cluster {i + 1} (ids {first} to {end - 1})"))
+    return spaces
+
+
+def rows_by_cluster(target: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
+    """Per cluster (the head first), the sorted positions whose target lies in it, or None
+    (one host sync for all clusters)."""
+    clusters = torch.arange(len(cutoff), device=target.device).unsqueeze(1)
+    return indices_by_row(cluster_of(target, cutoff).unsqueeze(0).eq(clusters))
+
+
+def cluster_pools(admissible: torch.Tensor, target: torch.Tensor, cutoff: Sequence[int]):
+    """(lo, hi) [N]: the slice of the sorted ``admissible`` ids that lies in each target's cluster."""
+    bounds = torch.searchsorted(admissible, torch.tensor([0] + list(cutoff), device=admissible.device))
+    cluster = cluster_of(target, cutoff)
+    return bounds[cluster], bounds[cluster + 1]
+
+
+def _merge_topk(best_val, best_idx, values, ids, k):
+    all_val = torch.cat([best_val, values], 1)
+    all_idx = torch.cat([best_idx, ids], 1)
+    top = all_val.topk(k, dim=1)
+    return top.values, all_idx.gather(1, top.indices)
+
+
+def within_cluster_topk(
+    head_logits: torch.Tensor,
+    cluster_inputs: Sequence[Optional[torch.Tensor]],
+    cluster_rows: Sequence[Optional[torch.Tensor]],
+    tail_out: Sequence[torch.Tensor],
+    cutoff: Sequence[int],
+    target: torch.Tensor,
+    k: int,
+    skip: torch.Tensor,
+    block: Optional[int] = None,
+) -> torch.Tensor:
+    """The k most probable words of each target's own cluster, never the target nor a ``skip``
+    id: for a head target among the head words, for a target of tail cluster i among cluster
+    i's words (the order of log p there is that of W_i z: the cluster's prior and normaliser
+    are the same for all its words). No gradient.
+
+    Args:
+        head_logits: [N, c_0 + n] the head's logits.
+        cluster_inputs, cluster_rows: per tail cluster, z_i [R_i, d_i] and the positions R_i
+            whose target is in cluster i (:func:`rows_by_cluster`), or None.
+        skip: bool [V], True for ids never returned.
+
+    Returns:
+        LongTensor [N, k], most probable first (head words for the positions of no tail row).
+    """
+    with torch.no_grad():
+        n, c0 = head_logits.size(0), cutoff[0]
+        device = head_logits.device
+        rows_per_block = max(1, BLOCK_ELEMENTS // max(c0, 1))
+        out = torch.empty(n, k, dtype=torch.long, device=device)
+        for start in range(0, n, rows_per_block):  # every position's head top-k; tail rows are overwritten
+            scores = head_logits[start : start + rows_per_block, :c0].float().masked_fill(skip[:c0], float("-inf"))
+            own = target[start : start + rows_per_block]
+            scores = scores.masked_fill(torch.arange(c0, device=device).eq(own.unsqueeze(1)), float("-inf"))
+            out[start : start + rows_per_block] = scores.topk(k, dim=1).indices
+        for i, (z, rows) in enumerate(zip(cluster_inputs, cluster_rows)):
+            if z is None:
+                continue
+            zf, out_w, first = z.float(), tail_out[i], cutoff[i]
+            own = target[rows]
+            best_val = torch.full((rows.numel(), k), float("-inf"), device=device)
+            best_idx = torch.zeros((rows.numel(), k), dtype=torch.long, device=device)
+            step = block or _block_size(rows.numel(), out_w.size(0))
+            for start in range(0, out_w.size(0), step):
+                w = out_w[start : start + step].float()
+                ids = torch.arange(first + start, first + start + w.size(0), device=device)
+                values = (zf @ w.t()).masked_fill_(skip[ids], float("-inf"))
+                values.masked_fill_(ids.eq(own.unsqueeze(1)), float("-inf"))
+                best_val, best_idx = _merge_topk(best_val, best_idx, values, ids.expand(rows.numel(), -1), k)
+            out[rows] = best_idx
+        return out

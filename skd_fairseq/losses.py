@@ -73,6 +73,34 @@ def gold_mass_soft_targets(similarities: torch.Tensor, gold_mass: float, steps: 
         return q, beta.reciprocal()
 
 
+def soft_targets_from_similarities(similarities: torch.Tensor, temperature: float = None, gold_mass: float = None):
+    """(q, tau) from similarities [N, k+1] whose column 0 is the gold token's with itself:
+    q = softmax(similarities / tau) at a fixed tau, or with tau solved per row so that q's
+    gold mass is rho (:func:`gold_mass_soft_targets`). fp32, no gradient; tau [N] is 0 where
+    rho could not be reached."""
+    if (temperature is None) == (gold_mass is None):
+        raise ValueError("give exactly one of temperature and gold_mass")
+    with torch.no_grad():
+        sims = similarities.detach().float()
+        if gold_mass is not None:
+            return gold_mass_soft_targets(sims, gold_mass)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        return torch.softmax(sims / temperature, dim=-1), torch.full_like(sims[:, 0], temperature)
+
+
+def pair_similarities(similarity_of: EmbeddingSimilarity, target: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
+    """s(e_target, e_entry) [N, m] in fp32 without gradient, a block of rows at a time (the
+    [rows, m, D] gather is what bounds the memory)."""
+    n, width = entries.shape
+    rows = max(1, _SOFT_TARGET_BLOCK_ELEMENTS // (width * similarity_of.weight.size(1)))
+    out = torch.empty(n, width, dtype=torch.float32, device=entries.device)
+    with torch.no_grad():
+        for start in range(0, n, rows):
+            out[start : start + rows] = similarity_of.pairs(target[start : start + rows], entries[start : start + rows])
+    return out
+
+
 def skd_soft_targets(
     embeddings: torch.Tensor,
     target: torch.Tensor,
@@ -104,27 +132,20 @@ def skd_soft_targets(
     if gold_mass is None and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if gold_mass is not None:
-        if similarity == "dot":
-            raise ValueError(
-                "a gold mass needs a similarity under which each token is the most similar to "
-                "itself (cosine or l2); with dot a candidate can outrank the gold token"
-            )
+        check_gold_mass_similarity(similarity)
         check_gold_mass(gold_mass, candidates.size(-1))
-    similarity_of = EmbeddingSimilarity(embeddings, similarity)
     entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
-    n, width = entries.shape
-    rows = max(1, _SOFT_TARGET_BLOCK_ELEMENTS // (width * embeddings.size(1)))
-    q = torch.empty(n, width, dtype=torch.float32, device=embeddings.device)
-    tau = torch.full((n,), temperature or 0.0, dtype=torch.float32, device=embeddings.device)
-    with torch.no_grad():
-        for start in range(0, n, rows):
-            block = entries[start : start + rows]
-            sims = similarity_of.pairs(block[:, 0], block)
-            if gold_mass is None:
-                q[start : start + rows] = torch.softmax(sims / temperature, dim=-1)
-            else:
-                q[start : start + rows], tau[start : start + rows] = gold_mass_soft_targets(sims, gold_mass)
+    sims = pair_similarities(EmbeddingSimilarity(embeddings, similarity), target, entries)
+    q, tau = soft_targets_from_similarities(sims, temperature, gold_mass)
     return (q, tau) if return_temperature else q
+
+
+def check_gold_mass_similarity(similarity: str) -> None:
+    if similarity == "dot":
+        raise ValueError(
+            "a gold mass needs a similarity under which each token is the most similar to "
+            "itself (cosine or l2); with dot a candidate can outrank the gold token"
+        )
 
 
 def label_smoothed_skd_loss(
@@ -224,24 +245,22 @@ def check_distance_weighting(sigma: float, weight_max: float) -> None:
         raise ValueError(f"the weight cap must be in (0, 1], got {weight_max}")
 
 
-def distance_weights(gold_rows: torch.Tensor, top1_rows: torch.Tensor, sigma: float, weight_max: float):
-    """w = min(w_max, exp(-sigma |e_y - e_yhat|^2)) per position: fp32 [N], no gradient.
+def distance_weights(squared_distances: torch.Tensor, sigma: float, weight_max: float) -> torch.Tensor:
+    """w = min(w_max, exp(-sigma d^2)) per position: fp32, no gradient.
 
     Args:
-        gold_rows, top1_rows: [N, D] output embeddings of the gold token and of the model's
-            top-1 prediction (any float dtype; the distance is taken in fp32, as a difference,
-            so it is exactly 0 where the prediction is the gold token).
+        squared_distances: [N] |e_y - e_yhat|^2 of the output embeddings of the gold token and
+            of the model's top-1 prediction (0 where the prediction is the gold token;
+            rounding below 0 is clamped).
     """
     check_distance_weighting(sigma, weight_max)
     with torch.no_grad():
-        squared = (gold_rows.detach().float() - top1_rows.detach().float()).pow(2).sum(-1)
-        return torch.exp(-sigma * squared).clamp_max_(weight_max)
+        return torch.exp(-sigma * squared_distances.detach().float().clamp_min(0.0)).clamp_max_(weight_max)
 
 
 def top1_distance_loss(
     picked: torch.Tensor,
-    gold_rows: torch.Tensor,
-    other_rows: torch.Tensor,
+    other_squared_distance: torch.Tensor,
     sigma: float,
     weight_max: float,
     alpha: float,
@@ -255,11 +274,11 @@ def top1_distance_loss(
 
     yhat is the model's most probable token, which may be the gold token y: it is y where
     log p(y) >= log p(c) for c the most probable other token, else c. w is
-    :func:`distance_weights` of e_y and e_yhat (w_max where yhat = y), without gradient.
+    :func:`distance_weights` of |e_y - e_yhat|^2 (w_max where yhat = y), without gradient.
 
     Args:
         picked: [N, 2] log p of [y, c] (gradient flows into them).
-        gold_rows, other_rows: [N, D] e_y and e_c.
+        other_squared_distance: [N] |e_y - e_c|^2.
         sigma, weight_max: as :func:`distance_weights`.
         alpha: SKD weight in [0, 1].
         epsilon, vocab_size, smooth_loss, pad_mask, reduce: as :func:`skd_loss_from_entries`;
@@ -275,8 +294,8 @@ def top1_distance_loss(
         raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
     with torch.no_grad():
         top1_is_gold = picked[:, 0].detach() >= picked[:, 1].detach()
-        top1_rows = torch.where(top1_is_gold.unsqueeze(-1), gold_rows, other_rows)
-        weight = distance_weights(gold_rows, top1_rows, sigma, weight_max)
+        squared = torch.where(top1_is_gold, torch.zeros_like(other_squared_distance), other_squared_distance)
+        weight = distance_weights(squared, sigma, weight_max)
     nll_loss = -picked[:, 0]
     top1_loss = -torch.where(top1_is_gold, picked[:, 0], picked[:, 1])
     if smooth_loss is None:

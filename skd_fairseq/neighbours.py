@@ -8,7 +8,7 @@
   the control that tells neighbours from any extra smoothing).
 """
 
-from typing import Iterable, Optional, Union
+from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 
@@ -78,17 +78,20 @@ def embedding_topk(
     similarity: str = "cosine",
     exclude: Optional[IdsLike] = None,
     chunk_size: Optional[int] = None,
+    gram: Optional[torch.Tensor] = None,
 ) -> torch.LongTensor:
     """The ``k`` rows of ``embeddings`` most similar to each row in ``ids``.
 
     Args:
-        embeddings: [V, D] matrix (any float dtype; similarities are fp32).
+        embeddings: [V, D] matrix (any float dtype; similarities are fp32); with ``gram``,
+            coordinates in a projection's span (see :class:`EmbeddingSimilarity`).
         ids: the queried row ids.
         k: neighbours per query.
         similarity: ``cosine``, ``l2`` or ``dot`` (see :mod:`skd_fairseq.similarity`).
         exclude: ids never returned (e.g. special symbols).
         chunk_size: queries per block; the block's [chunk_size, V] similarity matrix
             bounds the extra memory. Default: as many as fit in 2^25 fp32 values.
+        gram: G = P P^T [d, d] when the rows are coordinates w of embeddings P^T w.
 
     Returns:
         LongTensor [len(ids), k] on the embeddings' device, most similar first,
@@ -102,13 +105,119 @@ def embedding_topk(
     ids = _as_ids(ids, device)
     excluded = _as_ids(exclude if exclude is not None else [], device)
     with torch.no_grad():
-        similarity_of = EmbeddingSimilarity(embeddings, similarity)
+        similarity_of = EmbeddingSimilarity(embeddings, similarity, gram)
         out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
         for start in range(0, ids.numel(), chunk_size):
             query = ids[start : start + chunk_size]
             sims = similarity_of.against_all(query)
             out[start : start + chunk_size] = _topk_skipping(sims, excluded, query, k)
             del sims  # else the next block is allocated while this one is alive: twice the memory
+    return out
+
+
+def rows_of_rank(n: int, rank: int, world: int):
+    """(start, end) of rank's share of n rows: contiguous, sizes differing by at most one."""
+    return rank * n // world, (rank + 1) * n // world
+
+
+def gather_row_blocks(blocks: Sequence[torch.Tensor], sizes: Sequence[int], world: int) -> List[torch.Tensor]:
+    """Assemble tables split across distributed ranks with one all-gather.
+
+    Rank r holds, for each table c, its rows :func:`rows_of_rank` (sizes[c], r, world) as
+    ``blocks[c]``; every rank gets every table whole. Each block travels padded to its
+    largest share, so all ranks send tensors of one shape.
+    """
+    longest = [-(-size // world) for size in sizes]
+    width = blocks[0].size(1)
+    packed = torch.cat([
+        torch.cat([block, block.new_zeros(length - block.size(0), width)]) for block, length in zip(blocks, longest)
+    ])
+    gathered = [torch.empty_like(packed) for _ in range(world)]
+    torch.distributed.all_gather(gathered, packed)
+    tables, offset = [], 0
+    for size, length in zip(sizes, longest):
+        pieces = []
+        for rank in range(world):
+            start, end = rows_of_rank(size, rank, world)
+            pieces.append(gathered[rank][offset : offset + end - start])
+        tables.append(torch.cat(pieces))
+        offset += length
+    return tables
+
+
+class Space:
+    """Rows of the vocabulary searched together: ids first .. first + rows - 1, their
+    embeddings ``weight`` [rows, d] (coordinates, with ``gram``: see
+    :class:`EmbeddingSimilarity`) and a name for messages."""
+
+    def __init__(self, weight: torch.Tensor, first: int = 0, gram: Optional[torch.Tensor] = None, name: str = "vocabulary"):
+        self.weight, self.first, self.gram, self.name = weight, first, gram, name
+
+    @property
+    def rows(self) -> int:
+        return self.weight.size(0)
+
+
+def neighbour_table(
+    spaces: Sequence[Space],
+    k: int,
+    similarity: str,
+    exclude: Optional[torch.Tensor] = None,
+    ids: Optional[torch.Tensor] = None,
+    world: int = 1,
+    rank: int = 0,
+) -> torch.LongTensor:
+    """The ``k`` nearest neighbours of every id (or of ``ids``), each within its own space.
+
+    The spaces cover the vocabulary in order (one space: the whole vocabulary; an adaptive
+    softmax: one per cluster). With ``world`` > 1 (``ids`` None) rank ``rank`` searches its
+    share of each space's rows and one all-gather assembles the table on every rank.
+
+    Args:
+        exclude: sorted ids never returned (special symbols, unseen tokens), on the device.
+        ids: the ids to search for (default: all), in any order.
+
+    Returns:
+        LongTensor [V, k] (or [len(ids), k]): global ids, most similar first.
+    """
+    device = spaces[0].weight.device
+    starts = torch.tensor([space.first for space in spaces], device=device)
+    excluded = exclude if exclude is not None else torch.zeros(0, dtype=torch.long, device=device)
+    # Each space's excluded ids, local, from one sync.
+    bounds = torch.searchsorted(excluded, torch.cat([starts, starts.new_tensor([spaces[-1].first + spaces[-1].rows])]))
+    bounds = bounds.tolist()
+    local_excluded = [excluded[bounds[c] : bounds[c + 1]] - space.first for c, space in enumerate(spaces)]
+    for space, local in zip(spaces, local_excluded):
+        try:
+            check_k(k, space.rows, local.numel())
+        except ValueError as err:
+            raise ValueError(f"{space.name} ({space.rows} words): {err}") from None
+    if ids is None and world == 1:
+        return torch.cat([
+            embedding_topk(space.weight, torch.arange(space.rows, device=device), k, similarity, local, gram=space.gram)
+            + space.first
+            for space, local in zip(spaces, local_excluded)
+        ])
+    if ids is None:
+        blocks = []
+        for space, local in zip(spaces, local_excluded):
+            start, end = rows_of_rank(space.rows, rank, world)
+            query = torch.arange(start, end, device=device)
+            blocks.append(embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
+                          if end > start else torch.zeros(0, k, dtype=torch.long, device=device))
+        return torch.cat(gather_row_blocks(blocks, [space.rows for space in spaces], world))
+    # The queried ids, grouped by space (one sync for the group sizes).
+    space_of = torch.bucketize(ids, starts, right=True) - 1
+    order = torch.argsort(space_of, stable=True)
+    counts = torch.bincount(space_of, minlength=len(spaces)).tolist()
+    out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
+    offset = 0
+    for space, local, count in zip(spaces, local_excluded, counts):
+        if count:
+            rows = order[offset : offset + count]
+            query = ids[rows] - space.first
+            out[rows] = embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
+        offset += count
     return out
 
 
@@ -179,6 +288,7 @@ def random_candidates(
     k: int,
     admissible: torch.Tensor,
     generator: Optional[torch.Generator] = None,
+    pools=None,
 ) -> torch.LongTensor:
     """``k`` distinct ids per position, drawn uniformly from ``admissible`` without the gold id.
 
@@ -191,6 +301,9 @@ def random_candidates(
         k: candidates per position.
         admissible: sorted [M] ids that may be drawn (:func:`admissible_ids`), on target's device.
         generator: random source on target's device (reproducible draws).
+        pools: optional (lo, hi) [N]: each row draws from ``admissible[lo:hi]`` only (the gold
+            id's cluster of an adaptive softmax), which must hold the gold id's position and
+            at least k other ids (not checked here: that would sync).
 
     Returns:
         LongTensor [N, k] in no particular order.
@@ -199,10 +312,11 @@ def random_candidates(
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= m - 1:
         raise ValueError(f"k={k!r} is out of range: it must be an integer in [1, {m - 1}] for {m} admissible ids")
     n = target.numel()
+    lo, hi = pools if pools is not None else (torch.zeros_like(target), torch.full_like(target, m))
     # Where the gold id sits among the admissible ids, and whether it is one of them.
     gold_pos = torch.searchsorted(admissible, target).clamp_max_(m - 1)
     gold_admissible = admissible[gold_pos].eq(target)
-    pool = m - gold_admissible.long()  # [N] ids each row draws from
+    pool = hi - lo - gold_admissible.long()  # [N] ids each row draws from
     chosen = torch.empty(n, k, dtype=torch.long, device=target.device)
     for i in range(k):
         # Floyd: j runs over pool-k .. pool-1; draw t in [0, j]; if t was taken, take j.
@@ -211,6 +325,7 @@ def random_candidates(
         t = torch.minimum((u * (j + 1).to(u.dtype)).long(), j)
         taken = chosen[:, :i].eq(t.unsqueeze(1)).any(1)
         chosen[:, i] = torch.where(taken, j, t)
+    chosen += lo.unsqueeze(1)
     # Skip over the gold id's slot: index x >= gold_pos moves one up when the gold id is admissible.
     chosen += (chosen >= gold_pos.unsqueeze(1)) & gold_admissible.unsqueeze(1)
     return admissible[chosen]

@@ -198,28 +198,60 @@ def loss_and_grads(model, criterion, sample, seed=0):
     return loss.detach(), log, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_alpha_zero_is_exactly_adaptive_loss_with_dropout(tmp_path, fresh_metrics):
+def padding_twin_targets(task, sample):
+    """The ids c_i + padding_idx of each tail cluster i, which fairseq's adaptive_loss leaves out
+    (it passes ignore_index=padding_idx to each tail's cross-entropy, whose targets are ids within
+    the cluster), and whether ``sample`` has one as a target."""
+    cutoff = [20, 40]  # TINY_ADAPTIVE_LM's
+    twins = [c + task.target_dictionary.pad() for c in cutoff]
+    return twins, bool(torch.isin(sample["target"], torch.tensor(twins)).any())
+
+
+def test_alpha_zero_is_the_full_nll_adaptive_loss_where_it_counts_every_word(tmp_path, fresh_metrics):
     from conftest import lm_sample
 
-    task, model, skd, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0"], arch_args=WIKI103_LIKE)
-    _, _, adaptive, _ = build_language_model(tmp_path, ADAPTIVE_LOSS, arch_args=WIKI103_LIKE)
+    # The tails' dropout masks are drawn otherwise than fairseq's module draws them (one per
+    # position for the whole step): compared without that dropout.
+    arch = WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"]
+    task, model, skd, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0"], arch_args=arch)
+    _, _, adaptive, _ = build_language_model(tmp_path, ADAPTIVE_LOSS, arch_args=arch)
+    twins, _ = padding_twin_targets(task, lm_sample(task))
+    # A batch without the words adaptive_loss leaves out: the same loss and gradients (other sums).
     sample = lm_sample(task)
+    sample["target"][torch.isin(sample["target"], torch.tensor(twins))] = 30
     loss, log, grads = loss_and_grads(model, skd, sample)
     want, want_log, want_grads = loss_and_grads(model, adaptive, sample)
-    assert torch.equal(loss, want) and log["sample_size"] == want_log["sample_size"]
-    assert grads.keys() == want_grads.keys() and all(torch.equal(grads[n], want_grads[n]) for n in grads)
-    # Validation: the same number as adaptive_loss at any alpha.
-    _, _, skd_half, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0.5"], arch_args=WIKI103_LIKE)
-    model.eval()
+    torch.testing.assert_close(loss.reshape(()), want.reshape(()), rtol=1e-6, atol=1e-4)
+    assert log["sample_size"] == want_log["sample_size"]
+    assert grads.keys() == want_grads.keys()
+    for n in grads:  # fp32 sums in another order: an error of ~1e-6 of the tensor's scale
+        scale = max(1.0, want_grads[n].abs().max().item())
+        torch.testing.assert_close(grads[n], want_grads[n], rtol=1e-4, atol=1e-5 * scale)
+    # A batch with them: adaptive_loss drops their terms, SKD's data term is the full softmax's NLL.
+    sample["target"][0, :3] = torch.tensor([twins[0], twins[1], twins[0]])
+    loss, _, _ = loss_and_grads(model, skd, sample)
+    want, _, _ = loss_and_grads(model, adaptive, sample)
+    model.eval()  # the reference without dropout: validation, where SKD's loss is the same NLL
     with torch.no_grad():
-        assert torch.equal(skd_half(model, sample)[0], adaptive(model, sample)[0])
+        features = model(**sample["net_input"])[0]
+        lprobs = full_log_probs(model.decoder.adaptive_softmax, features)
+        target = sample["target"].view(-1)
+        real = target.ne(task.target_dictionary.pad())
+        reference = -lprobs.gather(1, target.unsqueeze(1)).squeeze(1)[real].sum()
+        valid = skd(model, sample)[0]
+        assert float(valid) == pytest.approx(float(reference), rel=1e-5)
+        assert float(adaptive(model, sample)[0]) < float(reference) - 1.0  # three words fewer
+        # Validation at any alpha: the same number.
+        _, _, skd_half, _ = build_language_model(tmp_path, SKD0 + ["--skd-alpha", "0.5"], arch_args=arch)
+        assert torch.equal(skd_half(model, sample)[0], valid)
 
 
 def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh_metrics):
     from conftest import lm_sample
 
     task, model, skd, _ = build_language_model(
-        tmp_path, SKD0 + ["--skd-alpha", "0.5"], arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"])
+        tmp_path, SKD0 + ["--skd-alpha", "0.5", "--skd-adaptive-candidates", "any"],
+        arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"])
     model.train()
     sample = lm_sample(task)
     scores, target = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
@@ -244,20 +276,30 @@ def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh
     assert all(mask is None for mask in scores._tail_masks)
 
 
+def cluster_ids(ids, cutoff):
+    return torch.bucketize(ids, torch.tensor(cutoff[:-1]), right=True)
+
+
+@pytest.mark.parametrize("candidates", ["cluster", "any"])
 @pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
-def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, fresh_metrics, mode, monkeypatch):
+def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, fresh_metrics, mode, candidates,
+                                                                     monkeypatch):
     from conftest import lm_sample
     from skd_fairseq.criterions import label_smoothed_skd as module
 
-    from references import brute_force_neighbours, reference_loss, reference_soft_targets
+    from references import brute_force_similarities, reference_loss, reference_soft_targets
 
     drawn = []
     original = module.random_candidates
     monkeypatch.setattr(module, "random_candidates", lambda *a, **kw: drawn.append(original(*a, **kw)) or drawn[-1])
     args = SKD0 + ["--skd-alpha", "0.4", "--skd-topk", "5", "--skd-candidates", mode, "--skd-gold-mass", "0.7",
-                   "--skd-neighbour-refresh", "0"]
+                   "--skd-neighbour-refresh", "0", "--skd-adaptive-candidates", candidates]
     task, model, criterion, _ = build_language_model(tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"])
     sample = lm_sample(task, seed=3)
+    # The words whose tied input row fairseq zeroes have every neighbour at cosine 0: a tie
+    # whose order depends on rounding. Not as targets here.
+    twins, _ = padding_twin_targets(task, sample)
+    sample["target"][torch.isin(sample["target"], torch.tensor(twins))] = 30
     loss, log, grads = loss_and_grads(model, criterion, sample)
 
     softmax = model.decoder.adaptive_softmax
@@ -266,33 +308,37 @@ def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, f
     lprobs = full_log_probs(softmax, features)
     target = sample["target"].view(-1)
     pad = task.target_dictionary.pad()
-    E = embedding_matrix(adaptive_parts(softmax))
+    parts = adaptive_parts(softmax)
+    E = embedding_matrix(parts)
     exclude = list(range(4))
+    # Where each position may look: its target's cluster, or anywhere.
+    same_cluster = cluster_ids(target, parts.cutoff).unsqueeze(1).eq(cluster_ids(torch.arange(len(E)), parts.cutoff))
+    allowed = same_cluster if candidates == "cluster" else torch.ones_like(same_cluster)
+    allowed[:, exclude] = False
+    allowed[torch.arange(target.numel()), target] = False
     if mode == "neighbours":
-        candidates = brute_force_neighbours(E, target, 5, "cosine", exclude).indices
+        sims = brute_force_similarities(E, "cosine")[target].masked_fill(~allowed, float("-inf"))
+        candidates_ = sims.topk(5, dim=1).indices
     elif mode == "predicted":
-        masked = lprobs.detach().clone()
-        masked[:, exclude] = float("-inf")
-        masked.scatter_(1, target.unsqueeze(1), float("-inf"))
-        candidates = masked.topk(5, dim=1).indices
+        candidates_ = lprobs.detach().masked_fill(~allowed, float("-inf")).topk(5, dim=1).indices
     else:
-        candidates = drawn[-1]
+        candidates_ = drawn[-1]
     real = target.ne(pad)
+    # Cluster candidates never leave the gold word's cluster.
+    assert bool(allowed.gather(1, candidates_)[real].all())
     # q at the solved tau of each position (checked against the reference's own softmax).
     from skd_fairseq.losses import skd_soft_targets
-    q, tau = skd_soft_targets(E, target, candidates, "cosine", gold_mass=0.7, return_temperature=True)
+    q, tau = skd_soft_targets(E, target, candidates_, "cosine", gold_mass=0.7, return_temperature=True)
     for i in range(0, target.numel(), 7):
         if real[i]:
-            want_q = reference_soft_targets(E, target[i : i + 1], candidates[i : i + 1], "cosine", float(tau[i]))
+            want_q = reference_soft_targets(E, target[i : i + 1], candidates_[i : i + 1], "cosine", float(tau[i]))
             torch.testing.assert_close(q[i : i + 1].double(), want_q, rtol=1e-4, atol=1e-5)
-    want = reference_loss(lprobs.detach(), target, candidates, q, 0.4, 0.0, pad)
+    want = reference_loss(lprobs.detach(), target, candidates_, q, 0.4, 0.0, pad)
     assert float(loss) == pytest.approx(want[0], rel=1e-5)
     assert float(log["skd_loss"]) == pytest.approx(want[2], rel=1e-5)
-    # rho everywhere but at the tail words whose tied input row fairseq zeroes (a band's row
-    # padding_idx): a zero embedding ties with every candidate, and q is uniform there.
-    assert float(log["skd_gold_q"]) == pytest.approx(float(q[:, 0][real].sum()), rel=1e-5)
+    assert float(log["skd_gold_q"]) == pytest.approx(float(q[:, 0][real].sum()), rel=1e-4)
     # Gradients: the same loss written on the full matrix.
-    picked = lprobs.gather(1, torch.cat([target.unsqueeze(1), candidates], 1))
+    picked = lprobs.gather(1, torch.cat([target.unsqueeze(1), candidates_], 1))
     ref = (0.6 * -picked[:, 0] + 0.4 * -(q * picked).sum(1)).masked_fill(~real, 0).sum()
     ref.backward()
     for n, p in model.named_parameters():
@@ -318,3 +364,55 @@ def test_adaptive_softmax_refuses_what_it_cannot_compute(tmp_path, fresh_metrics
     model.train()
     with pytest.raises(ValueError, match=message):
         criterion(model, lm_sample(task))
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot", "l2"])
+@pytest.mark.parametrize("variant", list(VARIANTS) + ["head-proj"])
+def test_cluster_space_search_equals_the_full_space_search_within_each_cluster(tmp_path, variant, similarity):
+    """Each tail cluster searched from W_i and G_i = P_i P_i^T (d_i wide) finds the neighbours
+    that the full-space search over e_w = P_i^T W_i[w] (D wide) finds among the cluster's words."""
+    from skd_fairseq.adaptive import cluster_spaces
+    from skd_fairseq.neighbours import neighbour_table
+
+    from references import brute_force_similarities
+
+    _, _, softmax = adaptive_model(tmp_path, variant)
+    parts = adaptive_parts(softmax)
+    E = embedding_matrix(parts).double()
+    exclude = torch.tensor([0, 1, 2, 3, 45])
+    got = neighbour_table(cluster_spaces(parts), 4, similarity, exclude)
+    cluster = torch.bucketize(torch.arange(len(E)), torch.tensor(parts.cutoff[:-1]), right=True)
+    sims = brute_force_similarities(E, similarity)
+    sims = sims.masked_fill(~cluster.unsqueeze(1).eq(cluster.unsqueeze(0)), float("-inf"))
+    sims[:, exclude] = float("-inf")
+    sims.fill_diagonal_(float("-inf"))
+    want = sims.topk(5, dim=1)
+    assert bool(cluster.unsqueeze(1).eq(cluster[got]).all())  # never outside the word's cluster
+    torch.testing.assert_close(sims.gather(1, got), want.values[:, :4], rtol=1e-5, atol=1e-5)
+    # The same ids wherever the ranking has no near-tie (zero rows tie with everything).
+    clear = (want.values[:, :-1] - want.values[:, 1:]).abs().min(1).values > 1e-4
+    assert clear.sum() > len(E) // 2 and torch.equal(got[clear], want.indices[clear, :4])
+
+
+def test_k_larger_than_a_cluster_allows_is_refused_naming_the_cluster(tmp_path, fresh_metrics):
+    from conftest import lm_sample
+
+    task, model, criterion, _ = build_language_model(
+        tmp_path, SKD0 + ["--skd-topk", "19"], arch_args=WIKI103_LIKE)  # the head has 20 words, 4 special
+    model.train()
+    with pytest.raises(ValueError, match=r"--skd-topk 19 with --skd-adaptive-candidates cluster: the head cluster "
+                                         r"\(ids 0 to 19\) has 20 words, 4 of them excluded"):
+        criterion(model, lm_sample(task))
+    _, _, any_cluster, _ = build_language_model(
+        tmp_path, SKD0 + ["--skd-topk", "19", "--skd-adaptive-candidates", "any"], arch_args=WIKI103_LIKE)
+    assert torch.isfinite(any_cluster(model, lm_sample(task))[0])
+
+
+def test_adaptive_candidates_are_refused_on_a_full_softmax(tmp_path, fresh_metrics):
+    from conftest import build_translation, translation_sample
+
+    task, model, criterion, _ = build_translation(
+        tmp_path, ["--criterion", "label_smoothed_skd", "--skd-adaptive-candidates", "cluster"])
+    model.train()
+    with pytest.raises(ValueError, match=r"--skd-adaptive-candidates cluster: this model has a full softmax"):
+        criterion(model, translation_sample(task))

@@ -113,8 +113,8 @@ def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_me
     from skd_fairseq.criterions import label_smoothed_skd as module
 
     calls = []
-    original = module.embedding_topk
-    monkeypatch.setattr(module, "embedding_topk", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    original = module.neighbour_table
+    monkeypatch.setattr(module, "neighbour_table", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     args = SKD + ["--skd-alpha", "0.5", "--skd-neighbour-refresh", "10"]
     task, model, criterion, _ = build_translation(tmp_path, args)
     sample = translation_sample(task)
@@ -281,9 +281,11 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
         original = getattr(module.LabelSmoothedSkdCriterion, name)
         monkeypatch.setattr(module.LabelSmoothedSkdCriterion, name,
                             lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1])
-    for name in ("random_candidates", "predicted_topk"):
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _o=original, **kw: chosen.append(_o(*a, **kw)) or chosen[-1])
+    from skd_fairseq.criterions import scores as scores_module
+
+    for owner, name in ((module, "random_candidates"), (scores_module, "predicted_topk")):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, _o=original, **kw: chosen.append(_o(*a, **kw)) or chosen[-1])
     args = SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-candidates", mode,
                   "--skd-neighbour-refresh", refresh, "--skd-exclude-unseen"]
     task, model, criterion, _ = build_translation(tmp_path, args)

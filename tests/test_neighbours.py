@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from skd_fairseq.neighbours import (
+    neighbour_table,
     MASK_EXCLUDED_ABOVE,
     admissible_ids,
     embedding_topk,
@@ -216,3 +217,30 @@ def test_random_candidates_are_reproducible_under_a_seed_and_change_with_it():
     draw = lambda seed: random_candidates(target, 8, admissible, torch.Generator().manual_seed(seed))
     assert torch.equal(draw(3), draw(3))
     assert (draw(3) != draw(4)).float().mean() > 0.99
+
+
+def _table_on_rank(rank, world, init, spaces, k, exclude, out):
+    torch.distributed.init_process_group("gloo", init_method=init, world_size=world, rank=rank)
+    try:
+        table = neighbour_table(spaces, k, "cosine", exclude, world=world, rank=rank)
+        torch.save(table, f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_ranks_build_the_same_table_as_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    from skd_fairseq.neighbours import Space
+
+    g = torch.Generator().manual_seed(0)
+    w0, w1 = torch.randn(37, 16, generator=g), torch.randn(53, 6, generator=g)
+    p1 = torch.randn(6, 16, generator=g)
+    spaces = [Space(w0, 0, None, "head"), Space(w1, 37, p1 @ p1.t(), "tail")]
+    exclude = torch.tensor([0, 1, 2, 40])
+    want = neighbour_table(spaces, 5, "cosine", exclude)
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.start_processes(_table_on_rank, args=(2, init, spaces, 5, exclude, str(tmp_path / "table")), nprocs=2,
+                       start_method="spawn")
+    for rank in range(2):
+        assert torch.equal(torch.load(tmp_path / f"table.{rank}"), want)

@@ -19,17 +19,19 @@ def reference_weight(a, b, sigma, weight_max):
     return min(weight_max, math.exp(-sigma * float(((a.double() - b.double()) ** 2).sum())))
 
 
-def reference_top1(lprobs, target, embeddings, exclude, sigma, weight_max, alpha, eps, pad):
+def reference_top1(lprobs, target, embeddings, exclude, sigma, weight_max, alpha, eps, pad, cluster=None):
     """Float64, position by position: yhat = argmax of log p over the admissible tokens and the
-    gold token; sums of the loss, -log p(yhat) and w, and how often yhat is the gold token."""
+    gold token (of the gold token's cluster, given each id's ``cluster``); sums of the loss,
+    -log p(yhat) and w, and how often yhat is the gold token."""
     V = lprobs.size(1)
+    cluster = cluster if cluster is not None else [0] * V
     total = top1_total = weight_total = 0.0
     gold_count = 0
     for i, t in enumerate(target.tolist()):
         if t == pad:
             continue
         row = lprobs[i].double()
-        allowed = [w for w in range(V) if w not in exclude or w == t]
+        allowed = [w for w in range(V) if (w not in exclude and cluster[w] == cluster[t]) or w == t]
         yhat = max(allowed, key=lambda w: (float(row[w]), w == t))
         w = reference_weight(embeddings[t], embeddings[yhat], sigma, weight_max)
         eps_i = eps / (V - 1)
@@ -45,27 +47,28 @@ def test_distance_weights_equal_the_float64_formula_with_the_cap():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(50, 16, generator=g) * 0.3
     b = a + torch.randn(50, 16, generator=g) * torch.linspace(0, 1, 50).unsqueeze(1)
+    squared = lambda x, y: (x.float() - y.float()).pow(2).sum(-1)  # noqa: E731
     for sigma, cap in [(0.5, 0.5), (3.0, 1.0), (0.01, 0.2)]:
-        w = distance_weights(a, b, sigma, cap)
+        w = distance_weights(squared(a, b), sigma, cap)
         want = torch.tensor([reference_weight(x, y, sigma, cap) for x, y in zip(a, b)], dtype=torch.float64)
         assert w.dtype == torch.float32
         torch.testing.assert_close(w.double(), want, rtol=1e-5, atol=1e-7)
         assert float(w.max()) == pytest.approx(cap)  # the first rows are (nearly) the same token
-    # fp16 rows: the distance is taken in fp32, and the same token gives exactly the cap.
-    w = distance_weights(a.half(), a.half(), 2.0, 0.5)
-    assert w.dtype == torch.float32 and torch.equal(w, torch.full((50,), 0.5))
+    # A distance of 0 (the same token) or rounded below 0 gives exactly the cap; fp16 is taken in fp32.
+    w = distance_weights(torch.tensor([0.0, -1e-7, 4.0]).half(), 2.0, 0.5)
+    assert w.dtype == torch.float32 and w.tolist()[:2] == [0.5, 0.5]
+    assert w[2] == pytest.approx(math.exp(-8.0), rel=1e-3)
     with pytest.raises(ValueError, match="sigma must be > 0"):
-        distance_weights(a, b, 0.0, 0.5)
+        distance_weights(squared(a, b), 0.0, 0.5)
     with pytest.raises(ValueError, match=r"cap must be in \(0, 1\]"):
-        distance_weights(a, b, 1.0, 1.5)
+        distance_weights(squared(a, b), 1.0, 1.5)
 
 
 def test_top1_loss_picks_the_gold_token_when_it_ranks_first_and_gives_the_weight_no_gradient():
     logits = torch.tensor([[2.0, 1.0], [0.5, 1.5], [1.0, 1.0]], requires_grad=True)
     picked = torch.log_softmax(logits, -1)  # [gold, best other] for three positions
-    gold = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], requires_grad=True)
-    other = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]], requires_grad=True)
-    loss, nll, top1, w, is_gold = top1_distance_loss(picked, gold, other, 0.7, 0.5, alpha=0.6, reduce=False)
+    distance = torch.tensor([1.0, 1.0, 1.0], requires_grad=True)  # |e_y - e_c|^2 at each position
+    loss, nll, top1, w, is_gold = top1_distance_loss(picked, distance, 0.7, 0.5, alpha=0.6, reduce=False)
     # Position 0: gold first (w = cap); 1: the other token first, |e_y - e_c|^2 = 1; 2: a tie goes to gold.
     assert is_gold.tolist() == [True, False, True]
     torch.testing.assert_close(w, torch.tensor([0.5, math.exp(-0.7), 0.5]))
@@ -78,11 +81,11 @@ def test_top1_loss_picks_the_gold_token_when_it_ranks_first_and_gives_the_weight
     torch.testing.assert_close(loss.detach(), want)
     torch.testing.assert_close(top1.detach(), torch.stack([-p[0, 0], -p[1, 1], -p[2, 0]]))
     loss.sum().backward()
-    assert gold.grad is None and other.grad is None  # w is a constant, unlike in the public code
+    assert distance.grad is None  # w is a constant, unlike in the public code
     assert logits.grad is not None
     # Padding contributes nothing and counts nowhere.
     pad = torch.tensor([[False], [True], [False]])
-    loss, _, _, w, is_gold = top1_distance_loss(picked, gold, other, 0.7, 0.5, 0.6, pad_mask=pad, reduce=False)
+    loss, _, _, w, is_gold = top1_distance_loss(picked, distance, 0.7, 0.5, 0.6, pad_mask=pad, reduce=False)
     assert float(loss[1]) == 0 and float(w[1]) == 0 and not bool(is_gold[1])
 
 
@@ -124,11 +127,13 @@ def test_full_softmax_loss_and_gradients_equal_the_reference(tmp_path, fresh_met
             torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp_path, fresh_metrics):
-    from skd_fairseq.adaptive import embedding_matrix
+@pytest.mark.parametrize("candidates", ["cluster", "any"])
+def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp_path, fresh_metrics, candidates):
+    from skd_fairseq.adaptive import cluster_of, embedding_matrix
     from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
-    args = TOP1 + ["--label-smoothing", "0", "--skd-alpha", "0.5", "--skd-sigma", "0.3"]
+    args = TOP1 + ["--label-smoothing", "0", "--skd-alpha", "0.5", "--skd-sigma", "0.3",
+                   "--skd-adaptive-candidates", candidates]
     task, model, criterion, _ = build_language_model(
         tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"])
     sample = lm_sample(task, seed=2)
@@ -139,18 +144,22 @@ def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp
     lprobs = full_log_probs(softmax, model(**sample["net_input"])[0])
     target = sample["target"].view(-1)
     pad = task.target_dictionary.pad()
-    E = embedding_matrix(adaptive_parts(softmax))
+    parts = adaptive_parts(softmax)
+    E = embedding_matrix(parts)
     exclude = set(excluded_token_ids(task.target_dictionary))
-    want, top1, weights, gold = reference_top1(lprobs.detach(), target, E, exclude, 0.3, 0.5, 0.5, 0.0, pad)
+    # Cluster candidates: yhat is the most probable word of the gold word's own cluster.
+    cluster = cluster_of(torch.arange(len(E)), parts.cutoff).tolist() if candidates == "cluster" else None
+    want, top1, weights, gold = reference_top1(lprobs.detach(), target, E, exclude, 0.3, 0.5, 0.5, 0.0, pad, cluster)
     assert float(loss) == pytest.approx(want, rel=1e-5)
     assert float(log["skd_loss"]) == pytest.approx(top1, rel=1e-5)
     assert float(log["skd_weight"]) == pytest.approx(weights, rel=1e-5)
     assert int(log["skd_top1_gold"]) == gold
     total = 0
+    cluster = cluster or [0] * lprobs.size(1)
     for i, t in enumerate(target.tolist()):
         if t == pad:
             continue
-        allowed = [w for w in range(lprobs.size(1)) if w not in exclude or w == t]
+        allowed = [w for w in range(lprobs.size(1)) if (w not in exclude and cluster[w] == cluster[t]) or w == t]
         yhat = max(allowed, key=lambda w: (float(lprobs[i, w]), w == t))
         w = reference_weight(E[t], E[yhat], 0.3, 0.5)
         total = total + (1 - 0.5 * w) * -lprobs[i, t] + 0.5 * w * -lprobs[i, yhat]

@@ -25,16 +25,15 @@ from omegaconf import II
 from ..losses import (
     check_distance_weighting,
     check_gold_mass,
-    label_smoothed_skd_loss,
     skd_loss_from_entries,
-    skd_soft_targets,
+    soft_targets_from_similarities,
     top1_distance_loss,
 )
-from ..adaptive import embedding_matrix
-from ..neighbours import admissible_ids, check_k, embedding_topk, predicted_topk, random_candidates
+from ..neighbours import admissible_ids, check_k, neighbour_table, random_candidates
 from ..schedule import check_schedule, skd_alpha
 from ..similarity import SIMILARITIES
-from .adaptive_softmax import AdaptiveScores, adaptive_cross_entropy, adaptive_softmax_of
+from .adaptive_softmax import ADAPTIVE_CANDIDATES, AdaptiveScores, adaptive_softmax_of
+from .scores import FullScores
 from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
 
 logger = logging.getLogger(__name__)
@@ -123,6 +122,14 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
         metadata={
             "help": f"w_max in (0, 1] of --skd-weighting distance: the cap on the weight w "
             f"(default {DEFAULT_WEIGHT_MAX}, the public code's)"
+        },
+    )
+    skd_adaptive_candidates: Optional[ChoiceEnum(ADAPTIVE_CANDIDATES)] = field(
+        default=None,
+        metadata={
+            "help": "on an adaptive softmax only: cluster (its default) draws a position's candidates "
+            "from its gold word's own cluster, so SKD needs only the tail adaptive_loss computes; any "
+            "lets them lie in any cluster (every tail for nearly every position)"
         },
     )
     skd_neighbour_refresh: int = field(
@@ -232,6 +239,8 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             else DEFAULT_TEMPERATURE
         )
         self.neighbour_refresh = cfg.skd_neighbour_refresh
+        self.adaptive_candidates = None if cfg.skd_adaptive_candidates is None else str(cfg.skd_adaptive_candidates)
+        self._candidates_checked = False
         self.weighting = str(cfg.skd_weighting)
         self.sigma = cfg.skd_sigma
         self.weight_max = cfg.skd_weight_max if cfg.skd_weight_max is not None else DEFAULT_WEIGHT_MAX
@@ -292,10 +301,20 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         """fairseq's, except on an adaptive softmax: :class:`AdaptiveScores` instead of [N, V]."""
         softmax = adaptive_softmax_of(model)
         if softmax is None:
+            if self.adaptive_candidates is not None:
+                raise ValueError(
+                    f"--skd-adaptive-candidates {self.adaptive_candidates}: this model has a full softmax, "
+                    "with no clusters to keep candidates in; leave the flag out (it is for models trained "
+                    "with --adaptive-softmax-cutoff)"
+                )
             return super().get_lprobs_and_target(model, net_output, sample)
         self.check_adaptive_softmax()
         target = model.get_targets(sample, net_output).view(-1)
-        return AdaptiveScores(softmax, net_output[0]), target
+        scores = AdaptiveScores(softmax, net_output[0], target, self.adaptive_candidates or "cluster")
+        if not self._candidates_checked:  # the clusters are known from the first batch on
+            scores.check_candidates(self.topk, self.excluded_ids)
+            self._candidates_checked = True
+        return scores, target
 
     def check_adaptive_softmax(self):
         if self.eps > 0:
@@ -354,17 +373,19 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return {key: torch.zeros((), device=device) for key in keys}
 
     def data_loss(self, lprobs, target, reduce):
-        """(loss, nll_loss) without SKD: fairseq's label-smoothed NLL, or adaptive_loss's cross-entropy."""
+        """(loss, nll_loss) without SKD: fairseq's label-smoothed NLL, or on an adaptive softmax the
+        negative log-likelihood of every target word (:meth:`AdaptiveScores.nll`)."""
         if isinstance(lprobs, AdaptiveScores):
-            loss = adaptive_cross_entropy(lprobs.softmax, lprobs.features, target, self.padding_idx, reduce)
+            loss = lprobs.nll(target, self.padding_idx, reduce)
             return loss, loss
         return label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce)
 
-    def candidate_exclusions(self, refresh_table):
+    def candidate_exclusions(self, refresh_table, scores):
         """(excluded ids, admissible ids, enough) for the candidates: the special and filler symbols
         and, with --skd-exclude-unseen, the tokens not yet seen as a target; ``enough`` is False
-        while fewer than k + 1 tokens have been. With a neighbour table the seen set only matters
-        at a refresh (both ids are None otherwise: the cached table applies)."""
+        while fewer than k + 1 tokens have been (with cluster candidates: in some cluster). With a
+        neighbour table the seen set only matters at a refresh (both ids are None otherwise: the
+        cached table applies)."""
         if not self.exclude_unseen:
             return self.excluded_ids, self.admissible_ids, True
         if self.candidate_mode == "neighbours" and self.neighbour_refresh > 0 and not refresh_table:
@@ -378,57 +399,60 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         seen[self.excluded_ids] = False
         # Both id lists, each ascending, from one stable sort: the unseen ids, then the seen ones.
         order = torch.argsort(seen.to(torch.uint8), stable=True)
-        n_seen = int(seen.sum())  # the one sync
+        counts = scores.seen_per_cluster(seen).tolist()  # the one sync
+        n_seen = sum(counts)
         excluded, admissible = order[: seen.numel() - n_seen], order[seen.numel() - n_seen:]
-        return excluded, admissible, n_seen >= self.topk + 1
+        return excluded, admissible, min(counts) >= self.topk + 1
+
+    def output_scores(self, model, lprobs):
+        """The criterion's view of the scores: :class:`AdaptiveScores` as built, or the full
+        softmax's lprobs with its output embedding."""
+        if isinstance(lprobs, AdaptiveScores):
+            return lprobs
+        return FullScores(lprobs, lambda: output_embedding(model, self.vocab_size))
 
     def compute_skd_loss(self, model, lprobs, target, alpha, reduce):
         """(loss, nll_loss, log entries) with the SKD term, or None while --skd-exclude-unseen
         has seen fewer than k + 1 distinct targets (the caller then leaves SKD out)."""
-        excluded, admissible, enough = self.candidate_exclusions(self.table_is_stale(target.device))
+        scores = self.output_scores(model, lprobs)
+        excluded, admissible, enough = self.candidate_exclusions(self.table_is_stale(target.device), scores)
         if not enough:
             return None, None, None
-        adaptive = isinstance(lprobs, AdaptiveScores)
-        if adaptive:  # e_w of every token, built a block at a time, only when the table needs it
-            weight = lambda: embedding_matrix(lprobs.parts)  # noqa: E731
-        else:
-            matrix = output_embedding(model, self.vocab_size)
-            weight = lambda: matrix  # noqa: E731
         if self.candidate_mode == "predicted":
-            candidates = (
-                lprobs.topk(self.topk, excluded, target) if adaptive
-                else predicted_topk(lprobs, target, self.topk, exclude=excluded)
-            )
+            candidates = scores.topk(self.topk, excluded, target)
         elif self.candidate_mode == "random":
             candidates = random_candidates(
-                target, self.topk, admissible, self.random_generator(target.device)
+                target, self.topk, admissible, self.random_generator(target.device),
+                pools=scores.random_pools(admissible, target),
             )
         else:
-            candidates = self.neighbour_candidates(weight, target, excluded)
+            candidates = self.neighbour_candidates(scores, target, excluded)
         real = target.ne(self.padding_idx)
-        if self.weighting == "distance":
-            return self.top1_distance_terms(lprobs, weight, target, candidates, real, alpha, reduce)
-        if adaptive:
-            # Padding positions ask for the padding id only: no tail cluster is run for them.
-            entries = self.adaptive_entries(target, candidates, real)
-            # q from the rows of the entries themselves: [N (k+1), D], position i's at i (k+1) + j.
-            slots = torch.arange(entries.numel(), device=target.device).view_as(entries)
-            soft_targets, tau = skd_soft_targets(
-                lprobs.embedding_rows(entries.view(-1)), slots[:, 0], slots[:, 1:], self.similarity,
-                temperature=self.temperature, gold_mass=self.gold_mass, return_temperature=True,
+        # Padding positions ask for the padding id only: no tail cluster is run for them.
+        entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1).masked_fill(~real.unsqueeze(-1), self.padding_idx)
+        # Cluster candidates lie in the gold word's cluster: the gold rows' projections and
+        # log-normalisers serve the data term and every candidate.
+        picked = scores.log_probs(entries, cluster_local=self.adaptive_candidates != "any")
+        smooth_loss = scores.smooth_loss() if self.eps > 0 else None
+        pad_mask = ~real.unsqueeze(-1)
+        if self.weighting == "distance":  # [gold, best other]: their squared distance, from l2
+            distance = -scores.pair_similarities(target, entries, "l2")[:, 1]
+            loss, nll_loss, top1_loss, w, top1_is_gold = top1_distance_loss(
+                picked, distance, self.sigma, self.weight_max, alpha, self.eps, scores.vocab_size,
+                smooth_loss, pad_mask=pad_mask, reduce=reduce,
             )
-            loss, nll_loss, skd_loss = skd_loss_from_entries(
-                lprobs.log_probs(entries), soft_targets, alpha, pad_mask=~real.unsqueeze(-1), reduce=reduce
-            )
-        else:
-            soft_targets, tau = skd_soft_targets(
-                weight(), target, candidates, self.similarity, temperature=self.temperature,
-                gold_mass=self.gold_mass, return_temperature=True,
-            )
-            loss, nll_loss, skd_loss = label_smoothed_skd_loss(
-                lprobs, target, candidates, soft_targets, alpha, self.eps,
-                ignore_index=self.padding_idx, reduce=reduce,
-            )
+            return loss, nll_loss, {
+                "skd_loss": top1_loss.detach().sum(),
+                "skd_weight": w.sum(),
+                "skd_top1_gold": top1_is_gold.sum(),
+                "skd_ntokens": real.sum(),
+            }
+        soft_targets, tau = soft_targets_from_similarities(
+            scores.pair_similarities(target, entries, self.similarity), self.temperature, self.gold_mass
+        )
+        loss, nll_loss, skd_loss = skd_loss_from_entries(
+            picked, soft_targets, alpha, self.eps, scores.vocab_size, smooth_loss, pad_mask, reduce
+        )
         skd_log = {
             "skd_loss": skd_loss.detach().sum(),
             "skd_gold_q": soft_targets[:, 0].masked_fill(~real, 0.0).sum(),  # no masked_select: it syncs
@@ -439,34 +463,6 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             skd_log["skd_tau"] = tau.masked_fill(~solved, 0.0).sum()
             skd_log["skd_tau_ntokens"] = solved.sum()
         return loss, nll_loss, skd_log
-
-    def adaptive_entries(self, target, candidates, real):
-        """[N, k+1]: the gold token and its candidates, only the padding id at padding positions."""
-        entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
-        return entries.masked_fill(~real.unsqueeze(-1), self.padding_idx)
-
-    def top1_distance_terms(self, lprobs, weight, target, candidates, real, alpha, reduce):
-        """--skd-weighting distance: ``candidates`` [N, 1] is the most probable token besides the
-        gold one, so the top-1 prediction is whichever of the two the model ranks higher."""
-        if isinstance(lprobs, AdaptiveScores):
-            entries = self.adaptive_entries(target, candidates, real)
-            rows = lprobs.embedding_rows(entries.view(-1)).view(*entries.shape, -1)
-            picked, smooth_loss = lprobs.log_probs(entries), None
-        else:
-            entries = torch.cat([target.unsqueeze(-1), candidates], dim=-1)
-            rows = weight().detach()[entries]
-            picked = lprobs.gather(dim=-1, index=entries)
-            smooth_loss = -lprobs.sum(dim=-1, keepdim=True) if self.eps > 0 else None
-        loss, nll_loss, top1_loss, w, top1_is_gold = top1_distance_loss(
-            picked, rows[:, 0], rows[:, 1], self.sigma, self.weight_max, alpha, self.eps,
-            lprobs.size(-1), smooth_loss, pad_mask=~real.unsqueeze(-1), reduce=reduce,
-        )
-        return loss, nll_loss, {
-            "skd_loss": top1_loss.detach().sum(),
-            "skd_weight": w.sum(),
-            "skd_top1_gold": top1_is_gold.sum(),
-            "skd_ntokens": real.sum(),
-        }
 
     def random_generator(self, device):
         """A generator on ``device`` seeded for this micro-batch: fresh draws at every step."""
@@ -487,22 +483,20 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         period = self.num_updates // self.neighbour_refresh
         return table is None or table.device != device or period != self._neighbour_table_period
 
-    def neighbour_candidates(self, weight, target, excluded):
-        """The gold tokens' k nearest neighbours; ``weight()`` gives the output embedding E.
-        ``excluded`` is only read when the neighbours are computed (it is None otherwise)."""
+    def neighbour_candidates(self, scores, target, excluded):
+        """The gold tokens' k nearest neighbours, in the spaces ``scores`` searches. ``excluded``
+        is only read when the neighbours are computed (it is None otherwise)."""
         if self.neighbour_refresh == 0:
             gold, rows = torch.unique(target, return_inverse=True)
-            neighbours = embedding_topk(
-                weight(), gold, self.topk, self.similarity, exclude=excluded
-            )
-            return neighbours[rows]
+            return neighbour_table(scores.neighbour_spaces(), self.topk, self.similarity, excluded, ids=gold)[rows]
         if self.table_is_stale(target.device):
-            self._neighbour_table = embedding_topk(
-                weight(),
-                torch.arange(self.vocab_size, device=target.device),
-                self.topk,
-                self.similarity,
-                exclude=excluded,
+            distributed = torch.distributed.is_initialized()
+            # With several ranks each searches its share of the rows and one all-gather assembles
+            # the table (the weights are replicated, so the shares make up the one table).
+            self._neighbour_table = neighbour_table(
+                scores.neighbour_spaces(), self.topk, self.similarity, excluded,
+                world=torch.distributed.get_world_size() if distributed else 1,
+                rank=torch.distributed.get_rank() if distributed else 0,
             )
             self._neighbour_table_period = self.num_updates // self.neighbour_refresh
         return self._neighbour_table[target]
