@@ -122,12 +122,15 @@ def build_criterion(name, task, **skd):
     return LabelSmoothedSkdCriterion(task, cfg)
 
 
-def variants(refresh, adaptive=False):
-    if adaptive:  # R = 0 would rebuild the whole [V, D] output embedding at every step
+def variants(refresh, adaptive_candidates=()):
+    if adaptive_candidates:  # R = 0 would search the whole vocabulary at every step
         yield "baseline", {}
-        yield f"skd-neighbours-R{refresh}", dict(skd_candidates="neighbours", skd_neighbour_refresh=refresh)
-        yield "skd-random", dict(skd_candidates="random")
-        yield "skd-predicted", dict(skd_candidates="predicted")
+        for mode in adaptive_candidates:  # cluster: the default, unsuffixed
+            suffix, flags = ("" if mode == "cluster" else f"-{mode}"), dict(skd_adaptive_candidates=mode)
+            yield f"skd-neighbours-R{refresh}{suffix}", dict(flags, skd_candidates="neighbours",
+                                                              skd_neighbour_refresh=refresh)
+            yield f"skd-random{suffix}", dict(flags, skd_candidates="random")
+            yield f"skd-predicted{suffix}", dict(flags, skd_candidates="predicted")
         return
     yield "baseline", {}
     yield "skd-neighbours-R0", dict(skd_candidates="neighbours", skd_neighbour_refresh=0)
@@ -155,7 +158,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
     target = target.to(device)
     sample = {"net_input": {"hidden": hidden}, "target": target, "ntokens": tokens}
     criteria = {}
-    for name, skd in variants(args.refresh, bool(cutoff)):
+    for name, skd in variants(args.refresh, args.adaptive_candidates if cutoff else ()):
         if name != "baseline":
             skd = dict(skd, skd_alpha=0.5, skd_topk=topk, skd_similarity=args.similarity)
             kind = "skd-adaptive" if cutoff else "skd"
@@ -185,29 +188,38 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         for name, criterion in criteria.items():
             times[name].append(timed(lambda: step(criterion)))
 
-    # The table refresh, timed on its own: every R steps, the whole vocabulary's top-k.
-    refresh_name = f"skd-neighbours-R{args.refresh}"
+    # The table refresh, timed on its own: every R steps, the whole vocabulary's top-k, searched
+    # as the criterion searches it (one space, or each cluster of an adaptive softmax in its own).
+    refresh_name = next(name for name in criteria if name.startswith(f"skd-neighbours-R{args.refresh}"))
     table_criterion = criteria[refresh_name]
     refresh_rows = min(args.refresh_rows or vocab, vocab)
-    if cutoff:
-        from skd_fairseq.adaptive import embedding_matrix
+    from skd_fairseq.neighbours import Space, embedding_topk
+
+    def spaces():
+        if not cutoff:
+            return [Space(model.decoder.output_projection.weight)]
+        from skd_fairseq.adaptive import cluster_spaces, embedding_matrix
         from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
-        def weight():
-            return embedding_matrix(adaptive_parts(model.decoder.adaptive_softmax))
-    else:
-        def weight():
-            return model.decoder.output_projection.weight
-    refresh_times = []
-    for _ in range(max(1, args.repeats // 2)):
-        def rebuild():
-            from skd_fairseq.neighbours import embedding_topk
+        parts = adaptive_parts(model.decoder.adaptive_softmax)
+        return cluster_spaces(parts) if table_criterion.adaptive_candidates != "any" else [Space(embedding_matrix(parts))]
 
-            with torch.no_grad():  # what neighbour_candidates does at a refresh, for refresh_rows queries
-                embedding_topk(weight(), torch.arange(refresh_rows, device=device), topk, args.similarity,
-                               exclude=table_criterion.excluded_ids)
-        # Scaled to the whole vocabulary: the search costs the same per query row.
-        refresh_times.append(timed(rebuild) * vocab / refresh_rows)
+    excluded = table_criterion.excluded_ids
+
+    def rebuild():
+        """The search for at most refresh_rows query rows of each space; the time per row, scaled
+        to the space's rows (the search costs the same per query row), summed over the spaces."""
+        scaled = 0.0
+        for space in spaces():
+            rows = min(refresh_rows, space.rows)
+            local = excluded[(excluded >= space.first) & (excluded < space.first + space.rows)] - space.first
+            with torch.no_grad():
+                seconds = timed(lambda: embedding_topk(space.weight, torch.arange(rows, device=device), topk,
+                                                       args.similarity, exclude=local, gram=space.gram))
+            scaled += seconds * space.rows / rows
+        return scaled
+
+    refresh_times = [rebuild() for _ in range(max(1, args.repeats // 2))]
 
     # Peak memory, one step per variant after the timing; for the table variant also a
     # step that rebuilds the table (every R-th step), the worst step of a run.
@@ -222,7 +234,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             table_criterion._neighbour_table = None
             with PeakMemory(device) as used:
                 step(table_criterion)
-        else:  # a whole refresh step would take too long: the search on its own (E + one block)
+        else:  # a whole refresh step would take too long: the search on its own (its rows + one block)
             with PeakMemory(device) as used:
                 rebuild()
         refresh_step_peak = used.bytes
@@ -248,6 +260,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         rows.append(row)
     distinct = int(torch.unique(target).numel())
     return {"tokens": tokens, "vocab": vocab, "dim": dim, "topk": topk, "adaptive_cutoff": cutoff,
+            "adaptive_candidates": table_criterion.adaptive_candidates if cutoff else None,
             "refresh_rows_timed": refresh_rows, "distinct_gold_tokens": distinct, "variants": rows}
 
 
@@ -259,6 +272,9 @@ TARGET_PEAK_RATIO = 1.05
 # the CPU may measure fewer tokens than 2,048.
 ADAPTIVE_TARGET_SHAPE = {"vocab": 267744, "dim": 1024, "topk": 8}
 ADAPTIVE_TARGET_STEP_RATIO, ADAPTIVE_TARGET_PEAK_RATIO = 1.15, 1.25
+# The refresh of the whole [V, D] table at that shape took about 51 min on a CPU thread before
+# clusters were searched in their own spaces (criterion-cpu-adaptive-wiki103.md): 15 times faster.
+ADAPTIVE_REFRESH_BEFORE_S, ADAPTIVE_REFRESH_SPEEDUP = 51 * 60, 15
 
 
 def check_targets(report):
@@ -270,14 +286,25 @@ def check_targets(report):
         if any(shape[key] != value for key, value in target_shape.items()):
             continue
         rows = {v["variant"]: v for v in shape["variants"]}
-        default = rows[f"skd-neighbours-R{report['refresh']}"]
+        default = next(v for name, v in rows.items() if name.startswith(f"skd-neighbours-R{report['refresh']}"))
         limit = ADAPTIVE_TARGET_STEP_RATIO if adaptive else TARGET_STEP_RATIO[report["device"]]
         peak_limit = ADAPTIVE_TARGET_PEAK_RATIO if adaptive else TARGET_PEAK_RATIO
-        ratio = default["amortised_ratio_to_baseline"]
         where = (f"N {shape['tokens']}, V {shape['vocab']}, D {shape['dim']}"
-                 + (f", adaptive softmax {shape['adaptive_cutoff']} vs adaptive_loss" if adaptive else ""))
-        checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
-                       "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
+                 + (f", adaptive softmax {shape['adaptive_cutoff']}, {shape.get('adaptive_candidates') or 'any'} "
+                    "candidates, vs adaptive_loss" if adaptive else ""))
+        if adaptive and report["device"] == "cpu":  # the loss part, and the refresh on its own
+            ratio = default["ratio_to_baseline"]
+            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}",
+                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
+            limit_s = ADAPTIVE_REFRESH_BEFORE_S / ADAPTIVE_REFRESH_SPEEDUP
+            checks.append({"target": f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
+                                     f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)",
+                           "value": default["refresh_s"], "result": "PASS" if default["refresh_s"] <= limit_s else "FAIL",
+                           "shape": where})
+        else:
+            ratio = default["amortised_ratio_to_baseline"]
+            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
+                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
         base = rows["baseline"]["peak_bytes"]
         peaks = [default["peak_bytes"], default.get("refresh_step_peak_bytes")]
         if base and None not in peaks:
@@ -322,10 +349,16 @@ def markdown(report):
                 f"| {peak} | {ratio} |"
             )
     for shape in report["shapes"]:
+        refresh = [v for v in shape["variants"] if "refresh_s" in v]
+        if refresh:
+            lines.append(f"\nN {shape['tokens']}, V {shape['vocab']}: one table refresh took "
+                         f"{refresh[0]['refresh_s']:.1f} s"
+                         + (f" ({shape.get('adaptive_candidates')} candidates)" if shape.get("adaptive_cutoff") else ""))
         if shape.get("refresh_rows_timed", shape["vocab"]) < shape["vocab"]:
-            lines.append(f"\nV {shape['vocab']}: the table refresh was timed on {shape['refresh_rows_timed']} of "
-                         f"the {shape['vocab']} query rows and scaled to all of them; its peak memory is the search's "
-                         "own (the output embedding matrix and one block), measured on its own.")
+            lines.append(f"\nV {shape['vocab']}: the table refresh was timed on at most {shape['refresh_rows_timed']} "
+                         "query rows of each searched space (the vocabulary, or each cluster) and scaled to all "
+                         "its rows; its peak memory is the search's own (the rows searched and one block), "
+                         "measured on its own.")
     for check in report["targets"]:
         value = "" if check["value"] is None else f" (measured {check['value']:.3f})"
         lines.append(f"\nTarget, {report['device']}, {check.get('shape', '')}: {check['target']}: "
@@ -368,6 +401,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--adaptive", help="cutoffs C1,C2,...: an adaptive-softmax output layer against adaptive_loss")
+    parser.add_argument("--adaptive-candidates", nargs="+", choices=["cluster", "any"], default=["cluster"],
+                        help="with --adaptive: the SKD variants' --skd-adaptive-candidates (cluster, the "
+                        "default, unsuffixed; any suffixed -any); the refresh and targets are the first's")
     parser.add_argument("--refresh-rows", type=int, default=None,
                         help="time the table refresh on this many query rows and scale to V (default: all)")
     parser.add_argument("--json", help="write the full report here")

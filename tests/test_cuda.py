@@ -1,0 +1,109 @@
+"""SKD on a CUDA device: exact search, half precision, no host syncs in a steady step, refresh memory.
+
+Marked ``cuda``: they skip cleanly without a GPU (every CI run), and ``benchmarks/gpu-check.sh``
+runs them on a machine that has one (``pytest -m cuda``).
+"""
+
+import pytest
+import torch
+
+from skd_fairseq.neighbours import DEFAULT_BLOCK_ELEMENTS, embedding_topk
+
+from conftest import build_translation, translation_sample
+from references import brute_force_neighbours, brute_force_similarities
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
+
+SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5"]
+WIDER = ["--arch", "transformer", "--share-all-embeddings", "--encoder-layers", "1", "--decoder-layers", "1",
+         "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+         "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "l2", "dot"])
+def test_embedding_topk_on_cuda_equals_the_float64_search(similarity):
+    g = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(6000, 48, generator=g)
+    ids = torch.arange(0, 6000, 7)
+    got = embedding_topk(embeddings.cuda(), ids.cuda(), 8, similarity, exclude=[0, 1, 2, 3], chunk_size=300)
+    assert got.device.type == "cuda"
+    sims = brute_force_similarities(embeddings, similarity)[ids]
+    want = brute_force_neighbours(embeddings, ids, 8, similarity, exclude=[0, 1, 2, 3])
+    torch.testing.assert_close(sims.gather(1, got.cpu()), want.values, rtol=1e-5, atol=1e-5)
+
+
+# Loss tolerance of a half-precision step against fp32 (relative), and of the logged gold mass:
+# the similarities and q are fp32 in every case, so the gold mass stays close.
+HALF_TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 1e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
+def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, monkeypatch):
+    from skd_fairseq.criterions import label_smoothed_skd as module
+
+    targets = []
+    original = module.soft_targets_from_similarities
+    monkeypatch.setattr(module, "soft_targets_from_similarities",
+                        lambda sims, *a: targets.append((sims.dtype, original(sims, *a))) or targets[-1][1])
+    torch.manual_seed(0)
+    task, model, criterion, _ = build_translation(
+        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8"], n_words=400, arch_args=WIDER)
+    model = model.cuda()
+    criterion = criterion.cuda()
+    sample = {k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
+              for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()}
+    model.train()
+    want, _, want_log = criterion(model, sample)
+    half = model.to(dtype)
+    criterion._draw = (None, 0)  # the same random candidates as the fp32 step (not a second micro-batch's)
+    loss, _, log = criterion(half, sample)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in half.parameters() if p.grad is not None)
+    assert float(loss) == pytest.approx(float(want), rel=HALF_TOLERANCE[dtype])
+    assert float(log["skd_gold_q"]) == pytest.approx(float(want_log["skd_gold_q"]), rel=1e-3)
+    assert all(sims_dtype == torch.float32 and q.dtype == torch.float32 for sims_dtype, (q, _) in targets)
+
+
+@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
+def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode):
+    """After the table is built (neighbours, R > 0), the criterion's part of a step (scores,
+    candidates, q, loss, logs) and its backward never wait for the device."""
+    task, model, criterion, _ = build_translation(
+        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
+        n_words=400, arch_args=WIDER)
+    model, criterion = model.cuda(), criterion.cuda()
+    sample = {k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
+              for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()}
+    model.train()
+    criterion(model, sample)  # update 0: builds the table (one sync allowed there)
+    criterion.set_num_updates(1)
+    net_output = model(**sample["net_input"])  # fairseq's encoder itself syncs (padding_mask.any())
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        lprobs, target = criterion.get_lprobs_and_target(model, net_output, sample)
+        loss, _, log = criterion.compute_loss_terms(model, sample, net_output, lprobs, target, True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loss.backward()
+    assert torch.isfinite(loss) and float(log["skd_ntokens"]) > 0
+
+
+def test_a_refresh_step_needs_at_most_the_fp32_embedding_and_one_block_more():
+    """README, "What SKD costs": a refresh step's extra peak over a steady step is the fp32 copy of
+    E (none when E is fp32), one [chunk, V] block of similarities (DEFAULT_BLOCK_ELEMENTS fp32
+    values, 128 MiB) and the [V, k] table."""
+    vocab, dim, k = 32000, 512, 8
+    weight = torch.randn(vocab, dim, device="cuda", dtype=torch.float16)
+    ids = torch.arange(vocab, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    table = embedding_topk(weight, ids, k, "cosine", exclude=torch.arange(4, device="cuda"))
+    extra = torch.cuda.max_memory_allocated() - before
+    bound = vocab * dim * 4 + DEFAULT_BLOCK_ELEMENTS * 4 + table.numel() * 8 + vocab * 4 * 4  # + norms, ids
+    assert extra <= bound, f"{extra / 2**20:.0f} MiB over a bound of {bound / 2**20:.0f} MiB"
