@@ -16,6 +16,22 @@ the median target tokens/s of its train_inner records after the first --skip-upd
 updates (start-up and the first table build excluded) and the peak memory of
 the run (the GPU's when it used one, else the host's resident set; see
 scripts/run_and_measure.py). Ratios are to the first variant, measured in the same run.
+
+--common FLAGS go to every variant (e.g. --data DIR --decoder-layers 4). --amortise
+STEADY=EVERY names two variants that differ only in the neighbour refresh: STEADY at its
+table period R (--refresh, default 50: the first update, which builds the table, is not
+timed) and EVERY with --skd-neighbour-refresh 1 (a refresh at every update); the report adds
+STEADY's step time with the refresh amortised over R updates, t_STEADY + (t_EVERY - t_STEADY) / R,
+and its memory is the larger of the two peaks (the worst step is a refresh step).
+
+The WikiText-103 model (benchmarks/README.md): synthetic_lm_data.py builds data with its
+267,744-word dictionary, then
+  bench_train.py --config configs/wikitext103.sh --updates 4 --skip-updates 1 --log-interval 1 \
+      --common "--data DIR/bin --update-freq 1 --decoder-layers 4" \
+      --variant baseline=baseline --variant skd-cluster=skd-neighbours \
+      --variant skd-cluster-R1="skd-neighbours --skd-neighbour-refresh 1" \
+      --variant skd-any="skd-neighbours --skd-adaptive-candidates any" \
+      --amortise skd-cluster=skd-cluster-R1
 """
 
 import argparse
@@ -60,6 +76,10 @@ def main():
     parser.add_argument("--skip-updates", type=int, default=10)
     parser.add_argument("--log-interval", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--common", default="", help="fairseq flags given to every variant (after its own)")
+    parser.add_argument("--amortise", action="append", default=[],
+                        help="STEADY=EVERY: STEADY's step time with EVERY's refresh cost amortised over --refresh")
+    parser.add_argument("--refresh", type=int, default=50, help="the table period R of --amortise")
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="'-' for stdout")
     args = parser.parse_args()
@@ -71,6 +91,15 @@ def main():
         if not name or not words:
             parser.error(f"--variant {spec!r}: expected NAME=\"PRESET [flags]\"")
         variants.append((name, words[0], words[1:]))
+    names = [name for name, _, _ in variants]
+    amortised = []
+    for spec in args.amortise:
+        steady, _, every = spec.partition("=")
+        if steady not in names or every not in names:
+            parser.error(f"--amortise {spec!r}: expected STEADY=EVERY, two of the variants {names}")
+        amortised.append((steady, every))
+    if args.refresh < 1:
+        parser.error(f"--refresh must be >= 1, got {args.refresh}")
 
     results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
     memory_kinds = set()
@@ -78,7 +107,8 @@ def main():
         for round_ in range(args.rounds):
             for name, preset, flags in variants:
                 print(f"[bench_train] round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-                records, wall, peak, memory_kind = run_variant(args.config, preset, flags, args.updates, args.log_interval,
+                records, wall, peak, memory_kind = run_variant(args.config, preset, flags + shlex.split(args.common),
+                                                               args.updates, args.log_interval,
                                                   os.path.join(tmp, f"{name}-{round_}"))
                 wps = [w for w, u in records if u > args.skip_updates]
                 if not wps:
@@ -97,17 +127,30 @@ def main():
                      "median_tokens_per_s": round(tps, 1), "throughput_ratio": round(tps / base, 3),
                      "step_time_ratio": round(base / tps, 3),
                      "peak_memory_ratio": round(max(r["peak_memory_mib"]) / base_mem, 3)})
+    by_name = {row["variant"]: row for row in rows}
+    for steady, every in amortised:
+        t_steady, t_every = by_name[steady]["step_time_ratio"], by_name[every]["step_time_ratio"]
+        rows.append({"variant": f"{steady}, refresh amortised (R = {args.refresh})", "amortised_from": [steady, every],
+                     "step_time_ratio": round(t_steady + (t_every - t_steady) / args.refresh, 3),
+                     "peak_memory_mib": [max(by_name[steady]["peak_memory_mib"] + by_name[every]["peak_memory_mib"])],
+                     "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"])})
     report = {"benchmark": "bench_train", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
               "config": os.path.relpath(args.config, REPO), "updates": args.updates,
-              "skip_updates": args.skip_updates, "rounds": args.rounds,
+              "skip_updates": args.skip_updates, "rounds": args.rounds, "common_flags": shlex.split(args.common),
+              "refresh": args.refresh if amortised else None,
               "commit": commit(), "peak_memory": sorted(memory_kinds),
               "variants": rows}
+    common = f", every variant with `{args.common}`" if args.common else ""
     lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
-             f"{args.rounds} alternating rounds, commit {report['commit']}, {report['date']}.", "",
+             f"{args.rounds} alternating rounds{common}, commit {report['commit']}, {report['date']}.", "",
              f"Peak memory: {' / '.join(sorted(memory_kinds))}.", "",
              "| variant | tokens/s (median; per round) | step-time ratio | peak memory MiB | memory ratio |",
              "|---|---|---:|---:|---:|"]
     for row in rows:
+        if "amortised_from" in row:
+            lines.append(f"| {row['variant']} | | {row['step_time_ratio']:.3f} | {row['peak_memory_mib'][0]:.0f} | "
+                         f"{row['peak_memory_ratio']:.3f} |")
+            continue
         per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
         lines.append(f"| {row['variant']} | {row['median_tokens_per_s']:.0f} ({per_round}) | "
                      f"{row['step_time_ratio']:.3f} | {max(row['peak_memory_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")

@@ -121,13 +121,22 @@ def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_pat
     out = tmp_path / "train.json"
     run([sys.executable, REPO / "benchmarks" / "bench_train.py", "--config", tiny_config(tmp_path, multi30k_bin),
          "--updates", "6", "--skip-updates", "2", "--log-interval", "1", "--rounds", "1",
-         "--variant", "baseline=baseline", "--variant", "skd=skd-neighbours --skd-neighbour-refresh 2",
-         "--json", out])
+         "--variant", "baseline=baseline", "--variant", "skd=skd-neighbours --skd-neighbour-refresh 4",
+         "--variant", "skd-R1=skd-neighbours --skd-neighbour-refresh 1", "--amortise", "skd=skd-R1", "--refresh", "4",
+         "--common", "--max-tokens 512", "--json", out])
     report = json.loads(out.read_text())
     rows = {row["variant"]: row for row in report["variants"]}
     assert rows["baseline"]["step_time_ratio"] == 1.0 and rows["skd"]["step_time_ratio"] > 0
-    assert rows["skd"]["flags"] == ["--skd-neighbour-refresh", "2"]
+    assert rows["skd"]["flags"] == ["--skd-neighbour-refresh", "4"] and report["common_flags"] == ["--max-tokens", "512"]
     assert report["peak_memory"] == ["host resident set"] and rows["skd"]["peak_memory_mib"][0] > 0
+    # The refresh of skd-R1 (every update) amortised over skd's R = 4 updates.
+    amortised = rows["skd, refresh amortised (R = 4)"]
+    t, t1 = rows["skd"]["step_time_ratio"], rows["skd-R1"]["step_time_ratio"]
+    assert amortised["step_time_ratio"] == pytest.approx(t + (t1 - t) / 4, abs=1e-3)
+    assert amortised["peak_memory_ratio"] == max(rows["skd"]["peak_memory_ratio"], rows["skd-R1"]["peak_memory_ratio"])
+    proc = run([sys.executable, REPO / "benchmarks" / "bench_train.py", "--variant", "a=baseline", "--amortise", "a=b"],
+               check=False)
+    assert proc.returncode == 2 and "--amortise 'a=b': expected STEADY=EVERY, two of the variants ['a']" in proc.stderr
 
 
 @pytest.mark.slow
@@ -144,3 +153,24 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(multi30k_bin, tmp_path):
     assert "skipped" in (out / "cuda-tests.log").read_text()
     proc = run(["bash", REPO / "benchmarks" / "gpu-check.sh", tmp_path / "cpu"], check=False)
     assert proc.returncode == 2 and "torch sees no CUDA device" in proc.stderr
+
+
+def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
+    """The WikiText-103 timing data: the dictionary size asked for (special symbols included), binarised
+    and marked finished for train.sh --data, words drawn by Zipf's law (frequent ids first)."""
+    import numpy as np
+
+    import synthetic_lm_data  # benchmarks/ is on the path (above)
+
+    run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "syn", "--vocab", "1000",
+         "--train-tokens", "3000", "--valid-tokens", "200"])
+    bin_dir = tmp_path / "syn" / "bin"
+    assert (bin_dir / ".done").exists() and (bin_dir / "train.bin").exists()
+    assert sum(1 for _ in open(bin_dir / "dict.txt")) + 4 == 1000
+    ranks = synthetic_lm_data.zipf_tokens(np.random.default_rng(0), 996, 200000)
+    head = (ranks < 96).mean()  # H(96) / H(996), about 0.68
+    want = sum(1 / r for r in range(1, 97)) / sum(1 / r for r in range(1, 997))
+    assert head == pytest.approx(want, abs=0.01) and ranks.min() == 0 and ranks.max() <= 995
+    proc = run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "x", "--vocab", "4"],
+               check=False)
+    assert proc.returncode == 2 and "--vocab must exceed the 4 special symbols" in proc.stderr
