@@ -62,13 +62,39 @@ def _block_rows(chunk_size: Optional[int], vocab_size: int) -> int:
     return chunk_size
 
 
+# Columns per group of :func:`_grouped_topk`'s first pass.
+_TOPK_GROUP = 64
+
+
+def _grouped_topk(scores: torch.Tensor, k: int, group: int = _TOPK_GROUP) -> torch.LongTensor:
+    """Column ids of the ``k`` largest values of each row of ``scores`` [rows, V], exactly, in two
+    passes: the maximum of each group of ``group`` columns, then the top k among the columns of the
+    k groups with the largest maxima (and the columns past the last whole group). The k largest
+    values lie there: each lies in a group whose maximum is at least the k-th largest value, and
+    at most k groups have one. A full top-k over V costs several times the one maximum per
+    element that this takes (CPU: about 3 ns against 0.8 per element); ties may be broken
+    otherwise than ``topk`` breaks them."""
+    rows, width = scores.shape
+    whole = width // group * group
+    if whole < group * 4 * k:  # too few groups to gain anything
+        return scores.topk(k, dim=1).indices
+    step_row, step_col = scores.stride()
+    maxima = scores.as_strided((rows, whole // group, group), (step_row, group * step_col, step_col)).amax(-1)
+    groups = maxima.topk(k, dim=1).indices
+    columns = (groups.unsqueeze(-1) * group + torch.arange(group, device=scores.device)).reshape(rows, k * group)
+    if whole < width:
+        columns = torch.cat([columns, torch.arange(whole, width, device=scores.device).expand(rows, -1)], 1)
+    best = scores.gather(1, columns).topk(k, dim=1).indices
+    return columns.gather(1, best)
+
+
 def _topk_skipping(scores: torch.Tensor, excluded: torch.Tensor, own: torch.Tensor, k: int) -> torch.LongTensor:
     """Top ``k`` column ids of each row of a block ``scores`` (overwritten), never an
     ``excluded`` id nor the row's ``own`` id."""
     # Only the excluded columns are written (no pass over the whole block).
     scores.index_fill_(1, excluded, float("-inf"))
     scores.scatter_(1, own.unsqueeze(1), float("-inf"))
-    return scores.topk(k, dim=1).indices
+    return _grouped_topk(scores, k)
 
 
 def embedding_topk(
@@ -107,11 +133,13 @@ def embedding_topk(
     with torch.no_grad():
         similarity_of = EmbeddingSimilarity(embeddings, similarity, gram)
         out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
+        # One block buffer for every chunk: a fresh [chunk, V] block per chunk costs fresh pages
+        # (page faults on a CPU) and, freed late, twice the memory.
+        block = torch.empty(min(chunk_size, ids.numel()), vocab_size, dtype=torch.float32, device=device)
         for start in range(0, ids.numel(), chunk_size):
             query = ids[start : start + chunk_size]
-            sims = similarity_of.against_all(query)
+            sims = similarity_of.against_all(query, out=block[: query.numel()])
             out[start : start + chunk_size] = _topk_skipping(sims, excluded, query, k)
-            del sims  # else the next block is allocated while this one is alive: twice the memory
     return out
 
 

@@ -17,6 +17,8 @@ SIMILARITIES = ("cosine", "l2", "dot")
 
 # Norms below this count as zero: the cosine of a zero row with anything is 0.
 _NORM_EPS = 1e-6
+# Rows per block when a pass over every row builds a copy (norms, against_all's factor).
+_ROWS_PER_BLOCK = 8192
 
 
 def check_similarity(similarity: str) -> None:
@@ -30,8 +32,8 @@ class EmbeddingSimilarity:
     """s(e_a, e_b) for rows of an embedding matrix E [V, D] of any float dtype.
 
     Row norms are computed once, in fp32; dot products are taken in fp32 on the rows
-    actually needed, so no fp32 copy of E is made except for the full matrix product
-    of :meth:`against_all`.
+    actually needed, so no fp32 copy of E is made except the one that :meth:`against_all`
+    multiplies with (transposed, and already divided by the norms for cosine).
 
     With ``gram`` G [d, d] the rows are coordinates w_a of embeddings e_a = P^T w_a that live
     in the span of a projection P [d, D] with G = P P^T: e_a . e_b = w_a G w_b^T exactly, so
@@ -44,22 +46,13 @@ class EmbeddingSimilarity:
         self.similarity = similarity
         self.weight = embeddings.detach()
         self.gram = None if gram is None else gram.detach().float()
-        self._fp32 = None
-        self._left = None  # w G for every row, fp32 (with a Gram matrix, for against_all only)
         self._norms = None
+        self._right = None  # against_all's right factor [d', V], fp32, contiguous
 
-    def _fp32_rows(self) -> torch.Tensor:
-        if self._fp32 is None:
-            self._fp32 = self.weight.float()
-        return self._fp32
-
-    def _left_rows(self) -> torch.Tensor:
-        """Every row as the left factor of a dot product: E itself, or w G with a Gram matrix."""
-        if self.gram is None:
-            return self._fp32_rows()
-        if self._left is None:
-            self._left = self._fp32_rows() @ self.gram
-        return self._left
+    def _rows(self, ids=None, start=0, end=None) -> torch.Tensor:
+        """fp32 rows (``ids``, or the slice start:end) and, with a Gram matrix, their w G."""
+        rows = (self.weight[start:end] if ids is None else self.weight.index_select(0, ids)).float()
+        return rows, (rows if self.gram is None else rows @ self.gram)
 
     @property
     def norms(self):
@@ -70,8 +63,12 @@ class EmbeddingSimilarity:
             if self.gram is None:
                 norms = torch.linalg.vector_norm(self.weight, dim=-1, dtype=torch.float32)
                 self._norms = norms if self.similarity == "cosine" else norms.pow(2)
-            else:
-                self._norms = self._finish_norms((self._left_rows() * self._fp32_rows()).sum(-1))
+            else:  # e.e = w G w^T, a block of rows at a time (no [V, d] copy)
+                squared = torch.empty(self.weight.size(0), dtype=torch.float32, device=self.weight.device)
+                for start in range(0, self.weight.size(0), _ROWS_PER_BLOCK):
+                    rows, left = self._rows(start=start, end=start + _ROWS_PER_BLOCK)
+                    squared[start : start + _ROWS_PER_BLOCK] = (left * rows).sum(-1)
+                self._norms = self._finish_norms(squared)
         return self._norms
 
     def _finish_norms(self, squared):
@@ -86,12 +83,38 @@ class EmbeddingSimilarity:
             return dots.mul_(2).sub_(norms_a).sub_(norms_b)
         return dots
 
-    def against_all(self, query_ids: torch.Tensor) -> torch.Tensor:
-        """[len(query_ids), V]: each queried row against every row."""
-        dots = self._left_rows().index_select(0, query_ids) @ self._fp32_rows().t()
-        if self.norms is None:
-            return dots
-        return self._combine_(dots, self.norms.index_select(0, query_ids).unsqueeze(1), self.norms.unsqueeze(0))
+    def _factor(self, rows: torch.Tensor, norms, left: bool) -> torch.Tensor:
+        """A row's factor of against_all's product, so that one matrix product gives the similarity
+        itself: cosine, rows / |e| (a zero row stays zero); l2, [2 e, -1, -|e|^2] on the left and
+        [e, |e|^2, 1] on the right (2 a.b - |b|^2 - |a|^2); dot, the rows."""
+        if self.similarity == "cosine":
+            return rows / norms.clamp_min(_NORM_EPS).unsqueeze(1)
+        if self.similarity == "l2":
+            ones = torch.ones_like(norms).unsqueeze(1)
+            if left:
+                return torch.cat([rows * 2, -ones, -norms.unsqueeze(1)], 1)
+            return torch.cat([rows, norms.unsqueeze(1), ones], 1)
+        return rows
+
+    def _right_factor(self) -> torch.Tensor:
+        """[d', V] fp32, contiguous (a matrix product reads it fastest so), built a block at a time:
+        the one copy of E that against_all keeps."""
+        if self._right is None:
+            vocab = self.weight.size(0)
+            width = self.weight.size(1) + (2 if self.similarity == "l2" else 0)
+            self._right = torch.empty(width, vocab, dtype=torch.float32, device=self.weight.device)
+            for start in range(0, vocab, _ROWS_PER_BLOCK):
+                rows, _ = self._rows(start=start, end=start + _ROWS_PER_BLOCK)
+                norms = None if self.norms is None else self.norms[start : start + _ROWS_PER_BLOCK]
+                self._right[:, start : start + rows.size(0)] = self._factor(rows, norms, left=False).t()
+        return self._right
+
+    def against_all(self, query_ids: torch.Tensor, out: torch.Tensor = None) -> torch.Tensor:
+        """[len(query_ids), V]: each queried row against every row, written into ``out`` when
+        given (a buffer reused from block to block: no fresh pages for every block)."""
+        _, left = self._rows(query_ids)
+        norms = None if self.norms is None else self.norms.index_select(0, query_ids)
+        return torch.mm(self._factor(left, norms, left=True), self._right_factor(), out=out)
 
     def pairs(self, ids_a: torch.Tensor, ids_b: torch.Tensor) -> torch.Tensor:
         """s(e_a, e_b) for a [N] against b [N, m]: a [N, m] tensor."""

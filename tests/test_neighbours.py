@@ -91,9 +91,10 @@ def test_embedding_topk_never_materialises_the_full_matrix(monkeypatch):
     seen = []
     original = sim_module.EmbeddingSimilarity.against_all
 
-    def spy(self, query_ids):
+    def spy(self, query_ids, out=None):
         seen.append(query_ids.numel())
-        return original(self, query_ids)
+        assert out is not None and out.shape == (query_ids.numel(), 100)  # one buffer, reused
+        return original(self, query_ids, out=out)
 
     monkeypatch.setattr(sim_module.EmbeddingSimilarity, "against_all", spy)
     embedding_topk(torch.randn(100, 8), torch.arange(100), 4, chunk_size=16)
@@ -244,3 +245,23 @@ def test_two_gloo_ranks_build_the_same_table_as_one_process(tmp_path):
                        start_method="spawn")
     for rank in range(2):
         assert torch.equal(torch.load(tmp_path / f"table.{rank}"), want)
+
+
+@pytest.mark.parametrize("width", [1000, 1024, 64 * 4 * 5 + 17])
+def test_grouped_topk_returns_the_values_of_a_full_topk(width):
+    """The two-pass top-k: the same k values as torch.topk per row, with excluded (-inf) columns,
+    ties, columns past the last whole group, and rows with fewer finite values than groups."""
+    from skd_fairseq.neighbours import _grouped_topk
+
+    g = torch.Generator().manual_seed(width)
+    scores = torch.randn(40, width, generator=g)
+    scores[:5] = scores[:5].round()  # many ties
+    scores[5, :] = float("-inf")
+    scores[5, [3, width - 1, width // 2, 7, 8]] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])  # 5 finite values
+    scores[6, width - 5 :] = 100.0  # the best values past the last whole group
+    scores[7, ::70] = float("-inf")
+    want = scores.topk(5, dim=1).values
+    for group in (16, 64):  # 16: grouped at every width here; 64: at the widest only
+        got = _grouped_topk(scores.clone(), 5, group)
+        torch.testing.assert_close(scores.gather(1, got).sort(1, descending=True).values, want)
+        assert all(len(set(row)) == 5 for row in got.tolist())  # distinct columns
