@@ -20,9 +20,10 @@ Runs, each step timed and recorded even when another fails (exit status 1 if any
                      baseline against skd-neighbours (target tokens/s, peak GPU memory)
 OUT_DIR gets gpu-check.json, gpu-check.md and each step's own output and log.
 
-  --wheels DIR    install these wheels (../shared/tools/device-wheels.sh DIR, plus pytest's:
-                  pip download --no-deps -d DIR pytest iniconfig pluggy packaging) into
-                  OUT_DIR/site, offline; without it the python on PATH must import fairseq
+  --wheels DIR    install these cp312 wheels into OUT_DIR/site, offline: ../shared/tools/device-wheels.sh DIR,
+                  plus pip download --no-deps --python-version 3.12 --only-binary=:all: -d DIR
+                  pytest iniconfig pluggy packaging sentencepiece; without it the python on PATH
+                  must import fairseq
   --multi30k DIR  the raw Multi30k files (train/val/test_2016_flickr .de.gz/.en.gz) for step 5,
                   when the config's data is not prepared yet (a GPU machine may have no ../shared)
   --smoke         the same steps on tiny shapes on the CPU (the test suite runs this)

@@ -174,3 +174,13 @@ def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
     proc = run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "x", "--vocab", "4"],
                check=False)
     assert proc.returncode == 2 and "--vocab must exceed the 4 special symbols" in proc.stderr
+
+
+def test_bench_refresh_ranks_builds_one_table_on_two_gloo_ranks(tmp_path):
+    out = tmp_path / "ranks.json"
+    run([sys.executable, REPO / "benchmarks" / "bench_refresh_ranks.py", "--vocab", "600", "--dim", "16",
+         "--adaptive", "200,400", "--ranks", "1", "2", "--json", out])
+    report = json.loads(out.read_text())
+    assert [row["ranks"] for row in report["rows"]] == [1, 2]
+    assert all(row["tables_equal_to_first"] and row["refresh_s"] > 0 for row in report["rows"])
+    assert report["rows"][0]["all_gather_s"] == 0 and "clusters in their own spaces" in report["shape"]
