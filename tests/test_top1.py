@@ -217,3 +217,25 @@ def test_bad_weighting_flags_are_refused_with_the_flags_name(tmp_path, flags, me
 def test_an_unknown_weighting_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         build_translation(tmp_path, ["--criterion", "label_smoothed_skd", "--skd-weighting", "gaussian"])
+
+
+def test_the_public_codes_schedule_comes_from_the_update_number_across_a_resume(tmp_path, fresh_metrics):
+    """alpha 0 for K updates, then + 1/W per update up to 1 (the public code's K and eta, as
+    --skd-start-update K --skd-warmup-updates 1/eta): from the trainer's update count, so a resumed
+    trainer continues the schedule (the public code keeps alpha in the model and loses it)."""
+    from fairseq.trainer import Trainer
+
+    from skd_fairseq.schedule import skd_alpha
+
+    args = TOP1 + ["--label-smoothing", "0.1", "--skd-sigma", "0.5", "--skd-alpha", "1", "--skd-start-update", "2",
+                   "--skd-warmup-updates", "4"]
+    task, model, criterion, cfg = build_translation(tmp_path, args)
+    trainer = Trainer(cfg, task, model, criterion)
+    sample = translation_sample(task)
+    seen = [trainer.train_step([sample])["skd_alpha"] for _ in range(8)]
+    assert seen == pytest.approx([0, 0, 0.25, 0.5, 0.75, 1, 1, 1], abs=1e-4)  # updates 0..7
+    assert seen == pytest.approx([skd_alpha(u, 1.0, 2, 4) for u in range(8)], abs=1e-4)
+    _, _, resumed_criterion, _ = build_translation(tmp_path, args)
+    resumed = Trainer(cfg, task, model, resumed_criterion)
+    resumed.set_num_updates(4)  # as after loading a checkpoint of update 4
+    assert resumed.train_step([sample])["skd_alpha"] == pytest.approx(0.75, abs=1e-4)
