@@ -9,8 +9,11 @@ eos, padding left out), with dropout off: perplexity = exp(-sum log p / tokens),
 same number as the ``ppl`` fairseq-train logs for the split (2 ** nll_loss). It needs no
 criterion, so every method is scored alike: a checkpoint trained with R-Drop (whose
 criterion duplicates each batch, doubling the loss it logs) or with SKD (validated at
-alpha = 0) gets the plain number. Prints, and with --out writes, a JSON object:
-{"ppl", "nll_base2", "tokens", "sentences", "subset"}.
+alpha = 0) gets the plain number. Beside it, two readings of the predicted distributions at
+the same positions (teacher-forced, means over tokens): their entropy in nats (how sharp the
+model is) and the probability of the previous target token (how much it would repeat).
+Prints, and with --out writes, a JSON object: {"ppl", "nll_base2", "entropy_nats",
+"p_previous_token", "tokens", "sentences", "subset"}.
 """
 
 import argparse
@@ -45,7 +48,7 @@ def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=
         required_batch_size_multiple=1,  # never drop a last small batch (fairseq issues 5036, 5351)
     ).next_epoch_itr(shuffle=False)
     pad = task.target_dictionary.pad()
-    nll, tokens, sentences = 0.0, 0, 0
+    nll, entropy, previous, tokens, sentences = 0.0, 0.0, 0.0, 0, 0
     with torch.no_grad():
         for sample in batches:
             if use_cuda:
@@ -55,11 +58,16 @@ def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=
             picked = lprobs.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
             real = gold.ne(pad)
             nll -= float(picked[real].double().sum())
+            probs = lprobs.exp()
+            entropy -= float((probs * lprobs).sum(-1)[real].double().sum())
+            before = sample["net_input"]["prev_output_tokens"]  # position i holds target i - 1 (eos first)
+            previous += float(probs.gather(-1, before.unsqueeze(-1)).squeeze(-1)[real].double().sum())
             tokens += int(real.sum())
             sentences += gold.size(0)
     if sentences != len(dataset):
         raise SystemExit(f"validation_perplexity: scored {sentences} of {len(dataset)} sentences of {subset}")
-    return {"ppl": math.exp(nll / tokens), "nll_base2": nll / tokens / math.log(2), "tokens": tokens,
+    return {"ppl": math.exp(nll / tokens), "nll_base2": nll / tokens / math.log(2),
+            "entropy_nats": entropy / tokens, "p_previous_token": previous / tokens, "tokens": tokens,
             "sentences": sentences, "subset": subset}
 
 

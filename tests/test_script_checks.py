@@ -251,3 +251,40 @@ def test_evaluate_lm_refuses_a_split_whose_blocks_were_skipped(tiny_lm):
     assert f"evaluate-lm: fairseq-eval-lm scored {tokens - 22} of the {tokens} tokens of " in proc.stderr
     assert "drops the blocks longer than the model's max positions" in proc.stderr and "max_positions=16" in proc.stderr
     assert not (run_dir / "result.test.json").exists() and not (run_dir / "scores.test.tsv").exists()
+
+
+def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probability(
+        translation_teacher, multi30k_bin, tmp_path):
+    """validation_perplexity.py: perplexity, mean entropy and mean p(previous target token) of the
+    teacher-forced predictions, against a float64 computation sentence by sentence."""
+    import math
+
+    import torch
+    from fairseq import checkpoint_utils
+
+    out = tmp_path / "stats.json"
+    run([sys.executable, SCRIPTS / "validation_perplexity.py", multi30k_bin / "bin", "--path", translation_teacher,
+         "--cpu", "--out", out])
+    got = json.loads(out.read_text())
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(translation_teacher)], arg_overrides={"data": str(multi30k_bin / "bin")})
+    model = models[0].eval().double()
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    nll = entropy = previous = tokens = 0.0
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            sample = dataset.collater([dataset[i]])
+            lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)[0]
+            target, before = sample["target"][0], sample["net_input"]["prev_output_tokens"][0]
+            for j in range(target.numel()):
+                p = lprobs[j].exp()
+                nll -= float(lprobs[j, target[j]])
+                entropy -= float((p * lprobs[j]).sum())
+                previous += float(p[before[j]])
+                tokens += 1
+    assert got["tokens"] == tokens and got["sentences"] == len(dataset)
+    assert got["ppl"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+    assert got["entropy_nats"] == pytest.approx(entropy / tokens, rel=1e-4)
+    assert got["p_previous_token"] == pytest.approx(previous / tokens, rel=1e-4)
+    assert 0 < got["entropy_nats"] < math.log(len(task.target_dictionary)) and 0 < got["p_previous_token"] < 1
