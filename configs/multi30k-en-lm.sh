@@ -25,7 +25,8 @@ AVERAGE_LAST=5
 PRESET_skd_top1=("${PRESET_skd_top1[@]}" --skd-start-update 111 --skd-warmup-updates 444)
 # reproduce.sh multi30k-lm: issue 15's language-model rows (the baseline, SKD with the tuned
 # setting, and its random-candidate control; reproduce.sh adds --label-smoothing 0 for a language
-# model, so SKD's data term is the plain cross-entropy) and SKD's gold mass and tau beside them.
-TABLE_PRESETS="baseline skd-neighbours skd-random"
+# model, so SKD's data term is the plain cross-entropy), issue 38's top-1 distance reading, and the
+# criteria's logged metrics beside them.
+TABLE_PRESETS="baseline skd-neighbours skd-random skd-top1"
 TABLE_COLUMNS=(--cost --training-metrics)
 TABLE_COMPARISONS="skd-neighbours:skd-random"  # do the neighbours do better than random candidates?
