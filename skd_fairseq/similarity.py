@@ -18,7 +18,7 @@ SIMILARITIES = ("cosine", "l2", "dot")
 # Norms below this count as zero: the cosine of a zero row with anything is 0.
 _NORM_EPS = 1e-6
 # Rows per block when a pass over every row builds a copy (norms, against_all's factor).
-_ROWS_PER_BLOCK = 8192
+_ROWS_PER_BLOCK = 1024
 
 
 def check_similarity(similarity: str) -> None:
@@ -60,15 +60,12 @@ class EmbeddingSimilarity:
         if self.similarity == "dot":
             return None
         if self._norms is None:
-            if self.gram is None:
-                norms = torch.linalg.vector_norm(self.weight, dim=-1, dtype=torch.float32)
-                self._norms = norms if self.similarity == "cosine" else norms.pow(2)
-            else:  # e.e = w G w^T, a block of rows at a time (no [V, d] copy)
-                squared = torch.empty(self.weight.size(0), dtype=torch.float32, device=self.weight.device)
-                for start in range(0, self.weight.size(0), _ROWS_PER_BLOCK):
-                    rows, left = self._rows(start=start, end=start + _ROWS_PER_BLOCK)
-                    squared[start : start + _ROWS_PER_BLOCK] = (left * rows).sum(-1)
-                self._norms = self._finish_norms(squared)
+            # e.e (w G w^T with a Gram matrix), a block of rows at a time: no fp32 copy of E
+            squared = torch.empty(self.weight.size(0), dtype=torch.float32, device=self.weight.device)
+            for start in range(0, self.weight.size(0), _ROWS_PER_BLOCK):
+                rows, left = self._rows(start=start, end=start + _ROWS_PER_BLOCK)
+                squared[start : start + _ROWS_PER_BLOCK] = (left * rows).sum(-1)
+            self._norms = self._finish_norms(squared)
         return self._norms
 
     def _finish_norms(self, squared):
