@@ -160,7 +160,10 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
     criteria = {}
     for name, skd in variants(args.refresh, args.adaptive_candidates if cutoff else ()):
         if name != "baseline":
-            skd = dict(skd, skd_alpha=0.5, skd_topk=topk, skd_similarity=args.similarity)
+            # tau 1 over every token: the setting the committed results measured (the default gold
+            # mass adds a fixed number of Newton steps; --skd-exclude-unseen one sync a refresh).
+            skd = dict(skd, skd_alpha=0.5, skd_topk=topk, skd_similarity=args.similarity, skd_temperature=1.0,
+                       skd_include_unseen=True)
             kind = "skd-adaptive" if cutoff else "skd"
         else:
             kind = "adaptive_loss" if cutoff else "baseline"
@@ -231,7 +234,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
                 step(criterion)
             peak[name] = used.bytes
         if refresh_rows == vocab:
-            table_criterion._neighbour_table = None
+            table_criterion.neighbour_table.table = None
             with PeakMemory(device) as used:
                 step(table_criterion)
         else:  # a whole refresh step would take too long: the search on its own (its rows + one block)

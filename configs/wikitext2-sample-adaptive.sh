@@ -32,10 +32,11 @@ TABLE_EXTRA_ARGS=()
 # cluster, the default on an adaptive softmax) and anywhere in the vocabulary (any: the only
 # behaviour before the flag existed; the any runs were trained then, at 9547750, as
 # skd-neighbours). Both keep those runs' setting, the tuned one before --skd-exclude-unseen joined
-# it (every word of this dictionary is a training target), so that they differ in where
-# candidates lie only.
+# it (every word of this dictionary is a training target; --skd-include-unseen now says so, since
+# excluding unseen candidates became the default), so that they differ in where candidates lie only.
 W2_SKD=(--criterion label_smoothed_skd --label-smoothing 0 --skd-candidates neighbours --skd-similarity cosine
-        --skd-topk 8 --skd-alpha 0.5 --skd-gold-mass 0.75 --skd-start-update 0 --skd-warmup-updates 0)
+        --skd-topk 8 --skd-alpha 0.5 --skd-gold-mass 0.75 --skd-start-update 0 --skd-warmup-updates 0
+        --skd-include-unseen)
 PRESET_skd_neighbours=("${W2_SKD[@]}" --skd-adaptive-candidates cluster)
 PRESET_skd_neighbours_any=("${W2_SKD[@]}" --skd-adaptive-candidates any)
 PRESETS="$PRESETS skd-neighbours-any"

@@ -1,12 +1,16 @@
 """skd-fairseq: self-knowledge distillation (Hahn & Choi, RANLP 2019) as a fairseq plugin.
 
 Load it with ``fairseq-train --user-dir $(skd-fairseq-user-dir) --criterion label_smoothed_skd``.
-The mathematics lives in fairseq-free modules (:mod:`skd_fairseq.similarity`,
-:mod:`skd_fairseq.neighbours`, :mod:`skd_fairseq.losses`, :mod:`skd_fairseq.schedule`);
-importing the package also registers the criteria with fairseq.
+The mathematics and the flag checks live in the fairseq-free modules named by ``PURE_MODULES``
+(tests/test_losses.py imports each where fairseq cannot be imported); the criteria in
+:mod:`skd_fairseq.criterions` are thin fairseq adapters around them. Importing the package
+registers the criteria with fairseq.
 """
 
 __version__ = "0.1.0"
+
+# Functions on tensors that know nothing of fairseq.
+PURE_MODULES = ("similarity", "neighbours", "losses", "schedule", "distillation", "adaptive", "settings")
 
 from . import cuda_peak
 from .checkpoints import allow_fairseq_checkpoints

@@ -6,11 +6,16 @@
 
 For the chosen words: their k nearest neighbours in the output embedding space and the
 soft target q over [word, neighbours] at a temperature or a gold mass (as
-``--skd-candidates neighbours`` builds it). For the whole vocabulary: the mean mass q
-puts on the gold token at each tau, weighted by each word's count in the dictionary
-(its frequency in the training data), and the mean tau that each gold mass solves to;
-``--plot`` draws q_gold against tau. Special symbols and fairseq's filler are left out,
-as in training. Use it to choose ``--skd-temperature`` or ``--skd-gold-mass`` by looking.
+``--skd-candidates neighbours`` builds it; by default the checkpoint's own k, similarity and
+temperature or gold mass). For the whole vocabulary: the mean mass q puts on the gold token at
+each tau, weighted by each word's frequency as a training target, and the mean tau that each gold
+mass solves to; ``--plot`` draws q_gold against tau. Special symbols and fairseq's filler are left
+out, as in training. Use it to choose ``--skd-temperature`` or ``--skd-gold-mass`` by looking.
+
+The frequencies are the target side's: counted in the binarised training targets the checkpoint
+was trained on (or ``--target-data``), else the dictionary's counts where the dictionary is the
+target side's own. A joined dictionary's counts also count the source side, whose pieces are
+never gold: they are used only with ``--dictionary-counts``.
 """
 
 import argparse
@@ -64,7 +69,14 @@ def load_checkpoint_embedding(path):
     from .checkpoints import allow_fairseq_checkpoints
 
     allow_fairseq_checkpoints()
-    state = torch.load(path, map_location="cpu")
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as err:  # pickle, zip or weights-only errors: all say "not a checkpoint"
+        raise SystemExit(f"skd-fairseq-inspect: cannot read {path} as a checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); give a .pt file written by fairseq-train")
+    if not isinstance(state, dict) or "model" not in state:
+        raise SystemExit(f"skd-fairseq-inspect: {path} is not a fairseq checkpoint (no 'model' entry); give a .pt "
+                         "file written by fairseq-train")
     model = state.get("model", {})
     for key in _OUTPUT_EMBEDDING_KEYS:
         if key in model and model[key].dim() == 2:
@@ -88,9 +100,10 @@ def dictionary_path(cfg, checkpoint) -> Optional[str]:
 
 
 def resolve_words(dictionary, words):
-    """Dictionary ids of ``words``: a word is looked up as a sentencepiece word start ("\u2581word")
-    first, then as given (so "man" finds the word, not the piece inside "woman")."""
-    ids = []
+    """(dictionary ids of the ``words`` found, a message for each one not found): a word is looked
+    up as a sentencepiece word start ("\u2581word") first, then as given (so "man" finds the word,
+    not the piece inside "woman")."""
+    ids, missing = [], []
     for word in words:
         for form in ("\u2581" + word, word):
             index = dictionary.index(form)
@@ -99,9 +112,83 @@ def resolve_words(dictionary, words):
                 break
         else:
             close = [s for s in dictionary.symbols if word.lower() in s.lower()][:8]
-            raise SystemExit(f"skd-fairseq-inspect: '{word}' is not in the dictionary"
-                             + (f" (symbols containing it: {' '.join(close)})" if close else ""))
-    return ids
+            missing.append(f"'{word}' is not in the dictionary"
+                           + (f" (symbols containing it: {' '.join(close)})" if close else ""))
+    return ids, missing
+
+
+def trained_setting(cfg):
+    """(k, similarity, temperature, gold mass) the checkpoint's SKD criterion trained with (None
+    where it did not use one, or set none). Checkpoints written before the default became a gold
+    mass of 0.75 (their config has no skd_include_unseen) trained at tau 1 when neither was set."""
+    criterion = (cfg or {}).get("criterion") or {}
+    if "skd_topk" not in criterion:
+        return None, None, None, None
+    temperature, gold_mass = criterion.get("skd_temperature"), criterion.get("skd_gold_mass")
+    if str(criterion.get("skd_weighting", "softmax")) != "softmax":
+        return criterion["skd_topk"], None, None, None
+    if temperature is None and gold_mass is None:
+        from .settings import DEFAULT_GOLD_MASS
+
+        temperature, gold_mass = (None, DEFAULT_GOLD_MASS) if "skd_include_unseen" in criterion else (1.0, None)
+    return criterion["skd_topk"], str(criterion.get("skd_similarity", "cosine")), temperature, gold_mass
+
+
+def default_target_data(cfg) -> Optional[str]:
+    """The binarised training targets of the checkpoint's task: DATA/train.S-T.T or DATA/train."""
+    task = (cfg or {}).get("task") or {}
+    if not task.get("data"):
+        return None
+    first = str(task["data"]).split(os.pathsep)[0]
+    if task.get("source_lang") and task.get("target_lang"):
+        s, t = task["source_lang"], task["target_lang"]
+        return os.path.join(first, f"train.{s}-{t}.{t}")
+    return os.path.join(first, "train")
+
+
+def target_token_counts(prefix: str, vocab_size: int) -> torch.Tensor:
+    """How often each id occurs in fairseq's binarised (mmap) dataset PREFIX.bin/.idx."""
+    import numpy as np
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    dtype = MMapIndexedDataset.Index(prefix + ".idx").dtype
+    tokens = np.memmap(prefix + ".bin", dtype=dtype, mode="r")
+    counts = np.bincount(tokens, minlength=vocab_size)
+    if counts.size > vocab_size:
+        raise SystemExit(f"skd-fairseq-inspect: {prefix}.bin holds ids up to {counts.size - 1}, beyond the "
+                         f"dictionary's {vocab_size} symbols: give the training targets of this dictionary")
+    return torch.from_numpy(counts.astype("float64"))
+
+
+def joined_dictionary(cfg, dictionary, dict_path) -> bool:
+    """Whether the target dictionary is also the source side's (fairseq-preprocess --joined-dictionary)."""
+    from fairseq.data import Dictionary
+
+    task = (cfg or {}).get("task") or {}
+    if not task.get("source_lang"):
+        return False
+    source_path = os.path.join(os.path.dirname(dict_path), f"dict.{task['source_lang']}.txt")
+    if not os.path.exists(source_path) or os.path.abspath(source_path) == os.path.abspath(dict_path):
+        return False
+    source = Dictionary.load(source_path)
+    return source.symbols == dictionary.symbols and source.count == dictionary.count
+
+
+def frequency_weights(args, cfg, dictionary, dict_path):
+    """(counts [V] float64, where they come from), the target side's (see the module's docstring)."""
+    prefix = args.target_data or default_target_data(cfg)
+    if prefix and os.path.exists(prefix + ".bin") and os.path.exists(prefix + ".idx"):
+        return target_token_counts(prefix, len(dictionary)), f"target-side counts in {prefix}.bin"
+    if args.target_data:
+        raise SystemExit(f"skd-fairseq-inspect: --target-data {args.target_data}: no {prefix}.bin and .idx "
+                         "(give the prefix of fairseq-preprocess's binarised training targets)")
+    if joined_dictionary(cfg, dictionary, dict_path) and not args.dictionary_counts:
+        raise SystemExit(
+            f"skd-fairseq-inspect: {dict_path} is a joined dictionary, whose counts include source-side pieces "
+            f"that are never gold, and the training targets are not at {prefix}.bin: give --target-data PREFIX "
+            "(e.g. data-bin/train.de-en.en), or --dictionary-counts to weight by the joined counts anyway"
+        )
+    return torch.tensor(dictionary.count, dtype=torch.float64), f"counts in {dict_path}"
 
 
 def print_row_table(title, key, keys, name, values):
@@ -139,11 +226,18 @@ def main(argv=None):
     parser.add_argument("checkpoint")
     parser.add_argument("--dict", help="the target dictionary (default: the one in the checkpoint's data directory)")
     parser.add_argument("--words", nargs="*", default=[], help="words (dictionary symbols) to show neighbours of")
-    parser.add_argument("--topk", type=int, default=8, help="k neighbours (default 8, as --skd-topk)")
-    parser.add_argument("--similarity", choices=SIMILARITIES, default="cosine")
+    parser.add_argument("--topk", type=int, help="k neighbours (default: the checkpoint's --skd-topk, else 8)")
+    parser.add_argument("--similarity", choices=SIMILARITIES,
+                        help="default: the checkpoint's --skd-similarity, else cosine")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--temperature", type=float, help="tau of the neighbour listing (default 1)")
+    group.add_argument("--temperature", type=float,
+                       help="tau of the neighbour listing (default: the checkpoint's setting, else gold mass 0.75)")
     group.add_argument("--gold-mass", type=float, help="rho of the neighbour listing, instead of a tau")
+    parser.add_argument("--target-data", help="prefix of the binarised training targets whose counts weight the "
+                        "vocabulary means (default: the checkpoint's DATA/train.S-T.T or DATA/train)")
+    parser.add_argument("--dictionary-counts", action="store_true",
+                        help="weight by the dictionary's counts when the training targets are not found, also "
+                        "for a joined dictionary (whose counts include the source side)")
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
     parser.add_argument("--gold-masses", type=float, nargs="*", default=list(DEFAULT_GOLD_MASSES))
     parser.add_argument("--plot", help="draw the vocabulary-mean q_gold against tau into this PNG")
@@ -159,6 +253,13 @@ def main(argv=None):
     if any(t <= 0 for t in args.taus) or (args.temperature is not None and args.temperature <= 0):
         parser.error("temperatures must be > 0")
     embeddings, cfg = load_checkpoint_embedding(args.checkpoint)
+    trained = trained_setting(cfg)
+    args.topk = args.topk if args.topk is not None else trained[0] or 8
+    args.similarity = args.similarity or trained[1] or "cosine"
+    if args.temperature is None and args.gold_mass is None:
+        args.temperature, args.gold_mass = trained[2:] if trained[2] or trained[3] else (None, 0.75)
+        if args.similarity == "dot" and args.gold_mass is not None:
+            args.temperature, args.gold_mass = 1.0, None  # a gold mass needs cosine or l2
     dict_path = args.dict or dictionary_path(cfg, args.checkpoint)
     if not dict_path or not os.path.exists(dict_path):
         parser.error(f"no dictionary found (looked for {dict_path}); give --dict DICT.txt, the target "
@@ -179,25 +280,25 @@ def main(argv=None):
     neighbours, sims = neighbour_similarities(embeddings, args.topk, args.similarity, excluded)
     keep = torch.ones(len(dictionary), dtype=torch.bool)
     keep[excluded] = False
-    weights = torch.tensor(dictionary.count, dtype=torch.float64) * keep
+    counts, counted_in = frequency_weights(args, cfg, dictionary, dict_path)
+    weights = counts * keep
     if weights.sum() == 0:
-        parser.error(f"{dict_path} has no counts: the frequency weights need fairseq-preprocess's dict.txt")
+        parser.error(f"no counts in {counted_in}: the frequency weights need fairseq-preprocess's output")
     gold_q = mean_gold_q(sims, weights, args.taus)
 
     print(f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
-          f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: counts in {dict_path}")
+          f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: {counted_in}")
     print_row_table("Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):",
                     "tau", args.taus, "q_gold", gold_q)
     if args.gold_masses:
         print_row_table("Temperature each gold mass solves to (mean over the vocabulary, weighted by frequency):",
                         "rho", args.gold_masses, "tau", mean_solved_tau(sims, weights, args.gold_masses))
-    if args.words:
-        ids = torch.tensor(resolve_words(dictionary, args.words))
-        setting = (f"rho {args.gold_mass:g}" if args.gold_mass is not None
-                   else f"tau {args.temperature if args.temperature is not None else 1.0:g}")
+    found, missing = resolve_words(dictionary, args.words)
+    if found:
+        ids = torch.tensor(found)
+        setting = f"rho {args.gold_mass:g}" if args.gold_mass is not None else f"tau {args.temperature:g}"
         q, tau = skd_soft_targets(embeddings, ids, neighbours[ids], args.similarity,
-                                  temperature=None if args.gold_mass is not None else (args.temperature or 1.0),
-                                  gold_mass=args.gold_mass, return_temperature=True)
+                                  temperature=args.temperature, gold_mass=args.gold_mass, return_temperature=True)
         print()
         print(f"Neighbours and q at {setting} (similarity in brackets):")
         print()
@@ -206,10 +307,14 @@ def main(argv=None):
                      for j, c in enumerate(neighbours[word_id].tolist())]
             solved = f", tau {float(tau[row]):.3f}" if args.gold_mass is not None else ""
             print(f"{dictionary[word_id]} (q_gold {float(q[row, 0]):.3f}{solved}): " + ", ".join(parts))
+    for message in missing:
+        print(f"skd-fairseq-inspect: {message}", file=sys.stderr)
     if args.plot:
         run_name = os.path.join(*os.path.abspath(args.checkpoint).split(os.sep)[-3:-1])
         plot(args.plot, args.taus, gold_q, run_name)
         print(f"\nplot: {args.plot}", file=sys.stderr)
+    if missing:
+        sys.exit(1)  # after listing every word that was found
 
 
 if __name__ == "__main__":

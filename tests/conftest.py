@@ -53,8 +53,8 @@ def write_dictionary(path, n_words, extra=()):
     return d
 
 
-def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANSFORMER):
-    """(task, model, criterion, cfg) for a tiny de-en transformer built as fairseq-train would."""
+def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANSFORMER, langs=("de", "en")):
+    """(task, model, criterion, cfg) for a tiny transformer (de-en by default) built as fairseq-train would."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
@@ -65,7 +65,7 @@ def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANS
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
         parser,
-        [str(data), "--task", "translation", "-s", "de", "-t", "en", "--user-dir", USER_DIR,
+        [str(data), "--task", "translation", "-s", langs[0], "-t", langs[1], "--user-dir", USER_DIR,
          "--cpu", "--dropout", "0", "--optimizer", "adam", "--lr", "1e-3", *arch_args,
          *criterion_args],
     )
@@ -121,13 +121,13 @@ def lm_sample(task, batch=4, length=12, seed=0):
     }
 
 
-def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER):
+def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER, langs=("de", "en"), criterion_args=None):
     """(path, model): a teacher checkpoint written by fairseq's own Trainer; its dictionaries
     are in directory/data, where the checkpoint's task config points."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    ls = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
-    task, model, criterion, cfg = build_translation(directory, ls, n_words=n_words, arch_args=arch_args)
+    ls = criterion_args or ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+    task, model, criterion, cfg = build_translation(directory, ls, n_words=n_words, arch_args=arch_args, langs=langs)
     from fairseq.trainer import Trainer
 
     path = directory / "checkpoint.pt"

@@ -175,7 +175,7 @@ def test_running_topk_equals_the_full_topk(tmp_path):
 
 # --- the criteria on an adaptive softmax ------------------------------------------------------
 
-SKD0 = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0"]
+SKD0 = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0", "--skd-include-unseen"]
 WIKI103_LIKE = TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + [
     "--decoder-input-dim", "32", "--tie-adaptive-weights", "--tie-adaptive-proj", "--adaptive-softmax-dropout", "0.2"]
 
@@ -254,10 +254,10 @@ def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh
         arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"])
     model.train()
     sample = lm_sample(task)
-    scores, target = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    scores, target = skd.scores_and_target(model, model(**sample["net_input"]), sample)
     vocab = scores.vocab_size
     entries = torch.stack([target, torch.full_like(target, vocab - 1), torch.full_like(target, 25)], dim=1)
-    head_only = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)[0]
+    head_only = skd.scores_and_target(model, model(**sample["net_input"]), sample)[0]
     assert torch.isfinite(head_only.log_probs(torch.zeros_like(entries) + 7)).all()  # no tail asked for first
     first = scores.log_probs(entries)
     # Asked again, alone or among other entries, and ranked by topk: the same numbers, not new masks.
@@ -271,7 +271,7 @@ def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh
     for mask in scores._tail_masks:
         assert set(mask.unique().tolist()) == {0.0, 2.0} and 0.3 < float(mask.eq(0).float().mean()) < 0.7
     model.eval()  # no dropout at evaluation
-    scores, _ = skd.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
+    scores, _ = skd.scores_and_target(model, model(**sample["net_input"]), sample)
     scores.log_probs(entries)
     assert all(mask is None for mask in scores._tail_masks)
 

@@ -11,7 +11,9 @@ from skd_fairseq.schedule import skd_alpha
 from conftest import TINY_TRANSFORMER, build_translation, translation_sample, write_dictionary
 from references import brute_force_neighbours, reference_loss, reference_soft_targets
 
-SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+# The criterion with its defaults, and (SKD) with candidates among every token, as the references draw them.
+SKD_DEFAULTS = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+SKD = SKD_DEFAULTS + ["--skd-include-unseen"]
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 
 
@@ -75,7 +77,7 @@ def test_neighbour_mode_loss_equals_reference(tmp_path, fresh_metrics, similarit
 
 
 def test_predicted_mode_loss_equals_reference(tmp_path, fresh_metrics):
-    args = SKD + ["--skd-alpha", "0.6", "--skd-topk", "4", "--skd-candidates", "predicted"]
+    args = SKD + ["--skd-alpha", "0.6", "--skd-topk", "4", "--skd-candidates", "predicted", "--skd-temperature", "1"]
     task, model, criterion, _ = build_translation(tmp_path, args)
     sample = translation_sample(task, seed=3)
     model.train()
@@ -110,7 +112,7 @@ def test_alpha_follows_the_trainers_update_count(tmp_path, fresh_metrics):
 
 
 def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_metrics, monkeypatch):
-    from skd_fairseq.criterions import label_smoothed_skd as module
+    from skd_fairseq.criterions import candidate_state as module
 
     calls = []
     original = module.neighbour_table
@@ -124,7 +126,7 @@ def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_me
         criterion.set_num_updates(u)
         for _ in range(2):  # two micro-batches per update (--update-freq 2)
             criterion(model, sample)
-        table_at[u] = criterion._neighbour_table
+        table_at[u] = criterion.neighbour_table.table
         with torch.no_grad():  # the weights move between updates
             model.decoder.output_projection.weight.add_(0.3 * torch.randn_like(model.decoder.output_projection.weight))
     assert len(calls) == 3  # at updates 0, 10 and 20
@@ -185,7 +187,7 @@ def test_random_draws_are_reproducible_and_fresh_at_every_step(tmp_path, fresh_m
 def test_gold_mass_mode_puts_rho_on_the_gold_token_and_logs_tau(tmp_path, fresh_metrics):
     args = SKD + ["--skd-alpha", "0.5", "--skd-gold-mass", "0.75", "--skd-topk", "5"]
     task, model, criterion, _ = build_translation(tmp_path, args)
-    assert criterion.temperature is None and criterion.gold_mass == 0.75
+    assert criterion.settings.temperature is None and criterion.settings.gold_mass == 0.75
     model.train()
     logs = [criterion(model, translation_sample(task, seed=s))[2] for s in range(2)]
     ntok = sum(int(log["skd_ntokens"]) for log in logs)
@@ -196,9 +198,9 @@ def test_gold_mass_mode_puts_rho_on_the_gold_token_and_logs_tau(tmp_path, fresh_
     assert values["skd_gold_q"] == pytest.approx(0.75, abs=1e-4)
     assert values["skd_tau"] == pytest.approx(sum(float(log["skd_tau"]) for log in logs) / ntok, abs=1e-4)
     assert values["skd_tau"] > 0
-    # Without a gold mass, tau is the flag's (default 1) and is not logged.
-    task, model, criterion, _ = build_translation(tmp_path, SKD)
-    assert criterion.temperature == 1.0 and criterion.gold_mass is None
+    # With a temperature, tau is the flag's and is not logged.
+    task, model, criterion, _ = build_translation(tmp_path, SKD + ["--skd-temperature", "1"])
+    assert criterion.settings.temperature == 1.0 and criterion.settings.gold_mass is None
     model.train()
     assert "skd_tau" not in criterion(model, translation_sample(task))[2]
 
@@ -250,7 +252,7 @@ def test_bad_flags_fail_when_the_criterion_is_built(tmp_path, flags, message):
 def test_k_limit_counts_the_excluded_symbols(tmp_path):
     # 60 words + 4 specials, padded to 64 with 0 fillers; k <= 60 - 1.
     task, _, criterion, _ = build_translation(tmp_path, SKD + ["--skd-topk", "59"])
-    assert len(task.target_dictionary) == 64 and criterion.topk == 59
+    assert len(task.target_dictionary) == 64 and criterion.settings.topk == 59
     with pytest.raises(ValueError, match=r"\[1, 59\]"):
         build_translation(tmp_path, SKD + ["--skd-topk", "60"])
 
@@ -277,17 +279,18 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
     from skd_fairseq.criterions import label_smoothed_skd as module
 
     chosen = []
-    for name in ("neighbour_candidates",):
-        original = getattr(module.LabelSmoothedSkdCriterion, name)
-        monkeypatch.setattr(module.LabelSmoothedSkdCriterion, name,
-                            lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1])
+    from skd_fairseq.criterions.candidate_state import NeighbourTable
+
+    original = NeighbourTable.candidates
+    monkeypatch.setattr(NeighbourTable, "candidates",
+                        lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1])
     from skd_fairseq.criterions import scores as scores_module
 
     for owner, name in ((module, "random_candidates"), (scores_module, "predicted_topk")):
         original = getattr(owner, name)
         monkeypatch.setattr(owner, name, lambda *a, _o=original, **kw: chosen.append(_o(*a, **kw)) or chosen[-1])
-    args = SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-candidates", mode,
-                  "--skd-neighbour-refresh", refresh, "--skd-exclude-unseen"]
+    args = SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-candidates", mode,
+                           "--skd-neighbour-refresh", refresh, "--skd-exclude-unseen"]
     task, model, criterion, _ = build_translation(tmp_path, args)
     model.train()
     pad = task.target_dictionary.pad()
@@ -300,12 +303,12 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
         _, _, log = criterion(model, sample)
         assert log["skd_ntokens"] > 0
         assert set(chosen[-1][target.view(-1).ne(pad)].flatten().tolist()) <= seen
-    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(seen)
+    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(seen)
 
 
 def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metrics):
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "8", "--skd-exclude-unseen"])
+        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "8", "--skd-exclude-unseen"])
     _, _, ls, _ = build_translation(tmp_path, LS)
     sample = translation_sample(task, batch=1, tgt_len=4)  # 4 distinct targets at most: fewer than k + 1
     model.train()
@@ -317,7 +320,7 @@ def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metric
 
 def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp_path, fresh_metrics, caplog):
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen", "--skd-start-update", "5"])
+        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen", "--skd-start-update", "5"])
     pad = task.target_dictionary.pad()
     model.train()
     sample = translation_sample(task, seed=3)
@@ -325,14 +328,14 @@ def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp
         _, _, log = criterion(model, sample)  # update 0: alpha 0, no SKD term yet
     assert log["skd_alpha"] == 0 and log["skd_ntokens"] == 0
     target = sample["target"]
-    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
     assert "resuming" not in caplog.text
     model.eval()  # validation targets are not training targets
     criterion(model, translation_sample(task, seed=4))
-    assert criterion.seen_targets.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
     # A criterion whose first training step comes after update 0 is a resumed run: it says what it lost.
     _, model, resumed, _ = build_translation(
-        tmp_path, SKD + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"])
+        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"])
     resumed.set_num_updates(120)
     model.train()
     with caplog.at_level("WARNING"):

@@ -17,7 +17,9 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
 ]
 
-SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5"]
+# Candidates among every token: --skd-exclude-unseen (the default) costs one sync per step with
+# predicted or random candidates, and only at a table refresh with neighbours (its own test).
+SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5", "--skd-include-unseen"]
 WIDER = ["--arch", "transformer", "--share-all-embeddings", "--encoder-layers", "1", "--decoder-layers", "1",
          "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
          "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
@@ -68,12 +70,15 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
     assert all(sims_dtype == torch.float32 and q.dtype == torch.float32 for sims_dtype, (q, _) in targets)
 
 
-@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
-def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode):
+@pytest.mark.parametrize("mode, flags", [("neighbours", []), ("predicted", []), ("random", []),
+                                         ("neighbours", ["--skd-exclude-unseen"])])
+def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode, flags):
     """After the table is built (neighbours, R > 0), the criterion's part of a step (scores,
-    candidates, q, loss, logs) and its backward never wait for the device."""
+    candidates, q, loss, logs) and its backward never wait for the device; with the default
+    --skd-exclude-unseen neither, between refreshes."""
+    base = [f for f in SKD if f != "--skd-include-unseen"] if flags else SKD
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
+        tmp_path, base + flags + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
         n_words=400, arch_args=WIDER)
     model, criterion = model.cuda(), criterion.cuda()
     sample = {k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
@@ -85,8 +90,8 @@ def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, 
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        lprobs, target = criterion.get_lprobs_and_target(model, net_output, sample)
-        loss, _, log = criterion.compute_loss_terms(model, sample, net_output, lprobs, target, True)
+        scores, target = criterion.scores_and_target(model, net_output, sample)
+        loss, _, log = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     loss.backward()

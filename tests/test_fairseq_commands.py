@@ -66,13 +66,17 @@ def test_user_dir_command_prints_the_package_directory():
 @pytest.mark.parametrize("candidates", ["neighbours", "predicted"])
 def test_translation_trains_and_generates(multi30k_bin, tmp_path, candidates):
     user_dir = run(["skd-fairseq-user-dir"]).stdout.strip()
+    # neighbours: the criterion's defaults alone, which are the validated setting (alpha 0.5, k 8,
+    # a gold mass of 0.75, candidates among the tokens seen as targets).
+    flags = [] if candidates == "neighbours" else [
+        "--skd-candidates", candidates, "--skd-alpha", "0.5", "--skd-topk", "4", "--skd-temperature", "1"]
     proc = run(["fairseq-train", multi30k_bin / "bin", "--user-dir", user_dir, "--save-dir", tmp_path,
-                *OPTIMISATION, *TRANSLATION_MODEL, *SKD, "--skd-candidates", candidates,
-                "--skd-alpha", "0.5", "--skd-topk", "4", "--skd-neighbour-refresh", "7",
-                "--max-update", "40"])
+                *OPTIMISATION, *TRANSLATION_MODEL, *SKD, *flags, "--max-update", "40"])
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["skd_alpha"] == 0.5 and 0 < r["skd_gold_q"] < 1 for r in records)
+    if candidates == "neighbours":
+        assert all(r["skd_gold_q"] == pytest.approx(0.75, abs=1e-4) and r["skd_tau"] > 0 for r in records)
     assert "skd_loss" in records[-1]
     if candidates != "neighbours":
         return  # the checkpoint is the same kind of file whatever the candidates: generate once

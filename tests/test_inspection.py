@@ -1,5 +1,6 @@
 """skd-fairseq-inspect on a tiny checkpoint written by fairseq's own Trainer."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,11 +27,22 @@ def test_vocabulary_means_equal_brute_force():
     assert abs(mean_solved_tau(sims, weights, [0.7])[0] - want) < 1e-3 * want
 
 
+def write_targets(prefix, sentences):
+    """fairseq's binarised (mmap) dataset PREFIX.bin/.idx of these id lists."""
+    from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
+
+    builder = MMapIndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+    for ids in sentences:
+        builder.add_item(torch.tensor(ids, dtype=torch.int64))
+    builder.finalize(f"{prefix}.idx")
+
+
 def test_inspect_command_on_a_tiny_checkpoint(tmp_path):
     checkpoint, model = save_teacher(tmp_path / "run", n_words=60)
+    write_targets(tmp_path / "run" / "data" / "train.de-en.en", [[5, 6, 7, 2], [8, 9, 2]])
     out = run(["skd-fairseq-inspect", checkpoint, "--words", "w3", "w10", "--gold-mass", "0.8", "--topk", "4",
                "--taus", "0.05", "0.2", "1", "--plot", tmp_path / "q.png"]).stdout
-    assert "V = 64, D = 32, k = 4, cosine; 4 special/filler ids left out" in out
+    assert "V = 64, D = 32, k = 4, cosine; 4 special/filler ids left out; weights: target-side counts in " in out
     row = next(line for line in out.splitlines() if line.startswith("| q_gold |"))
     gold_q = [float(x) for x in row.split("|")[2:-1]]
     assert len(gold_q) == 3 and gold_q[0] > gold_q[1] > gold_q[2] > 1 / 5  # colder q, more gold mass
@@ -47,9 +59,11 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
     for argv, code, message in (
         ([checkpoint, "--dict", str(tmp_path / "other.txt")], 2,
          "has 104 symbols but the checkpoint's output embedding has 64 rows"),
-        ([checkpoint, "--words", "nonesuch"], "skd-fairseq-inspect: 'nonesuch' is not in the dictionary", None),
+        ([checkpoint, "--dictionary-counts", "--words", "w3", "nonesuch"], 1,
+         "skd-fairseq-inspect: 'nonesuch' is not in the dictionary"),
         ([checkpoint, "--gold-mass", "0.1"], 2, "gold mass must be in (1/(k+1), 1)"),
         ([str(tmp_path / "missing.pt")], 2, "missing.pt not found"),
+        ([str(tmp_path / "other.txt")], "skd-fairseq-inspect: cannot read", None),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
@@ -57,3 +71,38 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
             assert str(exit_info.value.code).startswith(code)
         else:
             assert exit_info.value.code == code and message in capsys.readouterr().err
+
+
+def test_inspect_weights_by_the_target_side_and_refuses_a_joined_dictionarys_counts(tmp_path, capsys):
+    from skd_fairseq.inspection import main
+
+    checkpoint, model = save_teacher(tmp_path / "run", n_words=60)
+    # de and en share one dictionary here (as with --joined-dictionary): its counts are not the targets'.
+    with pytest.raises(SystemExit) as exit_info:
+        main([checkpoint])
+    assert "is a joined dictionary" in str(exit_info.value.code) and "--target-data" in str(exit_info.value.code)
+    targets = [[5, 5, 5, 9, 2], [9, 12, 2]]
+    write_targets(tmp_path / "targets", targets)
+    main([checkpoint, "--target-data", str(tmp_path / "targets"), "--taus", "0.5", "--gold-masses"])
+    out = capsys.readouterr().out
+    gold_q = float(next(line for line in out.splitlines() if line.startswith("| q_gold |")).split("|")[2])
+    embeddings = model.decoder.output_projection.weight.detach().float()
+    _, sims = neighbour_similarities(embeddings, 8, "cosine", [0, 1, 2, 3])
+    weights = torch.zeros(64, dtype=torch.float64)
+    for ids in targets:
+        for i in ids:
+            weights[i] += i != 2  # eos is a special symbol: left out
+    assert gold_q == pytest.approx(mean_gold_q(sims, weights, [0.5])[0], abs=1e-3)
+
+
+def test_inspect_lists_neighbours_at_the_checkpoints_own_setting(tmp_path, capsys):
+    from skd_fairseq.inspection import main
+
+    skd = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-topk", "3", "--skd-gold-mass", "0.6"]
+    checkpoint, _ = save_teacher(tmp_path / "run", criterion_args=skd)
+    main([checkpoint, "--dictionary-counts", "--words", "w3", "--gold-masses"])
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("w3 ("))
+    assert "k = 3, cosine" in out and "Neighbours and q at rho 0.6" in out and "(q_gold 0.600, tau " in line
+    main([checkpoint, "--dictionary-counts", "--words", "w3", "--temperature", "1", "--gold-masses"])
+    assert "Neighbours and q at tau 1 " in capsys.readouterr().out

@@ -175,6 +175,15 @@ def test_dictionary_mismatch_names_both_sizes_and_the_first_difference(tmp_path)
     assert "first at id 64: teacher 'w60', student '(none)'" in message and "--srcdict" in message
 
 
+def test_a_teacher_of_the_other_direction_is_refused_even_with_the_same_dictionaries(tmp_path):
+    # Joined dictionaries make an en-de teacher's dictionaries those of a de-en student.
+    teacher_path, _ = save_teacher(tmp_path / "teacher", langs=("en", "de"))
+    (tmp_path / "student").mkdir()
+    with pytest.raises(ValueError, match=r"--kd-teacher-path: teacher .* translates en-de, the student de-en; "
+                                         r"give a teacher trained for de-en \(-s de -t en\)"):
+        student_with_teacher(tmp_path, teacher_path)
+
+
 def test_a_dictionary_of_the_same_size_with_other_symbols_is_refused(tmp_path):
     teacher_path, _ = save_teacher(tmp_path / "teacher")
     target_dict = tmp_path / "teacher" / "data" / "dict.en.txt"

@@ -22,10 +22,10 @@ from ..adaptive import (
 )
 from ..losses import pair_similarities
 from ..neighbours import Space, check_k
+from ..settings import ADAPTIVE_CANDIDATES
 from ..similarity import EmbeddingSimilarity
 from .fairseq_access import adaptive_parts
-
-ADAPTIVE_CANDIDATES = ("cluster", "any")
+from .scores import Scores
 
 
 def adaptive_softmax_of(model):
@@ -44,7 +44,7 @@ def adaptive_cross_entropy(adaptive_softmax, hidden, target, padding_idx, reduce
     return loss
 
 
-class AdaptiveScores:
+class AdaptiveScores(Scores):
     """log p of chosen entries under an adaptive softmax, for decoder features [B, T, D].
 
     The module's dropout (on its input, and inside each tail) is drawn once per forward, so
@@ -127,8 +127,33 @@ class AdaptiveScores:
         loss = -lprobs.masked_fill(target.eq(padding_idx), 0.0)
         return loss.sum() if reduce else loss
 
+    def data_loss(self, target, epsilon, padding_idx, reduce):
+        """The full NLL (:meth:`nll`) twice, as (loss, nll_loss): the criterion refuses label
+        smoothing on an adaptive softmax before it gets here."""
+        if epsilon > 0:
+            raise ValueError("label smoothing needs the whole distribution, which an adaptive softmax does not compute")
+        loss = self.nll(target, padding_idx, reduce)
+        return loss, loss
+
     def smooth_loss(self):
         return None  # label smoothing is refused on an adaptive softmax
+
+    def kd_log_probs(self, ids, temperature):
+        """log p of the teacher's ``ids`` only: the normaliser of p^(1/T) over the whole vocabulary,
+        and the whole distribution, are what this class never computes."""
+        if ids is None or temperature != 1.0:
+            raise ValueError(
+                "word-level KD on a student with an adaptive softmax needs --kd-teacher-topk K > 0 and "
+                "--kd-temperature 1: the student's log-probabilities are computed for the teacher's K tokens "
+                "only, and a temperature would need the normaliser of p^(1/T) over the whole vocabulary"
+            )
+        return self.log_probs(ids)
+
+    def full_log_probs(self, needed_by):
+        raise ValueError(
+            f"{needed_by} needs the student's whole distribution, which an adaptive softmax does not "
+            "compute; use label_smoothed_word_kd with --kd-teacher-topk K for such a student"
+        )
 
     def topk(self, k, exclude, target):
         """The k most probable tokens (no gradient), never the target nor an excluded id: of the

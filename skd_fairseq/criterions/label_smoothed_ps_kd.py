@@ -118,8 +118,8 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
         zero = torch.zeros((), device=device)
         return dict(training_log, kd_kl=zero, kd_ntokens=zero, kd_weight=0.0)
 
-    def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
-        loss, nll_loss, training_log = super().compute_loss_terms(model, sample, net_output, lprobs, target, reduce)
+    def compute_loss_terms(self, model, sample, net_output, scores, target, reduce):
+        loss, nll_loss, training_log = super().compute_loss_terms(model, sample, net_output, scores, target, reduce)
         training_log.setdefault("kd_weight", self.teacher_weight() if model.training else 0.0)
         return loss, nll_loss, training_log
 

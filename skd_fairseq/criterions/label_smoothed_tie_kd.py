@@ -15,7 +15,6 @@ from fairseq.models import FairseqEncoderDecoderModel
 from torch.nn.parallel import DistributedDataParallel
 
 from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
-from .adaptive_softmax import AdaptiveScores
 from .fairseq_access import decode_prefix, encode_source
 from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
 from .teacher import registered_task_name
@@ -87,12 +86,8 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         self._later_passes = (student.decoder, encoder_out)
         return decode_prefix(student.decoder, net_input["prev_output_tokens"], encoder_out, net_input)
 
-    def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
-        if isinstance(lprobs, AdaptiveScores):
-            raise ValueError(
-                "TIE-KD ranks the student's whole distribution, which an adaptive softmax does not "
-                "compute; use label_smoothed_word_kd with --kd-teacher-topk for such a student"
-            )
+    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce):
+        lprobs = scores.full_log_probs("TIE-KD's ranking loss")
         later_passes, self._later_passes = self._later_passes, None
         net_input = dict(sample["net_input"])
         # Every pass decodes the same source: the teachers encode it once per step.
@@ -107,7 +102,7 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                     net_input["prev_output_tokens"], net_output
                 )
                 net_output = decode_prefix(decoder, net_input["prev_output_tokens"], encoder_out, net_input)
-                lprobs, _ = self.get_lprobs_and_target(model, net_output, sample)
+                lprobs = self.scores_and_target(model, net_output, sample)[0].full_log_probs("TIE-KD's ranking loss")
             teacher_probs, teacher_ids = self.teacher_targets(model, net_input, teacher_encoder_outs)
             student = tempered_log_probs(lprobs, self.kd_temperature)
             kl = kl_to_teacher(student, teacher_probs, teacher_ids, pad_mask=pad_mask, reduce=reduce)

@@ -12,8 +12,7 @@ from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 
-from ..distillation import kl_to_teacher, mix_with_teacher, teacher_distribution, tempered_log_probs
-from .adaptive_softmax import AdaptiveScores
+from ..distillation import kl_to_teacher, mix_with_teacher, teacher_distribution
 from .label_smoothed_skd import LabelSmoothedSkdCriterion, LabelSmoothedSkdCriterionConfig
 from .teacher import TeacherEnsemble
 
@@ -82,15 +81,15 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
         """beta of this step: 0 leaves the teacher out."""
         return self.kd_weight
 
-    def compute_loss_terms(self, model, sample, net_output, lprobs, target, reduce):
+    def compute_loss_terms(self, model, sample, net_output, scores, target, reduce):
         data_loss, nll_loss, training_log = super().compute_loss_terms(
-            model, sample, net_output, lprobs, target, reduce
+            model, sample, net_output, scores, target, reduce
         )
         beta = self.teacher_weight() if model.training else 0.0  # validation: the student's plain loss
         if beta == 0:
             return data_loss, nll_loss, self.without_teacher_log(training_log, target.device)
         pad_mask = target.eq(self.padding_idx)
-        teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, lprobs, pad_mask, reduce)
+        teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, scores, pad_mask, reduce)
         training_log.update(teacher_log, kd_ntokens=(~pad_mask).sum())
         return mix_with_teacher(data_loss, teacher_loss, beta), nll_loss, training_log
 
@@ -98,30 +97,13 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
         """The log of a step without the teacher term (word-KD logs nothing for it)."""
         return training_log
 
-    def teacher_loss(self, model, sample, net_output, lprobs, pad_mask, reduce):
-        """L_teacher = T^2 KL, and its log entries."""
-        if isinstance(lprobs, AdaptiveScores):
-            return self.adaptive_teacher_loss(model, sample, lprobs, pad_mask, reduce)
+    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce):
+        """L_teacher = T^2 KL, and its log entries. On an adaptive softmax the student's
+        log-probabilities are those of the teacher's top K only (:meth:`Scores.kd_log_probs`)."""
         teacher_probs, teacher_ids = self.teacher_targets(model, sample["net_input"])
-        kl = kl_to_teacher(
-            tempered_log_probs(lprobs, self.kd_temperature), teacher_probs, teacher_ids,
-            pad_mask=pad_mask, reduce=reduce,
-        )
+        student = scores.kd_log_probs(teacher_ids, self.kd_temperature)
+        kl = kl_to_teacher(student, teacher_probs, pad_mask=pad_mask, reduce=reduce)
         return self.kd_temperature**2 * kl, {"kd_kl": kl.detach().sum()}
-
-    def adaptive_teacher_loss(self, model, sample, scores, pad_mask, reduce):
-        """KL to the teacher's top K on a student with an adaptive softmax: the student's
-        log-probabilities of those K tokens only (:class:`AdaptiveScores`)."""
-        if self.kd_teacher_topk == 0 or self.kd_temperature != 1.0:
-            raise ValueError(
-                "word-level KD on a student with an adaptive softmax needs --kd-teacher-topk K > 0 and "
-                f"--kd-temperature 1 (got {self.kd_teacher_topk} and {self.kd_temperature}): the student's "
-                "log-probabilities are computed for the teacher's K tokens only, and a temperature would "
-                "need the normaliser of p^(1/T) over the whole vocabulary"
-            )
-        teacher_probs, teacher_ids = self.teacher_targets(model, sample["net_input"])
-        kl = kl_to_teacher(scores.log_probs(teacher_ids), teacher_probs, pad_mask=pad_mask, reduce=reduce)
-        return kl, {"kd_kl": kl.detach().sum()}
 
     def teacher_targets(self, model, net_input, teacher_encoder_outs=None):
         """q for ``net_input``, flattened like the student's lprobs, on its device and dtype

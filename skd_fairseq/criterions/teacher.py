@@ -168,6 +168,7 @@ def check_teacher_data(path: str, data_dir: str, source_lang: str, target_lang: 
     """A translation teacher must use the dictionaries of the binarised data ``data_dir``
     (for scripts that run it on that data, such as sequence-level distillation)."""
     _, cfg = read_teacher_checkpoint(path, flag)
+    check_language_pair(path, cfg.task, source_lang, target_lang, flag)
     for role, lang in (("source", source_lang), ("target", target_lang)):
         file_name = f"dict.{lang}.txt"
         teacher_file = find_teacher_dictionary(path, cfg.task, file_name, flag)
@@ -184,9 +185,26 @@ def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:
             f"{flag}: teacher '{path}' was trained for --task {teacher_name}, the student runs "
             f"--task {student_name}; a teacher must be trained for the student's task"
         )
+    student_cfg = getattr(task, "cfg", None)
+    check_language_pair(path, teacher_task_cfg, getattr(student_cfg, "source_lang", None),
+                        getattr(student_cfg, "target_lang", None), flag)
     for role, file_name, student_dict in dictionaries_to_compare(teacher_task_cfg, task):
         teacher_file = find_teacher_dictionary(path, teacher_task_cfg, file_name, flag)
         check_same_dictionary(role, Dictionary.load(teacher_file), teacher_file, student_dict, flag)
+
+
+def check_language_pair(path: str, teacher_task_cfg, source_lang, target_lang, flag: str) -> None:
+    """A translation teacher must translate the student's direction: with a joined dictionary an
+    en-de teacher has the dictionaries of a de-en student, and would teach it the wrong language."""
+    teacher_pair = (getattr(teacher_task_cfg, "source_lang", None), getattr(teacher_task_cfg, "target_lang", None))
+    if not all(teacher_pair) or not (source_lang and target_lang):
+        return  # language modelling, or a side that names no languages: the dictionaries decide
+    if teacher_pair != (source_lang, target_lang):
+        raise ValueError(
+            f"{flag}: teacher '{path}' translates {teacher_pair[0]}-{teacher_pair[1]}, the student "
+            f"{source_lang}-{target_lang}; give a teacher trained for {source_lang}-{target_lang} (-s "
+            f"{source_lang} -t {target_lang})"
+        )
 
 
 def registered_task_name(task):

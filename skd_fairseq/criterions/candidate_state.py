@@ -1,0 +1,91 @@
+"""What ``label_smoothed_skd`` keeps from step to step to pick candidates: the neighbour table
+and the set of tokens seen as a training target. Neither is saved in checkpoints."""
+
+import logging
+
+import torch
+
+from ..neighbours import neighbour_table
+
+logger = logging.getLogger(__name__)
+
+
+def world_and_rank():
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class NeighbourTable:
+    """The k nearest neighbours of every token, rebuilt every ``refresh`` updates from the
+    (replicated) weights; ``refresh`` 0 searches each batch's gold tokens at every step instead."""
+
+    def __init__(self, k: int, similarity: str, refresh: int):
+        self.k, self.similarity, self.refresh = k, similarity, refresh
+        self.table = None
+        self.period = None  # num_updates // refresh when the table was built
+
+    def is_stale(self, num_updates: int, device) -> bool:
+        """Whether the next :meth:`candidates` call searches (always without a cached table)."""
+        if self.refresh == 0 or self.table is None or self.table.device != device:
+            return True
+        return num_updates // self.refresh != self.period
+
+    def candidates(self, spaces, target, excluded, num_updates: int) -> torch.Tensor:
+        """[N, k] neighbours of ``target`` [N]. ``spaces``: a callable giving the search spaces
+        (read only when searching); ``excluded``: ids never returned (read only then, may be None
+        otherwise)."""
+        if self.refresh == 0:
+            gold, rows = torch.unique(target, return_inverse=True)
+            return neighbour_table(spaces(), self.k, self.similarity, excluded, ids=gold)[rows]
+        if self.is_stale(num_updates, target.device):
+            # With several ranks each searches its share of the rows and one all-gather
+            # assembles the table (the weights are replicated, so the shares make one table).
+            world, rank = world_and_rank()
+            self.table = neighbour_table(spaces(), self.k, self.similarity, excluded, world=world, rank=rank)
+            self.period = num_updates // self.refresh
+        return self.table[target]
+
+
+class SeenTargets(torch.nn.Module):
+    """``--skd-exclude-unseen``: which tokens have been a training target so far (a boolean
+    buffer, which moves with the criterion to the training device)."""
+
+    def __init__(self, vocab_size: int, padding_idx: int):
+        super().__init__()
+        self.padding_idx = padding_idx
+        self.register_buffer("seen", torch.zeros(vocab_size, dtype=torch.bool), persistent=False)
+        self._resume_checked = False
+
+    def add(self, target: torch.Tensor, num_updates: int) -> None:
+        """Mark ``target``'s tokens as seen (index_fill_, then clear padding: a boolean mask
+        would sync)."""
+        if not self._resume_checked:
+            self._resume_checked = True
+            if num_updates > 0:
+                logger.warning(
+                    f"--skd-exclude-unseen: resuming at update {num_updates}; checkpoints do not hold the "
+                    "set of tokens seen as a target, so it starts empty again: until the run has passed over "
+                    "the training data once more, candidates are drawn among the targets seen since this "
+                    "restart (a neighbour table built from the first batches holds fewer candidates than the "
+                    "uninterrupted run's)"
+                )
+        self.seen.index_fill_(0, target, True)
+        self.seen[self.padding_idx] = False
+
+    def split(self, excluded_ids: torch.Tensor, seen_per_pool, all_ranks: bool):
+        """(excluded ids, admissible ids, seen per pool): the unseen and the seen tokens, each
+        ascending, never an id of ``excluded_ids``. ``seen_per_pool`` counts a mask's tokens per
+        candidate pool (one pool, or an adaptive softmax's clusters); ``all_ranks``: tokens seen on
+        any rank count (an all-reduce), so that every rank builds the same neighbour table."""
+        seen = self.seen.clone()
+        if all_ranks and torch.distributed.is_initialized():
+            seen_int = seen.to(torch.int32)
+            torch.distributed.all_reduce(seen_int, op=torch.distributed.ReduceOp.MAX)
+            seen = seen_int.bool()
+        seen[excluded_ids] = False
+        # Both id lists from one stable sort: the unseen ids, then the seen ones.
+        order = torch.argsort(seen.to(torch.uint8), stable=True)
+        counts = seen_per_pool(seen).tolist()  # the one sync
+        n_unseen = seen.numel() - sum(counts)
+        return order[:n_unseen], order[n_unseen:], counts
