@@ -8,7 +8,7 @@ repeated; each reports the median and spread of its step time and its ratio to t
 baseline measured in the same run. The neighbour table refresh
 (``--skd-neighbour-refresh R``) is timed on its own and amortised over R steps. Peak
 memory is measured after the timing, one step per variant and one step that rebuilds
-the table (benchmarks/peak_memory.py: CUDA allocator statistics, or on the CPU the
+the table (skd_fairseq/experiments/peak_memory.py: CUDA allocator statistics, or on the CPU the
 resident set's high-water mark).
 
 With --adaptive C1,C2 the output layer is fairseq's AdaptiveSoftmax as transformer_lm_wiki103

@@ -13,7 +13,7 @@ Methods:
   faiss            faiss IndexFlatIP / IndexFlatL2 (exact search; CPU only; skipped when
                    faiss is not installed: pip install faiss-cpu)
 Each measurement runs in a fresh process; its peak memory is that of one search after
-the timed ones (benchmarks/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
+the timed ones (skd_fairseq/experiments/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
 the CPU the resident set's high-water mark above the resident set before the search).
 """
 

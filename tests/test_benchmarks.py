@@ -13,7 +13,7 @@ from skd_fairseq.experiments import criterion_targets, peak_memory
 
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     out = tmp_path / "report.json"
-    run([sys.executable, REPO / "benchmarks" / "criterion_targets.py", "--tokens", "64", "--vocab", "300",
+    run([sys.executable, REPO / "benchmarks" / "bench_criterion.py", "--tokens", "64", "--vocab", "300",
          "--dim", "16", "--topk", "4", "--repeats", "1", "--warmup", "1", "--json", out])
     report = json.loads(out.read_text())
     names = [v["variant"] for v in report["shapes"][0]["variants"]]
@@ -27,7 +27,7 @@ def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
 
 def test_bench_criterion_adaptive_softmax_on_a_tiny_shape(tmp_path):
     out = tmp_path / "report.json"
-    proc = run([sys.executable, REPO / "benchmarks" / "criterion_targets.py", "--adaptive", "100,200", "--tokens", "64",
+    proc = run([sys.executable, REPO / "benchmarks" / "bench_criterion.py", "--adaptive", "100,200", "--tokens", "64",
                 "--vocab", "300", "--dim", "16", "--topk", "4", "--repeats", "1", "--warmup", "1",
                 "--refresh-rows", "60", "--adaptive-candidates", "cluster", "any", "--json", out, "--markdown", "-"])
     report = json.loads(out.read_text())
@@ -160,11 +160,11 @@ def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
          "--train-tokens", "200000", "--valid-tokens", "200"])
     bin_dir = tmp_path / "syn" / "bin"
     assert (bin_dir / ".done").exists() and (bin_dir / "train.bin").exists()
-    counts = [int(line.split()[1]) for line in open(bin_dir / "dict.txt")]  # most frequent first
-    assert len(counts) + 4 == 1000
-    head = sum(counts[:96]) / sum(counts)  # H(96) / H(996), about 0.68
+    assert sum(1 for _ in open(bin_dir / "dict.txt")) + 4 == 1000
+    ranks = [int(word[1:]) for line in open(tmp_path / "syn" / "train.txt") for word in line.split()]
+    head = sum(r < 96 for r in ranks) / len(ranks)  # H(96) / H(996), about 0.68
     want = sum(1 / r for r in range(1, 97)) / sum(1 / r for r in range(1, 997))
-    assert head == pytest.approx(want, abs=0.01)
+    assert len(ranks) == 200000 and head == pytest.approx(want, abs=0.01) and min(ranks) == 0 and max(ranks) <= 995
     proc = run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "x", "--vocab", "4"],
                check=False)
     assert proc.returncode == 2 and "--vocab must exceed the 4 special symbols" in proc.stderr

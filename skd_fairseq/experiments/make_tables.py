@@ -40,6 +40,29 @@ from skd_fairseq.experiments.significance import bleu_significance, comparisons,
 from skd_fairseq.experiments.tables import Cost, check_rows, load, respelled_note, table, training_metric_columns
 
 
+def translation_sections(translation, args, compared, extra):
+    """The translation table, its sacrebleu signatures and, with --significance, its tests."""
+    metrics = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
+    if any("valid_ppl" in r["metrics"] for r in translation):  # skd-fairseq-validation-perplexity
+        metrics.append(("valid perplexity", "valid_ppl", 2))
+    kinds = sorted({r["metrics"]["bleu_tokenized_kind"] for r in translation if "bleu_tokenized" in r["metrics"]})
+    if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
+        metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
+    lines = table(translation, metrics, args.flags, extra) + respelled_note(translation)
+    signatures = sorted({r["metrics"]["bleu_signature"] for r in translation}
+                        | {r["metrics"]["chrf_signature"] for r in translation})
+    lines += ["", "sacrebleu signatures: " + "; ".join(f"`{s}`" for s in signatures)]
+    tokenized = sorted({r["metrics"]["bleu_tokenized_signature"] for r in translation
+                        if "bleu_tokenized" in r["metrics"]})
+    if tokenized:
+        lines += ["", "tokenised BLEU signature (on the tokenised hypotheses and references): "
+                  + "; ".join(f"`{s}`" for s in tokenized)]
+    if args.significance:
+        tested = [m for m in metrics if m[1] in ("bleu", "chrf", "valid_ppl")]
+        lines += significance_sections(translation, args.baseline, compared, bleu_significance, tested)
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+")
@@ -70,25 +93,7 @@ def main():
     if args.training_metrics:
         extra += training_metric_columns(results)
     if translation:
-        metrics = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
-        if any("valid_ppl" in r["metrics"] for r in translation):  # skd_fairseq/experiments/validation_perplexity.py
-            metrics.append(("valid perplexity", "valid_ppl", 2))
-        kinds = sorted({r["metrics"]["bleu_tokenized_kind"] for r in translation if "bleu_tokenized" in r["metrics"]})
-        if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
-            metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
-        lines += table(translation, metrics, args.flags, extra) + respelled_note(translation)
-        signatures = sorted({r["metrics"]["bleu_signature"] for r in translation}
-                            | {r["metrics"]["chrf_signature"] for r in translation})
-        lines += ["", "sacrebleu signatures: " + "; ".join(f"`{s}`" for s in signatures)]
-        tokenized = sorted({r["metrics"]["bleu_tokenized_signature"] for r in translation
-                            if "bleu_tokenized" in r["metrics"]})
-        if tokenized:
-            lines += ["", "tokenised BLEU signature (on the tokenised hypotheses and references): "
-                      + "; ".join(f"`{s}`" for s in tokenized)]
-        if args.significance:
-            tested = [("BLEU", "bleu", 2), ("chrF", "chrf", 2)]
-            tested += [("valid perplexity", "valid_ppl", 2)] if any("valid_ppl" in r["metrics"] for r in translation) else []
-            lines += significance_sections(translation, args.baseline, compared, bleu_significance, tested)
+        lines += translation_sections(translation, args, compared, extra)
     if lm:
         lines += [""] if lines else []
         lines += table(lm, [("perplexity", "ppl", 2)], args.flags, extra) + respelled_note(lm)
