@@ -8,7 +8,7 @@ repeated; each reports the median and spread of its step time and its ratio to t
 baseline measured in the same run. The neighbour table refresh
 (``--skd-neighbour-refresh R``) is timed on its own and amortised over R steps. Peak
 memory is measured after the timing, one step per variant and one step that rebuilds
-the table (benchmarks/peak_memory.py: CUDA allocator statistics, or on the CPU the
+the table (skd_fairseq/experiments/peak_memory.py: CUDA allocator statistics, or on the CPU the
 resident set's high-water mark).
 
 With --adaptive C1,C2 the output layer is fairseq's AdaptiveSoftmax as transformer_lm_wiki103
@@ -25,7 +25,6 @@ Examples:
 """
 
 import argparse
-import itertools
 import os
 import platform
 import statistics
@@ -36,9 +35,11 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-import peak_memory
-from peak_memory import PeakMemory
-from reporting import commit, write_outputs
+from skd_fairseq.experiments import peak_memory
+from skd_fairseq.experiments.criterion_targets import check_targets, shape_grid
+from skd_fairseq.experiments.markdown import markdown_table
+from skd_fairseq.experiments.peak_memory import PeakMemory
+from skd_fairseq.experiments.reporting import commit, write_outputs
 
 
 def build_dictionary(vocab_size):
@@ -267,59 +268,6 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             "refresh_rows_timed": refresh_rows, "distinct_gold_tokens": distinct, "variants": rows}
 
 
-# Issue targets at transformer-base scale with the default settings (k 8, table refresh).
-TARGET_SHAPE = {"tokens": 8192, "vocab": 32000, "dim": 512, "topk": 8}
-TARGET_STEP_RATIO = {"cuda": 1.03, "cpu": 1.10}
-TARGET_PEAK_RATIO = 1.05
-# On an adaptive softmax (WikiText-103's transformer_lm_wiki103 output layer), against adaptive_loss;
-# the CPU may measure fewer tokens than 2,048.
-ADAPTIVE_TARGET_SHAPE = {"vocab": 267744, "dim": 1024, "topk": 8}
-ADAPTIVE_TARGET_STEP_RATIO, ADAPTIVE_TARGET_PEAK_RATIO = 1.15, 1.25
-# The refresh of the whole [V, D] table at that shape took about 51 min on a CPU thread before
-# clusters were searched in their own spaces (criterion-cpu-adaptive-wiki103.md): 15 times faster.
-ADAPTIVE_REFRESH_BEFORE_S, ADAPTIVE_REFRESH_SPEEDUP = 51 * 60, 15
-
-
-def check_targets(report):
-    """PASS/FAIL of the step-time and peak-memory targets on the shapes that have them."""
-    checks = []
-    for shape in report["shapes"]:
-        adaptive = bool(shape.get("adaptive_cutoff"))
-        target_shape = ADAPTIVE_TARGET_SHAPE if adaptive else TARGET_SHAPE
-        if any(shape[key] != value for key, value in target_shape.items()):
-            continue
-        rows = {v["variant"]: v for v in shape["variants"]}
-        default = next(v for name, v in rows.items() if name.startswith(f"skd-neighbours-R{report['refresh']}"))
-        limit = ADAPTIVE_TARGET_STEP_RATIO if adaptive else TARGET_STEP_RATIO[report["device"]]
-        peak_limit = ADAPTIVE_TARGET_PEAK_RATIO if adaptive else TARGET_PEAK_RATIO
-        where = (f"N {shape['tokens']}, V {shape['vocab']}, D {shape['dim']}"
-                 + (f", adaptive softmax {shape['adaptive_cutoff']}, {shape.get('adaptive_candidates') or 'any'} "
-                    "candidates, vs adaptive_loss" if adaptive else ""))
-        if adaptive and report["device"] == "cpu":  # the loss part, and the refresh on its own
-            ratio = default["ratio_to_baseline"]
-            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}",
-                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
-            limit_s = ADAPTIVE_REFRESH_BEFORE_S / ADAPTIVE_REFRESH_SPEEDUP
-            checks.append({"target": f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
-                                     f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)",
-                           "value": default["refresh_s"], "result": "PASS" if default["refresh_s"] <= limit_s else "FAIL",
-                           "shape": where})
-        else:
-            ratio = default["amortised_ratio_to_baseline"]
-            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
-                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
-        base = rows["baseline"]["peak_bytes"]
-        peaks = [default["peak_bytes"], default.get("refresh_step_peak_bytes")]
-        if base and None not in peaks:
-            ratio = max(peaks) / base
-            checks.append({"target": f"peak-memory ratio (worst step: a table refresh) <= {peak_limit}",
-                           "value": ratio, "result": "PASS" if ratio <= peak_limit else "FAIL", "shape": where})
-        else:
-            checks.append({"target": f"peak-memory ratio <= {peak_limit}", "value": None, "shape": where,
-                           "result": f"not measured ({report.get('memory', 'no peaks in the report')})"})
-    return checks
-
-
 def markdown(report):
     lines = [
         f"Device: {report['device_name']} ({report['device']}, {report['dtype']}), "
@@ -328,14 +276,12 @@ def markdown(report):
         "",
         f"Peak memory: {report['memory']}.",
         "",
-        "| N tokens | V | D | k | variant | median ms | min-max ms | ratio | amortised ratio "
-        "| peak MiB | memory ratio |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def mib(value):
         return "n/a" if value is None else f"{value / 2**20:.0f}"
 
+    rows = []
     for shape in report["shapes"]:
         base_peak = shape["variants"][0]["peak_bytes"]
         for v in shape["variants"]:
@@ -345,12 +291,12 @@ def markdown(report):
             if v.get("refresh_step_peak_bytes") is not None:
                 peak += f" (refresh step {mib(v['refresh_step_peak_bytes'])})"
             ratio = f"{max(peaks) / base_peak:.3f}" if peaks and base_peak else "n/a"
-            lines.append(
-                f"| {shape['tokens']} | {shape['vocab']} | {shape['dim']} | {shape['topk']} | {v['variant']} "
-                f"| {v['median_s'] * 1e3:.1f} | {v['min_s'] * 1e3:.1f}-{v['max_s'] * 1e3:.1f} "
-                f"| {v['ratio_to_baseline']:.3f} | {'' if amort is None else f'{amort:.3f}'} "
-                f"| {peak} | {ratio} |"
-            )
+            rows.append([shape["tokens"], shape["vocab"], shape["dim"], shape["topk"], v["variant"],
+                         f"{v['median_s'] * 1e3:.1f}", f"{v['min_s'] * 1e3:.1f}-{v['max_s'] * 1e3:.1f}",
+                         f"{v['ratio_to_baseline']:.3f}", "" if amort is None else f"{amort:.3f}", peak, ratio])
+    header = ["N tokens", "V", "D", "k", "variant", "median ms", "min-max ms", "ratio", "amortised ratio",
+              "peak MiB", "memory ratio"]
+    lines += markdown_table(header, rows, align="rrrrlrrrrrr")
     for shape in report["shapes"]:
         refresh = [v for v in shape["variants"] if "refresh_s" in v]
         if refresh:
@@ -367,21 +313,6 @@ def markdown(report):
         lines.append(f"\nTarget, {report['device']}, {check.get('shape', '')}: {check['target']}: "
                      f"**{check['result']}**{value}")
     return "\n".join(lines) + "\n"
-
-
-def shape_grid(args):
-    """The (tokens, vocab, dim, topk) shapes to measure, in order, without repeats."""
-    axes = [args.tokens, args.vocab, args.dim, args.topk]
-    if args.grid == "product":
-        return list(itertools.product(*axes))
-    base = tuple(TARGET_SHAPE[key] for key in ("tokens", "vocab", "dim", "topk"))
-    shapes = [base]
-    for i, values in enumerate(axes):
-        for value in values:
-            shape = base[:i] + (value,) + base[i + 1:]
-            if shape not in shapes:
-                shapes.append(shape)
-    return shapes
 
 
 def main(argv=None):

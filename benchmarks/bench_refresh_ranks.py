@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 import torch
 import torch.multiprocessing as mp
 
-from reporting import commit, write_outputs
+from skd_fairseq.experiments.markdown import markdown_table
+from skd_fairseq.experiments.reporting import commit, write_outputs
 
 
 def spaces_for(vocab, dim, cutoff, seed=0):
@@ -106,12 +107,12 @@ def main(argv=None):
     report = {"benchmark": "bench_refresh_ranks", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
               "commit": commit(), "shape": shape, "cpus": os.cpu_count(), "rows": rows}
     lines = [f"{shape}; gloo ranks, one thread each, on {os.cpu_count()} CPU cores; commit {report['commit']}, "
-             f"{report['date']}.", "",
-             "| ranks | refresh s (slowest rank) | of which search | of which all-gather | speed-up | same table |",
-             "|---:|---:|---:|---:|---:|---|"]
-    for row in rows:
-        lines.append(f"| {row['ranks']} | {row['refresh_s']:.2f} | {row['search_s']:.2f} | {row['all_gather_s']:.3f} | "
-                     f"{row['speedup']:.2f} | {'yes' if row['tables_equal_to_first'] else 'NO'} |")
+             f"{report['date']}.", ""]
+    header = ["ranks", "refresh s (slowest rank)", "of which search", "of which all-gather", "speed-up", "same table"]
+    lines += markdown_table(header, [[row["ranks"], f"{row['refresh_s']:.2f}", f"{row['search_s']:.2f}",
+                                      f"{row['all_gather_s']:.3f}", f"{row['speedup']:.2f}",
+                                      "yes" if row["tables_equal_to_first"] else "NO"] for row in rows],
+                            align="rrrrrl")
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
     if not all(row["tables_equal_to_first"] for row in rows):
         sys.exit("bench_refresh_ranks: the ranks' tables differ from one process's")

@@ -13,13 +13,12 @@ Methods:
   faiss            faiss IndexFlatIP / IndexFlatL2 (exact search; CPU only; skipped when
                    faiss is not installed: pip install faiss-cpu)
 Each measurement runs in a fresh process; its peak memory is that of one search after
-the timed ones (benchmarks/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
+the timed ones (skd_fairseq/experiments/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
 the CPU the resident set's high-water mark above the resident set before the search).
 """
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,10 +26,9 @@ import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import peak_memory  # noqa: E402
-from peak_memory import PeakMemory  # noqa: E402
+from skd_fairseq.experiments import peak_memory
+from skd_fairseq.experiments.markdown import markdown_table
+from skd_fairseq.experiments.peak_memory import PeakMemory
 
 
 def make_embeddings(vocab, dim, device, dtype):
@@ -166,23 +164,25 @@ def main():
                     continue
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    from reporting import commit, write_outputs
+    from skd_fairseq.experiments.reporting import commit, write_outputs
 
     report = {"benchmark": "bench_topk", "device": args.device, "dtype": args.dtype, "dim": args.dim,
               "topk": args.topk, "similarity": args.similarity, "queries": args.queries, "commit": commit(),
               "date": time.strftime("%Y-%m-%d", time.gmtime()), "rows": rows}
     lines = [f"{args.device}, {args.dtype}, D={args.dim}, k={args.topk}, {args.similarity}, queries: {args.queries}, "
-             f"commit {report['commit']}, {report['date']}.", "",
-             "| V | method | chunk | median s | speed-up vs naive | peak MiB | exact |", "|---:|---|---:|---:|---:|---:|---|"]
+             f"commit {report['commit']}, {report['date']}.", ""]
     naive = {r["vocab"]: r["median_s"] for r in rows if r["method"] == "naive" and "median_s" in r}
+    table = []
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['vocab']} | {r['method']} | {r['chunk']} | not run: {r['skipped']} | | | |")
+            table.append([r["vocab"], r["method"], r["chunk"], f"not run: {r['skipped']}", "", "", ""])
             continue
         speedup = f"{naive[r['vocab']] / r['median_s']:.1f}x" if r["vocab"] in naive else ""
         peak = "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
-        lines.append(f"| {r['vocab']} | {r['method']} | {r['chunk']} | {r['median_s']:.3f} | {speedup} | "
-                     f"{peak} | {'yes' if r['exact'] else 'NO'} |")
+        table.append([r["vocab"], r["method"], r["chunk"], f"{r['median_s']:.3f}", speedup, peak,
+                      "yes" if r["exact"] else "NO"])
+    lines += markdown_table(["V", "method", "chunk", "median s", "speed-up vs naive", "peak MiB", "exact"], table,
+                            align="rlrrrrl")
     report["targets"] = check_targets(report)
     for check in report["targets"]:
         lines.append(f"\nTarget: {check['target']}: **{check['result']}** ({check['detail']})")

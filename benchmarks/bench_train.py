@@ -15,7 +15,7 @@ are fresh (no resumption), alternate between variants round by round, and each r
 the median target tokens/s of its train_inner records after the first --skip-updates
 updates (start-up and the first table build excluded) and the peak memory of
 the run (the GPU's when it used one, else the host's resident set; see
-scripts/run_and_measure.py). Ratios are to the first variant, measured in the same run.
+skd_fairseq/experiments/run_and_measure.py). Ratios are to the first variant, measured in the same run.
 
 --common FLAGS go to every variant (e.g. --data DIR --decoder-layers 4). --amortise
 STEADY=EVERY names two variants that differ only in the neighbour refresh: STEADY at its
@@ -37,7 +37,6 @@ The WikiText-103 model (benchmarks/README.md): synthetic_lm_data.py builds data 
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -46,10 +45,11 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-from reporting import commit, write_outputs
+from skd_fairseq.experiments import fairseq_log
+from skd_fairseq.experiments.markdown import markdown_table
+from skd_fairseq.experiments.reporting import commit, write_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+)")
 
 
 def run_variant(config, preset, flags, updates, log_interval, save_dir):
@@ -61,7 +61,8 @@ def run_variant(config, preset, flags, updates, log_interval, save_dir):
     wall = time.time() - start
     if proc.returncode != 0:
         sys.exit(f"bench_train: {' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    records = [(float(m.group(1)), int(m.group(2))) for m in map(INNER.search, proc.stdout.splitlines()) if m]
+    records = [(r.get("wps"), int(r.get("num_updates"))) for r in fairseq_log.records(proc.stdout.splitlines())
+               if r.kind == "train_inner" and "wps" in r.values and "num_updates" in r.values]
     with open(os.path.join(save_dir, "train.json")) as f:
         summary = json.load(f)
     return records, wall, summary["peak_memory_mib"], summary["peak_memory_kind"]
@@ -143,17 +144,18 @@ def main():
     common = f", every variant with `{args.common}`" if args.common else ""
     lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
              f"{args.rounds} alternating rounds{common}, commit {report['commit']}, {report['date']}.", "",
-             f"Peak memory: {' / '.join(sorted(memory_kinds))}.", "",
-             "| variant | tokens/s (median; per round) | step-time ratio | peak memory MiB | memory ratio |",
-             "|---|---|---:|---:|---:|"]
+             f"Peak memory: {' / '.join(sorted(memory_kinds))}.", ""]
+    table = []
     for row in rows:
         if "amortised_from" in row:
-            lines.append(f"| {row['variant']} | | {row['step_time_ratio']:.3f} | {row['peak_memory_mib'][0]:.0f} | "
-                         f"{row['peak_memory_ratio']:.3f} |")
-            continue
-        per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
-        lines.append(f"| {row['variant']} | {row['median_tokens_per_s']:.0f} ({per_round}) | "
-                     f"{row['step_time_ratio']:.3f} | {max(row['peak_memory_mib']):.0f} | {row['peak_memory_ratio']:.3f} |")
+            speed, peak = "", row["peak_memory_mib"][0]
+        else:
+            per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
+            speed, peak = f"{row['median_tokens_per_s']:.0f} ({per_round})", max(row["peak_memory_mib"])
+        table.append([row["variant"], speed, f"{row['step_time_ratio']:.3f}", f"{peak:.0f}",
+                      f"{row['peak_memory_ratio']:.3f}"])
+    header = ["variant", "tokens/s (median; per round)", "step-time ratio", "peak memory MiB", "memory ratio"]
+    lines += markdown_table(header, table, align="llrrr")
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":

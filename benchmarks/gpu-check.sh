@@ -114,11 +114,13 @@ import json, os, platform, subprocess, sys
 
 import torch
 
+from skd_fairseq.experiments.markdown import markdown_table
+
 out, smoke, steps = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.machine()})"
 report = {"device": device, "smoke": smoke, "torch": torch.__version__, "steps": []}
-lines = [f"# GPU check{' (smoke, CPU)' if smoke else ''}", "", f"Device: {device}, torch {torch.__version__}.", "",
-         "| step | status | seconds |", "|---|---|---:|"]
+lines = [f"# GPU check{' (smoke, CPU)' if smoke else ''}", "", f"Device: {device}, torch {torch.__version__}.", ""]
+rows = []
 for entry in steps:
     name, status, seconds = entry.split()
     step = {"name": name, "status": "passed" if status == "0" else f"failed ({status})", "seconds": int(seconds)}
@@ -130,7 +132,8 @@ for entry in steps:
         with open(os.path.join(out, step["json"])) as f:
             step["targets"] = json.load(f).get("targets", [])
     report["steps"].append(step)
-    lines.append(f"| {name} | {step['status']} | {seconds} |")
+    rows.append([name, step["status"], seconds])
+lines += markdown_table(["step", "status", "seconds"], rows, align="llr")
 for step in report["steps"]:
     if "md" in step:
         with open(os.path.join(out, step["md"])) as f:

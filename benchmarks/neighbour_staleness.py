@@ -21,6 +21,8 @@ import sys
 
 import torch
 
+from skd_fairseq.experiments.markdown import markdown_table
+
 
 def load_embedding(path):
     import skd_fairseq.checkpoints
@@ -77,11 +79,10 @@ def main():
             values = [overlap(tables[a], tables[b]) for a, b in pairs]
             report["gaps"][gap] = {"pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
                                    "mean_overlap": round(statistics.mean(values), 4)}
-    print("| gap (updates) | pairs | mean overlap | overlap by start update |")
-    print("|---:|---:|---:|---|")
-    for gap, entry in report["gaps"].items():
-        by_start = ", ".join(f"{a}: {v:.2f}" for a, _, v in entry["pairs"])
-        print(f"| {gap} | {len(entry['pairs'])} | {entry['mean_overlap']:.3f} | {by_start} |")
+    rows = [[gap, len(entry["pairs"]), f"{entry['mean_overlap']:.3f}",
+             ", ".join(f"{a}: {v:.2f}" for a, _, v in entry["pairs"])] for gap, entry in report["gaps"].items()]
+    print("\n".join(markdown_table(["gap (updates)", "pairs", "mean overlap", "overlap by start update"], rows,
+                                   align="rrrl")))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

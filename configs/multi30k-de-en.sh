@@ -1,7 +1,7 @@
 # Multi30k de->en, trained to convergence on a CPU: the table config of results/multi30k-de-en.md.
 # The model is the demo's (2+2 layers, 256 wide, shared embeddings); it trains for a fixed
 # 18 epochs (2,394 updates), chosen from the baseline's validation curve by
-# scripts/choose_epochs.py (the first epoch after which validation loss improves by less than
+# skd-fairseq-choose-epochs (the first epoch after which validation loss improves by less than
 # 1 % over 3 epochs; the curve is in results/multi30k-de-en-epochs.md), and is scored with the
 # average of its last 5 epoch checkpoints and beam 5.
 DATASET=multi30k

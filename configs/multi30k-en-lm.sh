@@ -1,7 +1,7 @@
 # Language model on the English side of Multi30k (29,000 training captions, the
 # translation data's 8,000 sentencepieces): a small transformer_lm sized for a CPU,
 # trained to convergence: a fixed 9 epochs (999 updates), chosen from the baseline's validation
-# curve by scripts/choose_epochs.py (the first epoch after which validation loss improves by
+# curve by skd-fairseq-choose-epochs (the first epoch after which validation loss improves by
 # less than 1 % over 3 epochs; the curve is in results/multi30k-en-lm-epochs.md), the last 5
 # epoch checkpoints averaged. Perplexity is per sentencepiece token, over the text read as one stream.
 DATASET=multi30k-en

@@ -25,12 +25,12 @@ TABLE is one of:
                 seq-word-kd (word-kd on it), tie-kd, skd-word-kd; with a cost table
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
-evaluated on the test split; then scripts/make-tables.py writes RESULTS/TABLE.md (mean
+evaluated on the test split; then skd-fairseq-tables writes RESULTS/TABLE.md (mean
 +- std over seeds, paired bootstrap against the baseline: BLEU, or perplexity, and
 against other rows where the config's TABLE_COMPARISONS names them) and
-RESULTS/TABLE.png (validation curves), and scripts/archive_runs.py copies what they
+RESULTS/TABLE.png (validation curves), and skd-fairseq-archive-runs copies what they
 were computed from (result files, train.json, hypotheses, validation records) into
-RESULTS/TABLE-runs/, from which make-tables.py rebuilds them. Language-model rows are trained with
+RESULTS/TABLE-runs/, from which skd-fairseq-tables rebuilds them. Language-model rows are trained with
 --label-smoothing 0, so the baseline is plain cross-entropy. Re-running resumes:
 finished runs and evaluations are skipped, an interrupted run continues from its
 checkpoint_last.pt.
@@ -201,60 +201,25 @@ significance+=(${compare[@]+"${compare[@]}"})
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo
-  trained_at=$(python - "${result_files[@]}" <<'PY'
-import json, sys
-commits = sorted({json.load(open(p)).get("training", {}).get("commit") or "unknown" for p in sys.argv[1:]})
-print(", ".join(commits))
-PY
-)
+  trained_at=$(python -m skd_fairseq.experiments.table_notes commits "${result_files[@]}")
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
   echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (runs trained at $trained_at), config \`$config\`,"
-  python - "$cuda" "${result_files[@]}" <<'PY'
-import collections, json, sys
-trainings = [json.load(open(p)).get("training", {}) for p in sys.argv[2:]]
-if sys.argv[1] == "1":  # device.sh's probe: torch sees a GPU
-    import torch
-
-    print(f"GPU: {torch.cuda.get_device_name(0)}.")
-else:  # the threads each run was trained with, as its train.json recorded them
-    runs = collections.Counter(t.get("omp_num_threads", "?") for t in trainings)
-    said = {"?": "not recorded (trained before run_and_measure.py kept it)",
-            None: "OMP_NUM_THREADS unset (torch's default, one per core)"}
-    print("CPU only; threads per run: " + "; ".join(
-        f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})" for k, n in sorted(runs.items(), key=str)) + ".")
-# fairseq_wall_s sums the training time of every invocation (run_and_measure.py), not the downtime between them.
-walls = [t.get("fairseq_wall_s") for t in trainings]
-known = [w for w in walls if w is not None]
-print(f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} h"
-      + (f" ({len(walls) - len(known)} runs did not record it)" if len(known) < len(walls) else "")
-      + " (evaluation not included).")
-PY
+  python -m skd_fairseq.experiments.table_notes conditions --cuda "$cuda" "${result_files[@]}"
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   if [ ${#stale[@]} -gt 0 ]; then
     echo "Reused as finished, with other settings than the config and presets give now (see each train.json): ${stale[*]}."
   fi
   echo
   if [ "$kind" = kd ]; then
-    python - "$teacher_dir" "$teacher_config" <<'PY'
-import json, sys
-sys.path.insert(0, "scripts")
-from results import run_fields
-d = json.load(open(sys.argv[1] + "/result.test.json"))
-d = {**run_fields(d.get("training", {})), **d}
-m = d["metrics"]
-print(f"Teacher (`{sys.argv[2]}`, seed 1, trained once and shared by every row): test BLEU {m['bleu']:.2f}, "
-      f"chrF {m['chrf']:.2f}; training {d['wall_time_s'] or 0:,.0f} s, peak memory "
-      f"{d['peak_memory_mib'] or 0:,.0f} MiB ({d['peak_memory_kind']}; not included in the rows' cost).")
-print()
-PY
+    python -m skd_fairseq.experiments.table_notes teacher "$teacher_dir/result.test.json" "$teacher_config"
   fi
-  python scripts/make-tables.py "${result_files[@]}" ${significance[@]+"${significance[@]}"} --flags --plot "$results_dir/$name.png"
+  python -m skd_fairseq.experiments.make_tables "${result_files[@]}" ${significance[@]+"${significance[@]}"} --flags --plot "$results_dir/$name.png"
   echo
   echo "![validation perplexity against updates, mean over seeds]($name.png)"
 } > "$results_dir/$name.md.part"
 mv "$results_dir/$name.md.part" "$results_dir/$name.md"
 # What the table was computed from (results, hypotheses, validation curves), to commit beside it.
 rm -rf "$results_dir/$name-runs"
-python scripts/archive_runs.py --out "$results_dir/$name-runs" "${result_files[@]}"
-[ "$kind" != kd ] || python scripts/archive_runs.py --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
+python -m skd_fairseq.experiments.archive_runs --out "$results_dir/$name-runs" "${result_files[@]}"
+[ "$kind" != kd ] || python -m skd_fairseq.experiments.archive_runs --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
 cat "$results_dir/$name.md"

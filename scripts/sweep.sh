@@ -17,7 +17,7 @@ does not peek at test scores. Resumable: finished runs and evaluations are skipp
   --seed N        the seed of every run (default 1)
   --table FILE    write the table there instead of DIR/sweep.md, and archive what it was
                   computed from (result files, train.json, the runs' per-epoch records,
-                  hypotheses) into FILE's name without .md plus -runs/ (scripts/archive_runs.py)
+                  hypotheses) into FILE's name without .md plus -runs/ (skd-fairseq-archive-runs)
 EOF
 }
 
@@ -72,13 +72,13 @@ done
   echo "$(date -u +%Y-%m-%d), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown); one run per variant,"
   echo "scored on the validation split only ($(. "$config"; [ "${AVERAGE_LAST:-1}" -gt 1 ] && echo "the average of the last ${AVERAGE_LAST} checkpoints" || echo "checkpoint_best.pt"))."
   echo
-  python "$repo/scripts/make-tables.py" "${results[@]}" --flags --training-metrics
+  python -m skd_fairseq.experiments.make_tables "${results[@]}" --flags --training-metrics
 } > "$out/sweep.md.part"
 table=${table:-$out/sweep.md}
 mkdir -p "$(dirname "$table")"
 mv "$out/sweep.md.part" "$table"
 if [ "$table" != "$out/sweep.md" ]; then
   rm -rf "${table%.md}-runs"
-  python "$repo/scripts/archive_runs.py" --out "${table%.md}-runs" "${results[@]}"
+  python -m skd_fairseq.experiments.archive_runs --out "${table%.md}-runs" "${results[@]}"
 fi
 cat "$table"

@@ -180,14 +180,9 @@ def run(cmd, timeout=600, check=True, env=None, **kwargs):
     return proc
 
 
-def load_script(name):
-    """Import scripts/NAME.py as a module (the scripts import each other from their directory)."""
-    scripts = str(REPO / "scripts")
-    sys.path.insert(0, scripts)
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(scripts)
+def tool(module):
+    """The command that runs skd_fairseq.experiments.MODULE (what the shell scripts run)."""
+    return [sys.executable, "-m", f"skd_fairseq.experiments.{module}"]
 
 
 def require_shared(name):

@@ -8,9 +8,7 @@ import pytest
 import torch
 from conftest import REPO, run, tiny_config
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import bench_criterion  # noqa: E402
-import peak_memory  # noqa: E402
+from skd_fairseq.experiments import criterion_targets, peak_memory
 
 
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
@@ -43,16 +41,16 @@ def test_bench_criterion_adaptive_softmax_on_a_tiny_shape(tmp_path):
     assert "one table refresh took" in proc.stdout and "(cluster candidates)" in proc.stdout
     # The WikiText-103 shape has targets; a tiny one has none.
     assert report["targets"] == []
-    shape = dict(shape, **bench_criterion.ADAPTIVE_TARGET_SHAPE)
+    shape = dict(shape, **criterion_targets.ADAPTIVE_TARGET_SHAPE)
     shape["variants"][1].update(ratio_to_baseline=1.2, refresh_s=150.0, peak_bytes=110, refresh_step_peak_bytes=120)
     shape["variants"][0]["peak_bytes"] = 100
-    checks = bench_criterion.check_targets({"device": "cpu", "refresh": report["refresh"], "shapes": [shape]})
+    checks = criterion_targets.check_targets({"device": "cpu", "refresh": report["refresh"], "shapes": [shape]})
     # On the CPU: the loss part with the refresh excluded, the refresh against 51 min / 15, the memory.
     assert [(c["result"], round(c["value"], 2)) for c in checks] == [("FAIL", 1.2), ("PASS", 150.0), ("PASS", 1.2)]
     assert "cluster candidates, vs adaptive_loss" in checks[0]["shape"] and "refresh excluded) <= 1.15" in checks[0]["target"]
     assert "table refresh <= 204 s" in checks[1]["target"]
     shape["variants"][1].update(refresh_s=205.0, refresh_step_peak_bytes=130)
-    checks = bench_criterion.check_targets({"device": "cpu", "refresh": report["refresh"], "shapes": [shape]})
+    checks = criterion_targets.check_targets({"device": "cpu", "refresh": report["refresh"], "shapes": [shape]})
     assert [c["result"] for c in checks] == ["FAIL", "FAIL", "FAIL"]
 
 
@@ -62,13 +60,13 @@ def test_targets_pass_and_fail_on_the_transformer_base_shape():
                     {"variant": "skd-neighbours-R50", "amortised_ratio_to_baseline": step_ratio,
                      "peak_bytes": peak, "refresh_step_peak_bytes": peak}]
         return {"device": device, "refresh": 50,
-                "shapes": [dict(bench_criterion.TARGET_SHAPE, variants=variants)]}
+                "shapes": [dict(criterion_targets.TARGET_SHAPE, variants=variants)]}
 
-    checks = bench_criterion.check_targets(report("cuda", 1.02, 104))
+    checks = criterion_targets.check_targets(report("cuda", 1.02, 104))
     assert [c["result"] for c in checks] == ["PASS", "PASS"]
-    checks = bench_criterion.check_targets(report("cuda", 1.05, 110))
+    checks = criterion_targets.check_targets(report("cuda", 1.05, 110))
     assert [c["result"] for c in checks] == ["FAIL", "FAIL"]
-    checks = bench_criterion.check_targets(report("cpu", 1.05, None))
+    checks = criterion_targets.check_targets(report("cpu", 1.05, None))
     assert [c["result"] for c in checks] == ["PASS", "not measured (no peaks in the report)"]
 
 
@@ -76,17 +74,17 @@ def test_the_memory_target_takes_the_worst_step_a_table_refresh():
     variants = [{"variant": "baseline", "peak_bytes": 100},
                 {"variant": "skd-neighbours-R50", "amortised_ratio_to_baseline": 1.0,
                  "peak_bytes": 101, "refresh_step_peak_bytes": 108}]
-    report = {"device": "cpu", "refresh": 50, "shapes": [dict(bench_criterion.TARGET_SHAPE, variants=variants)]}
-    memory = bench_criterion.check_targets(report)[1]
+    report = {"device": "cpu", "refresh": 50, "shapes": [dict(criterion_targets.TARGET_SHAPE, variants=variants)]}
+    memory = criterion_targets.check_targets(report)[1]
     assert memory["result"] == "FAIL" and memory["value"] == pytest.approx(1.08)
 
 
 def test_axes_grid_varies_one_axis_at_a_time_around_the_base_shape():
     args = argparse.Namespace(grid="axes", tokens=[4096, 8192], vocab=[8000], dim=[512, 1024], topk=[8])
-    assert bench_criterion.shape_grid(args) == [
+    assert criterion_targets.shape_grid(args) == [
         (8192, 32000, 512, 8), (4096, 32000, 512, 8), (8192, 8000, 512, 8), (8192, 32000, 1024, 8)]
     args.grid = "product"
-    assert len(bench_criterion.shape_grid(args)) == 4
+    assert len(criterion_targets.shape_grid(args)) == 4
 
 
 @pytest.mark.skipif(peak_memory.cpu_supported() is not None, reason="needs Linux's clear_refs and glibc")
@@ -158,19 +156,15 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(multi30k_bin, tmp_path):
 def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
     """The WikiText-103 timing data: the dictionary size asked for (special symbols included), binarised
     and marked finished for train.sh --data, words drawn by Zipf's law (frequent ids first)."""
-    import numpy as np
-
-    import synthetic_lm_data  # benchmarks/ is on the path (above)
-
     run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "syn", "--vocab", "1000",
-         "--train-tokens", "3000", "--valid-tokens", "200"])
+         "--train-tokens", "200000", "--valid-tokens", "200"])
     bin_dir = tmp_path / "syn" / "bin"
     assert (bin_dir / ".done").exists() and (bin_dir / "train.bin").exists()
     assert sum(1 for _ in open(bin_dir / "dict.txt")) + 4 == 1000
-    ranks = synthetic_lm_data.zipf_tokens(np.random.default_rng(0), 996, 200000)
-    head = (ranks < 96).mean()  # H(96) / H(996), about 0.68
+    ranks = [int(word[1:]) for line in open(tmp_path / "syn" / "train.txt") for word in line.split()]
+    head = sum(r < 96 for r in ranks) / len(ranks)  # H(96) / H(996), about 0.68
     want = sum(1 / r for r in range(1, 97)) / sum(1 / r for r in range(1, 997))
-    assert head == pytest.approx(want, abs=0.01) and ranks.min() == 0 and ranks.max() <= 995
+    assert len(ranks) == 200000 and head == pytest.approx(want, abs=0.01) and min(ranks) == 0 and max(ranks) <= 995
     proc = run([sys.executable, REPO / "benchmarks" / "synthetic_lm_data.py", "--out", tmp_path / "x", "--vocab", "4"],
                check=False)
     assert proc.returncode == 2 and "--vocab must exceed the 4 special symbols" in proc.stderr

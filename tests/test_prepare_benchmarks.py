@@ -9,7 +9,9 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, load_script, run
+from conftest import REPO, run
+
+from skd_fairseq.experiments import score_translation, text_tools
 
 SCRIPTS = REPO / "scripts"
 
@@ -252,7 +254,6 @@ def test_prepare_wikitext103_names_a_missing_file(tmp_path):
 
 
 def test_score_translation_lowercase_and_the_shared_compound_split():
-    score_translation, text_tools = load_script("score_translation"), load_script("text_tools")
     hyps, refs = ["The Cat sits on the mat today ."] * 2, ["the cat sits on the mat today ."] * 2
     cased = score_translation.score(hyps, refs)
     lower = score_translation.score(hyps, refs, lowercase=True)

@@ -3,11 +3,12 @@
 import json
 import os
 import shutil
-import sys
 
 import pytest
 
-from conftest import REPO, USER_DIR, load_script, require_shared, run, save_teacher
+from conftest import REPO, USER_DIR, require_shared, run, save_teacher, tool
+
+from skd_fairseq.experiments.indexed_sizes import split_sizes
 
 SCRIPTS = REPO / "scripts"
 
@@ -94,7 +95,6 @@ def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
     import torch
     from fairseq.data import data_utils, indexed_dataset
 
-    split_sizes = load_script("indexed_sizes").split_sizes
     prefix = str(tmp_path / "train.de-en.en")
     lengths = [3, 17, 1, 250, 8]
     builder = indexed_dataset.make_builder(prefix + ".bin", impl=impl, vocab_size=40000)
@@ -105,9 +105,9 @@ def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
     assert sizes.tolist() == lengths == data_utils.load_indexed_dataset(prefix, None).sizes.tolist()
     assert split_sizes(str(tmp_path / "valid.de-en.en")) is None
     if impl == "mmap":  # the command line (the scripts' use), and a cut index is an error, not a shorter split
-        out = run([sys.executable, SCRIPTS / "indexed_sizes.py", prefix]).stdout
+        out = run([*tool("indexed_sizes"), prefix]).stdout
         assert out.split() == [str(len(lengths)), str(sum(lengths))]
-        proc = run([sys.executable, SCRIPTS / "indexed_sizes.py", tmp_path / "valid.de-en.en"], check=False)
+        proc = run([*tool("indexed_sizes"), tmp_path / "valid.de-en.en"], check=False)
         assert proc.returncode == 1 and "missing" in proc.stderr and "valid.de-en.en.idx" in proc.stderr
         index = tmp_path / "train.de-en.en.idx"
         index.write_bytes(index.read_bytes()[:30])
@@ -263,7 +263,7 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
     from fairseq import checkpoint_utils
 
     out = tmp_path / "stats.json"
-    run([sys.executable, SCRIPTS / "validation_perplexity.py", multi30k_bin / "bin", "--path", translation_teacher,
+    run([*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher,
          "--cpu", "--out", out])
     got = json.loads(out.read_text())
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(

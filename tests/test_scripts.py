@@ -13,7 +13,10 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, load_script, require_shared, run, tiny_config
+from conftest import REPO, require_shared, run, tiny_config, tool
+
+from skd_fairseq.experiments import plots, run_and_measure, score_translation
+from skd_fairseq.experiments.choose_epochs import choose_epoch, validation_curve
 
 SCRIPTS = REPO / "scripts"
 
@@ -145,7 +148,6 @@ def test_prepare_wikitext_checks_its_input(tmp_path):
 
 
 def test_score_translation_refuses_a_partial_output(tmp_path):
-    score_translation = load_script("score_translation")
     metrics = score_translation.score(["a cat sits on the mat ."] * 3, ["a cat sits on the mat ."] * 3)
     assert metrics["bleu"] == 100.0 and metrics["sentences"] == 3
     assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
@@ -157,7 +159,7 @@ def test_average_checkpoints_averages_the_weights(tmp_path):
     for i, value in enumerate((1.0, 2.0, 6.0)):
         torch.save({"model": {"w": torch.full((2, 2), value), "n": torch.tensor([i])}, "extra": i},
                    tmp_path / f"c{i}.pt")
-    run([sys.executable, SCRIPTS / "average_checkpoints.py", "--inputs",
+    run([*tool("average_checkpoints"), "--inputs",
          *(tmp_path / f"c{i}.pt" for i in range(3)), "--output", tmp_path / "avg.pt"])
     avg = torch.load(tmp_path / "avg.pt")
     assert torch.equal(avg["model"]["w"], torch.full((2, 2), 3.0)) and avg["extra"] == 2
@@ -165,7 +167,6 @@ def test_average_checkpoints_averages_the_weights(tmp_path):
 
 
 def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
-    run_and_measure = load_script("run_and_measure")
     log = "\n".join([
         "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
         "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, train_wall=49, wall=200",
@@ -189,7 +190,7 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
 
 def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     summary = tmp_path / "train.json"
-    command = [sys.executable, SCRIPTS / "run_and_measure.py", "--log", tmp_path / "train.log", "--summary", summary,
+    command = [*tool("run_and_measure"), "--log", tmp_path / "train.log", "--summary", summary,
                "--meta", "seed=3", "--", sys.executable, "-c", "print('fairseq says hello')"]
     run(command)
     first = json.loads(summary.read_text())
@@ -209,7 +210,7 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
     summary = tmp_path / "train.json"
     summary.write_text(json.dumps({"invocations": 1, "peak_rss_mib": None, "peak_memory_mib": None,
                                    "note": "peak memory not recorded", "cut_at_epoch": 18}))
-    run([sys.executable, SCRIPTS / "run_and_measure.py", "--log", tmp_path / "train.log", "--summary", summary,
+    run([*tool("run_and_measure"), "--log", tmp_path / "train.log", "--summary", summary,
          "--meta", "method=baseline", "--", sys.executable, "-c", "print('done training')"],
         env=dict(os.environ, OMP_NUM_THREADS="3"))
     after = json.loads(summary.read_text())
@@ -222,7 +223,6 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
 def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
     import skd_fairseq.cuda_peak as cuda_peak
 
-    run_and_measure = load_script("run_and_measure")
     assert run_and_measure.CUDA_PEAK_ENV == cuda_peak.ENV
     # A process that "used CUDA" (torch.cuda faked: no GPU here) and loads the plugin, as fairseq-train does.
     fake = ("import torch\n"
@@ -339,6 +339,37 @@ def write_result(run_dir, method, seed, hyps, refs, bleu, chrf, log_points=()):
     return run_dir / "result.test.json"
 
 
+# Committed tables rebuilt from their archives with the options their headers name.
+COMMITTED_TABLES = [
+    ("multi30k-en-lm", "result.test.json",
+     ["--significance", "--cost", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"]),
+    ("multi30k-de-en-sweep", "result.valid.json", ["--flags", "--training-metrics"]),
+]
+
+
+@pytest.mark.parametrize("name,split_file,options", COMMITTED_TABLES, ids=[t[0] for t in COMMITTED_TABLES])
+def test_committed_tables_rebuild_byte_for_byte_from_their_archives(name, split_file, options):
+    """The statistics (scipy's t-test, the perplexity bootstrap), the log reader (training metrics)
+    and the table writer give the committed results/NAME.md byte for byte."""
+    committed = (REPO / "results" / f"{name}.md").read_text()
+    rows = []  # the rows in the committed order: the tables keep the order of the result files
+    for line in committed.split("\n| method |", 1)[1].splitlines()[2:]:
+        if not line.startswith("| "):
+            break
+        rows.append(line.split(" | ")[0][2:])
+    archive = REPO / "results" / f"{name}-runs"
+    files = [path for method in rows for path in sorted((archive / method).glob(f"seed*/{split_file}"))]
+    assert len(files) >= len(rows) > 1
+    rebuilt = run(["skd-fairseq-tables", *files, *options]).stdout
+    assert rebuilt.startswith("| method |") and rebuilt in committed
+
+
+def test_committed_epoch_tables_rebuild_byte_for_byte():
+    for name in ("multi30k-de-en-epochs", "multi30k-en-lm-epochs"):
+        rebuilt = run(["skd-fairseq-choose-epochs", "--markdown", REPO / "results" / f"{name}.log"]).stdout
+        assert rebuilt.startswith("| epoch |") and rebuilt in (REPO / "results" / f"{name}.md").read_text()
+
+
 def test_make_tables_means_significance_and_plot(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
@@ -350,7 +381,7 @@ def test_make_tables_means_significance_and_plot(tmp_path):
                                   [(100, 45.0), (200, 25.0)]))
     lm = [write_lm_result(tmp_path / "lm-base", "baseline", [-4.0, -5.0] * 30),
           write_lm_result(tmp_path / "lm-skd", "skd-neighbours", [-3.0, -4.0] * 30)]
-    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, *lm, "--significance",
+    out = run([*tool("make_tables"), *files, *lm, "--significance",
                "--plot", tmp_path / "curves.png", "--out", tmp_path / "table.md"]).stdout
     assert "| baseline | 21.00 ± 1.41 (n=2) | 40.00 ± 0.00 (n=2) |" in out
     assert "| skd-neighbours | 25.00 ± 1.41 (n=2) | 45.00 ± 0.00 (n=2) |" in out
@@ -381,22 +412,22 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     (real / "train.log").write_text(
         "x | INFO | valid | epoch 001 | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl 9 | wps 1 | num_updates 10\n")
     (real / "train.json").write_text(json.dumps({"preset": "baseline", "method": "baseline", "seed": "1", "extra_flags": ""}))
-    run([sys.executable, SCRIPTS / "score_translation.py", "--hyp", real / "hyp.test.txt", "--ref", data / "test.en",
+    run([*tool("score_translation"), "--hyp", real / "hyp.test.txt", "--ref", data / "test.en",
          "--out", real / "result.test.json", "--train-summary", real / "train.json", "--meta", "dataset=toy", "pair=de-en", "split=test"])
     adopted = tmp_path / "table" / "baseline" / "seed1"
     adopted.parent.mkdir(parents=True)
     adopted.symlink_to(real, target_is_directory=True)
     archive = tmp_path / "archive"
-    run([sys.executable, SCRIPTS / "archive_runs.py", "--out", archive, adopted / "result.test.json"])
+    run([*tool("archive_runs"), "--out", archive, adopted / "result.test.json"])
     assert (archive / "references" / "toy-de-en-test.en").read_text() == (data / "test.en").read_text()
     archived = archive / "baseline" / "seed1" / "result.test.json"
     assert (archived.parent / json.loads(archived.read_text())["hypotheses"]).exists()
     for result in (adopted / "result.test.json", archived):  # the table reads the texts either way
-        out = run([sys.executable, SCRIPTS / "make-tables.py", result, "--significance"]).stdout
+        out = run([*tool("make_tables"), result, "--significance"]).stdout
         assert "| baseline | 100.00 (n=1) |" in out
     # Archiving the archive (a table rebuilt from committed runs) reproduces it file for file.
     again = tmp_path / "again"
-    run([sys.executable, SCRIPTS / "archive_runs.py", "--out", again, archived])
+    run([*tool("archive_runs"), "--out", again, archived])
     assert sorted(p.relative_to(again) for p in again.rglob("*")) == sorted(p.relative_to(archive) for p in archive.rglob("*"))
     assert (again / "baseline" / "seed1" / "result.test.json").read_text() == archived.read_text()
 
@@ -415,7 +446,7 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
                 log.write(f"x | INFO | train | epoch {epoch:03d} | loss 4.1 | skd_alpha 0.5 | skd_loss 3.2 | "
                           f"skd_gold_q {gold_q} | skd_tau {tau + seed / 100} | wps 1500 | num_updates {epoch * 10}\n")
         files.append(path)
-    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--training-metrics"]).stdout
+    out = run([*tool("make_tables"), *files, "--significance", "--training-metrics"]).stdout
     # BLEU differences +1.0, +2.5, +1.5: mean 1.667, std 0.764, t = 3.780; with 2 degrees of
     # freedom the two-sided p of Student's t is 1 - |t| / sqrt(t^2 + 2) = 0.0634.
     row = next(line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours | BLEU |"))
@@ -438,7 +469,7 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
     for seed, scores in enumerate([(20.0, 23.0, 24.0), (21.0, 23.0, 25.0), (22.0, 24.0, 25.0)], 1):
         for method, hyps, bleu in zip(("baseline", "ls-matched", "skd-neighbours"), (worse, worse, refs), scores):
             files.append(write_result(tmp_path / f"{method}{seed}", method, seed, hyps, refs, bleu, 40.0))
-    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance",
+    out = run([*tool("make_tables"), *files, "--significance",
                "--compare", "skd-neighbours:ls-matched"]).stdout
     against_baseline, against_matched = out.split("Paired bootstrap resampling against `ls-matched`")
     assert "Paired bootstrap resampling against `baseline`" in against_baseline
@@ -455,9 +486,9 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
     for pair, message in (("skd-neighbours", "expected METHOD:REFERENCE"), ("skd-neighbours:skd-neighbours", "expected"),
                           ("skd-random:ls-matched", "no results for 'skd-random'; the rows are: baseline, ls-matched"),
                           ("skd-neighbours:baseline", "already tested against the baseline")):
-        proc = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--compare", pair], check=False)
+        proc = run([*tool("make_tables"), *files, "--significance", "--compare", pair], check=False)
         assert proc.returncode == 1 and message in proc.stderr, (pair, proc.stderr)
-    proc = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--compare", "skd-neighbours:ls-matched"], check=False)
+    proc = run([*tool("make_tables"), *files, "--compare", "skd-neighbours:ls-matched"], check=False)
     assert proc.returncode == 2 and "it needs --significance" in proc.stderr
 
 
@@ -476,15 +507,15 @@ def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
 def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
     base = write_lm_result(tmp_path / "base", "baseline", [-4.0] * 20)
     other = write_lm_result(tmp_path / "other", "skd-neighbours", [-4.0] * 19)
-    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, other, "--significance"], check=False)
+    proc = run([*tool("make_tables"), base, other, "--significance"], check=False)
     assert proc.returncode == 1 and "scored different samples" in proc.stderr
     old = json.loads(other.read_text())
     del old["scores"]
     other.write_text(json.dumps(old))
-    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, other, "--significance"], check=False)
+    proc = run([*tool("make_tables"), base, other, "--significance"], check=False)
     assert proc.returncode == 1 and "no per-sample scores" in proc.stderr and "re-run scripts/evaluate-lm.sh" in proc.stderr
     # Without --significance the table needs no scores.
-    assert "| skd-neighbours | 54.60 (n=1) |" in run([sys.executable, SCRIPTS / "make-tables.py", base, other]).stdout
+    assert "| skd-neighbours | 54.60 (n=1) |" in run([*tool("make_tables"), base, other]).stdout
 
 
 def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_path):
@@ -500,7 +531,7 @@ def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_
         result["training"].update(fairseq_wall_s=wall, peak_rss_mib=memory)  # a result file of an older commit
         path.write_text(json.dumps(result))
         files.append(path)
-    out = run([sys.executable, SCRIPTS / "make-tables.py", *files, "--significance", "--cost"]).stdout
+    out = run([*tool("make_tables"), *files, "--significance", "--cost"]).stdout
     assert ("| method | toy de-en test: BLEU | toy de-en test: chrF | toy de-en test: tokenised BLEU "
             "(compound-split) | cost vs baseline: time × / memory × |") in out
     assert "| skd-neighbours | 20.00 (n=1) | 40.00 (n=1) | 31.50 (n=1) | 1.100 / 1.020 |" in out
@@ -534,7 +565,7 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     # The archived runs rebuild the same table and significance tests without the runs or the data.
     archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
     assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
-    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags",
+    rebuilt = run([*tool("make_tables"), *archived, "--significance", "--flags",
                    "--cost", "--training-metrics", "--compare", "baseline:skd-neighbours"]).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
@@ -647,7 +678,7 @@ AVERAGE_LAST=2
     assert "| wikitext2-sample test | skd-predicted | 2 |" in table and "method perplexity (± 95 % CI)" in table
     # The archive holds the per-sample scores, so the significance test is rebuilt from it.
     archived = sorted((tmp_path / "results" / "multi30k-en-lm-runs").glob("*/seed*/result.test.json"))
-    rebuilt = run([sys.executable, SCRIPTS / "make-tables.py", *archived, "--significance", "--flags"]).stdout
+    rebuilt = run([*tool("make_tables"), *archived, "--significance", "--flags"]).stdout
     assert rebuilt.strip() in table
     # A result evaluated before the scores existed is evaluated again, not retrained.
     run_result = tmp_path / "runs" / "baseline" / "seed2" / "result.test.json"
@@ -734,22 +765,19 @@ def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     out = tmp_path / "gen.txt"
     out.write_text("S-1\tb c\nT-1\tref one\nH-1\t-0.5\thyp one\nD-1\t-0.5\thyp one\n"
                    "S-0\ta\nT-0\tref zero\nH-0\t-0.2\thyp zero\nS-2\td\nT-2\tref two\nH-2\t-0.9\t\n")
-    tool = [sys.executable, SCRIPTS / "distilled_targets.py", "--generate-output", out,
+    distill = [*tool("distilled_targets"), "--generate-output", out,
             "-s", "de", "-t", "en", "--prefix", tmp_path / "train"]
-    proc = run([*tool, "--sentences", "3"], check=False)
+    proc = run([*distill, "--sentences", "3"], check=False)
     assert proc.returncode != 0 and "1 empty hypotheses (first ids [2])" in proc.stderr
-    proc = run([*tool, "--sentences", "3", "--on-empty", "reference", "--summary", tmp_path / "s.json"])
+    proc = run([*distill, "--sentences", "3", "--on-empty", "reference", "--summary", tmp_path / "s.json"])
     assert (tmp_path / "train.de").read_text() == "a\nb c\nd\n"
     assert (tmp_path / "train.en").read_text() == "hyp zero\nhyp one\nref two\n"
     assert json.loads((tmp_path / "s.json").read_text())["empty_replaced_by_reference"] == 1
-    proc = run([*tool, "--sentences", "4", "--on-empty", "reference"], check=False)
+    proc = run([*distill, "--sentences", "4", "--on-empty", "reference"], check=False)
     assert proc.returncode != 0 and "3 hypotheses for 4 sentences (1 missing, first [3]" in proc.stderr
 
 
 def test_choose_epochs_applies_the_convergence_rule(tmp_path):
-    sys.path.insert(0, str(SCRIPTS))
-    from choose_epochs import choose_epoch, validation_curve
-
     losses = [8.0, 6.0, 5.0, 4.5, 4.3, 4.2, 4.15, 4.12, 4.10, 4.09, 4.085, 4.08]
     log = tmp_path / "train.log"
     log.write_text("".join(
@@ -759,8 +787,8 @@ def test_choose_epochs_applies_the_convergence_rule(tmp_path):
     assert curve[3] == (5.0, 9.5)
     # Epoch 7: 4.15 -> 4.09 over 3 epochs is 1.45 %; epoch 8: 4.12 -> 4.085 is 0.85 % < 1 %.
     assert choose_epoch(curve) == 8
-    assert run([sys.executable, SCRIPTS / "choose_epochs.py", log]).stdout.strip() == "8"
-    md = run([sys.executable, SCRIPTS / "choose_epochs.py", log, "--markdown"]).stdout
+    assert run([*tool("choose_epochs"), log]).stdout.strip() == "8"
+    md = run([*tool("choose_epochs"), log, "--markdown"]).stdout
     assert "| 8 **chosen** | 4.120 | 9.50 | 0.85 % |" in md
     # A curve that still improves needs the cap (or more epochs to decide).
     assert choose_epoch({e: (100.0 - 5 * e, 1.0) for e in range(1, 11)}, cap=10) == 10
@@ -782,7 +810,7 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long], env=env)
     run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", short,
          "--max-epoch", "2"], env=env)
-    out = run([sys.executable, SCRIPTS / "cut_run.py", long, "--epoch", "2"]).stdout
+    out = run([*tool("cut_run"), long, "--epoch", "2"]).stdout
     assert "ends at epoch 2" in out
     assert not (long / "checkpoint3.pt").exists() and (long / "train.full.log").exists()
     from skd_fairseq.checkpoints import allow_fairseq_checkpoints
@@ -798,10 +826,10 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long,
          "--max-epoch", "2"], env=env)
     assert json.loads((long / "train.json").read_text())["updates"] == short_summary["updates"]
-    averaged = run([sys.executable, SCRIPTS / "average_checkpoints.py", "--run-dir", long, "--last", "2",
+    averaged = run([*tool("average_checkpoints"), "--run-dir", long, "--last", "2",
                     "--output", tmp_path / "avg.pt"]).stdout
     assert averaged.split() == ["averaging", str(long / "checkpoint1.pt"), str(long / "checkpoint2.pt")]
-    proc = run([sys.executable, SCRIPTS / "cut_run.py", long, "--epoch", "3"], check=False)
+    proc = run([*tool("cut_run"), long, "--epoch", "3"], check=False)
     assert proc.returncode == 1 and "checkpoint3.pt not found" in proc.stderr
 
 
@@ -822,30 +850,19 @@ def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, t
     assert not (tmp_path / "sweep" / "base" / "result.test.json").exists()  # the test split is never touched
 
 
-def make_tables_module():
-    import importlib.util
-
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("make_tables", SCRIPTS / "make-tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_make_tables_plots_the_model_perplexity_of_an_rdrop_log(tmp_path):
     # fairseq's R-Drop criterion logs twice the nll in validation (two equal copies of each
     # batch over one copy's tokens): its logged ppl is the square of the model's.
-    tables = make_tables_module()
     path = write_result(tmp_path / "rdrop", "rdrop", 1, ["a"], ["a"], 30.0, 50.0, [(100, 36.0), (200, 25.0)])
     command = ["fairseq-train", "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "5",
                "--rdrop-alpha", "1"]
     result = {"training": {"command": command}}
-    assert tables.logged_loss_factor(result) == 2
-    assert tables.validation_curve(path.parent, tables.logged_loss_factor(result)) == {100: 6.0, 200: 5.0}
-    assert tables.logged_loss_factor({"training": {"command": command + ["--rdrop-alpha", "0"]}}) == 1
-    assert tables.logged_loss_factor({"training": {"command": command[:3]}}) == 1  # fairseq's default alpha 0
-    assert tables.logged_loss_factor({"training": {"command": ["fairseq-train", "--criterion", "label_smoothed_skd"]}}) == 1
-    assert tables.logged_loss_factor({}) == 1
+    assert plots.logged_loss_factor(result) == 2
+    assert plots.validation_curve(path.parent, plots.logged_loss_factor(result)) == {100: 6.0, 200: 5.0}
+    assert plots.logged_loss_factor({"training": {"command": command + ["--rdrop-alpha", "0"]}}) == 1
+    assert plots.logged_loss_factor({"training": {"command": command[:3]}}) == 1  # fairseq's default alpha 0
+    assert plots.logged_loss_factor({"training": {"command": ["fairseq-train", "--criterion", "label_smoothed_skd"]}}) == 1
+    assert plots.logged_loss_factor({}) == 1
 
 
 def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missing_baseline(tmp_path):
@@ -856,15 +873,15 @@ def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missi
     result = json.loads(other.read_text())
     result["training"]["extra_flags"] = "--skd-alpha 0.3"
     other.write_text(json.dumps(result))
-    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, one, other], check=False)
+    proc = run([*tool("make_tables"), base, one, other], check=False)
     assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings: `skd-neighbours`" in proc.stderr
     assert "`skd-neighbours --skd-alpha 0.3`" in proc.stderr and "train.sh --method NAME" in proc.stderr
-    proc = run([sys.executable, SCRIPTS / "make-tables.py", base, one, one], check=False)
+    proc = run([*tool("make_tables"), base, one, one], check=False)
     assert proc.returncode == 1 and "two results for skd-neighbours seed 1 on toy de-en test" in proc.stderr
     for flag in ("--significance", "--cost"):
-        proc = run([sys.executable, SCRIPTS / "make-tables.py", one, flag], check=False)
+        proc = run([*tool("make_tables"), one, flag], check=False)
         assert proc.returncode == 1 and "no results for the baseline 'baseline'" in proc.stderr, flag
-    assert "| skd-neighbours | 21.00 (n=1) |" in run([sys.executable, SCRIPTS / "make-tables.py", one]).stdout
+    assert "| skd-neighbours | 21.00 (n=1) |" in run([*tool("make_tables"), one]).stdout
 
 
 def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_setting(tmp_path):
@@ -885,17 +902,17 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
     two = result("s2", 2, "--skd-alpha 0.5",
                  train[:-1] + ["0.3", "--seed", "2", "--save-dir", "/other/s2", "--user-dir", "/b/skd_fairseq",
                                "--skd-alpha", "0.5"])
-    out = run([sys.executable, SCRIPTS / "make-tables.py", two, one, "--flags"]).stdout
+    out = run([*tool("make_tables"), two, one, "--flags"]).stdout
     assert "| skd-neighbours | `skd-neighbours` | 21.50 ± 0.71 (n=2) |" in out
     assert "Same setting, other flags: `skd-neighbours` seed 2 ran as `skd-neighbours --skd-alpha 0.5`" in out
-    assert "Same setting" not in run([sys.executable, SCRIPTS / "make-tables.py", one]).stdout
+    assert "Same setting" not in run([*tool("make_tables"), one]).stdout
     # Any other option that differs, a switch left out, or a run without its command: two settings.
     for name, command in [("lr", train + ["--seed", "2", "--lr", "1"]),
                           ("switch", [t for t in train if t != "--share-all-embeddings"]),
                           ("data", ["fairseq-train", "data/other"] + train[2:]),
                           ("none", None)]:
         other = result(name, 3, "--skd-alpha 0.5", command)
-        proc = run([sys.executable, SCRIPTS / "make-tables.py", one, other], check=False)
+        proc = run([*tool("make_tables"), one, other], check=False)
         assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings" in proc.stderr, name
 
 

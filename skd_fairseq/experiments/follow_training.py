@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a training command quietly and show one progress line for it.
 
-  follow_training.py --label NAME --log RUN/train.log --out RUN/FILE -- COMMAND...
+  python -m skd_fairseq.experiments.follow_training --label NAME --log RUN/train.log --out RUN/FILE -- COMMAND...
 
 The command's own output goes to --out; fairseq's log (--log, written by
 scripts/train.sh) is followed and summarised in one line: update (of the total),
@@ -13,15 +13,11 @@ The command's exit status is passed on.
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
 
-INNER = re.compile(r"\| train_inner \| epoch (\d+):\s+(\d+) / (\d+) (.*)$")
-EPOCH = re.compile(r"\| train \| epoch (\d+) \|(.*)$")
-VALID = re.compile(r"\| valid \| epoch \d+ \|.*?\| ppl ([0-9.]+)")
-LIMIT = re.compile(r"'(max_update|max_epoch)': (\d+)")
+from skd_fairseq.experiments import fairseq_log
 
 
 class Progress:
@@ -34,20 +30,21 @@ class Progress:
         self.valid_ppl = None
 
     def read(self, line):
-        if not (self.max_update or self.max_epoch) and "'optimization'" in line:
-            limits = dict(LIMIT.findall(line))
-            self.max_update, self.max_epoch = int(limits.get("max_update", 0)), int(limits.get("max_epoch", 0))
-        inner = INNER.search(line)
-        if inner:
-            self.epoch, self.step, self.steps_per_epoch = map(int, inner.groups()[:3])
-            self.values = dict(kv.split("=", 1) for kv in inner.group(4).split(", ") if "=" in kv)
-        epoch = EPOCH.search(line)
-        if epoch:  # end of an epoch (the only record of a run shorter than --log-interval)
-            self.epoch = int(epoch.group(1))
-            self.values = dict(re.findall(r"\| (\w+) ([-0-9.e]+)", "|" + epoch.group(2)))
-        valid = VALID.search(line)
-        if valid:
-            self.valid_ppl = float(valid.group(1))
+        limits = None if self.max_update or self.max_epoch else fairseq_log.training_limits(line)
+        if limits:
+            self.max_update, self.max_epoch = limits["max_update"], limits["max_epoch"]
+        record = fairseq_log.parse_line(line)
+        if record is None:
+            return
+        if record.kind == "train_inner":
+            self.epoch = record.epoch
+            if record.step is not None:  # the simple format counts the epoch's updates
+                self.step, self.steps_per_epoch = record.step, record.epoch_steps
+            self.values = record.values
+        elif record.kind == "train":  # end of an epoch (the only record of a run shorter than --log-interval)
+            self.epoch, self.values = record.epoch, record.values
+        elif record.kind == "valid" and "ppl" in record.values:
+            self.valid_ppl = float(record.get("ppl"))
 
     def total_updates(self):
         by_epochs = self.max_epoch * self.steps_per_epoch if self.max_epoch and self.steps_per_epoch else 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a fairseq-train command, copy its output to a log, and write a JSON summary of the run.
 
-  run_and_measure.py --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
+  python -m skd_fairseq.experiments.run_and_measure --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
 
 The summary holds the command, the git commit, the wall time of this invocation and
 of all invocations of a resumed run, the peak memory, and what fairseq's log reports:
@@ -16,20 +16,14 @@ The command's exit status is passed on.
 import argparse
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-# " wall=": not the per-interval "train_wall=" that fairseq logs before it.
-INNER = re.compile(r"\| train_inner \| .*?wps=([0-9.]+).*?num_updates=(\d+).*? wall=([0-9.]+)")
-EPOCH = re.compile(r"\| train \| epoch .*?\| wps ([0-9.]+) .*?\| num_updates (\d+) .*?\| wall ([0-9.]+)")
-
-
-LOADED = re.compile(r"fairseq\.trainer \| Loaded checkpoint .* \(epoch \d+ @ (\d+) updates\)")
-
+from skd_fairseq.cuda_peak import ENV as CUDA_PEAK_ENV
+from skd_fairseq.experiments import fairseq_log
 
 def fairseq_stats(log_text):
     """Updates, training wall time and median tokens/s from fairseq's log (all invocations).
@@ -40,17 +34,19 @@ def fairseq_stats(log_text):
     inner_wps, epoch_wps, updates, wall = [], [], None, None
     earlier, invocation = 0.0, []  # earlier invocations' time; (updates, wall) of this one
     for line in log_text.splitlines():
-        loaded = LOADED.search(line)
-        if loaded and invocation:
-            resumed_at = int(loaded.group(1))
-            earlier += max((w for u, w in invocation if u <= resumed_at), default=0.0)
+        resumed = fairseq_log.resumed_at(line)
+        if resumed is not None and invocation:
+            earlier += max((w for u, w in invocation if u <= resumed), default=0.0)
             invocation = []
-        for pattern, wps in ((INNER, inner_wps), (EPOCH, epoch_wps)):
-            match = pattern.search(line)
-            if match:
-                wps.append(float(match.group(1)))
-                invocation.append((int(match.group(2)), float(match.group(3))))
-                updates, wall = invocation[-1][0], earlier + invocation[-1][1]
+        record = fairseq_log.parse_line(line)
+        if record is None or record.kind not in ("train_inner", "train"):
+            continue
+        # "wall": the run's clock, not the per-interval "train_wall" logged beside it.
+        if any(not isinstance(record.get(k), float) for k in ("wps", "num_updates", "wall")):
+            continue
+        (inner_wps if record.kind == "train_inner" else epoch_wps).append(record.get("wps"))
+        invocation.append((int(record.get("num_updates")), record.get("wall")))
+        updates, wall = invocation[-1][0], earlier + invocation[-1][1]
     wps = inner_wps or epoch_wps  # per log interval if there were any, else per epoch
     return {
         "updates": updates,
@@ -59,9 +55,6 @@ def fairseq_stats(log_text):
     }
 
 
-# The plugin's contract (skd_fairseq/cuda_peak.py), restated here so this script runs
-# without importing torch.
-CUDA_PEAK_ENV = "SKD_FAIRSEQ_CUDA_PEAK_FILE"
 
 
 def read_cuda_peak_mib(path):

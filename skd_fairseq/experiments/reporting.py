@@ -4,13 +4,12 @@ import json
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-from run_and_measure import git_commit  # noqa: E402  (one definition of "the commit")
+from skd_fairseq.experiments.run_and_measure import git_commit
 
 
 def commit():
-    return git_commit(REPO) or "unknown"
+    """The commit of this checkout (one definition of "the commit", as the training runs record it)."""
+    return git_commit(os.path.dirname(os.path.abspath(__file__))) or "unknown"
 
 
 def write_outputs(report, json_path=None, markdown_path=None, markdown_text=""):

@@ -2,8 +2,8 @@
 """Average the model parameters of several fairseq checkpoints (as fairseq's own
 scripts/average_checkpoints.py, which the pip package does not ship).
 
-  average_checkpoints.py --inputs A.pt B.pt ... --output AVG.pt
-  average_checkpoints.py --run-dir DIR --last N --output AVG.pt
+  skd-fairseq-average-checkpoints --inputs A.pt B.pt ... --output AVG.pt
+  skd-fairseq-average-checkpoints --run-dir DIR --last N --output AVG.pt
 
 The output keeps everything but the model weights from the last input. With --run-dir,
 the inputs are the run's last N update checkpoints (checkpoint_E_U.pt, from

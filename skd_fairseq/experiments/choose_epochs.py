@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Choose a training length from a validation curve: the converged-schedule rule.
 
-  choose_epochs.py RUN/train.log [--window 3] [--threshold 0.01] [--cap 30] [--markdown]
+  skd-fairseq-choose-epochs RUN/train.log [--window 3] [--threshold 0.01] [--cap 30] [--markdown]
 
 Reads the per-epoch validation loss that fairseq-train logged and returns the first
 epoch e after which the loss improves by less than THRESHOLD (relative) over the next
@@ -12,20 +12,15 @@ relative improvement over the window and the choice.
 """
 
 import argparse
-import re
 import sys
 
-VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on '[^']+' subset \| loss ([0-9.]+) .*?\| ppl ([0-9.]+)")
+from skd_fairseq.experiments import fairseq_log
+from skd_fairseq.experiments.markdown import markdown_table
 
 
 def validation_curve(lines):
     """{epoch: (loss, ppl)}; a resumed run's repeated epoch keeps its last record."""
-    curve = {}
-    for line in lines:
-        m = VALID.search(line)
-        if m:
-            curve[int(m.group(1))] = (float(m.group(2)), float(m.group(3)))
-    return curve
+    return {r.epoch: (r.get("loss"), r.get("ppl")) for r in fairseq_log.validation_records(lines)}
 
 
 def improvement(curve, epoch, window):
@@ -70,12 +65,13 @@ def main():
     if not args.markdown:
         print(chosen)
         return
-    print(f"| epoch | valid loss (base 2) | valid ppl | improvement over the next {args.window} epochs |")
-    print("|---:|---:|---:|---:|")
+    rows = []
     for epoch in sorted(curve):
         gain = f"{100 * improvement(curve, epoch, args.window):.2f} %" if epoch + args.window in curve else "-"
         mark = " **chosen**" if epoch == chosen else ""
-        print(f"| {epoch}{mark} | {curve[epoch][0]:.3f} | {curve[epoch][1]:.2f} | {gain} |")
+        rows.append([f"{epoch}{mark}", f"{curve[epoch][0]:.3f}", f"{curve[epoch][1]:.2f}", gain])
+    header = ["epoch", "valid loss (base 2)", "valid ppl", f"improvement over the next {args.window} epochs"]
+    print("\n".join(markdown_table(header, rows, align="rrrr")))
     print()
     print(f"Chosen: epoch {chosen}, the first after which the validation loss improves by less than "
           f"{100 * args.threshold:g} % over {args.window} epochs (cap {args.cap}).")

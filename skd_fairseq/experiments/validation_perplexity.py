@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Perplexity of a translation checkpoint on one split, with plain cross-entropy.
 
-  validation_perplexity.py DATA --path CHECKPOINT [--subset valid] [-s de -t en]
-                           [--max-tokens 8000] [--cpu] [--out FILE.json]
+  skd-fairseq-validation-perplexity DATA --path CHECKPOINT [--subset valid] [-s de -t en]
+                                   [--max-tokens 8000] [--cpu] [--out FILE.json]
 
 The model's own log-probability of every reference token (target pieces and the final
 eos, padding left out), with dropout off: perplexity = exp(-sum log p / tokens), the
@@ -19,13 +19,10 @@ Prints, and with --out writes, a JSON object: {"ppl", "nll_base2", "entropy_nats
 import argparse
 import json
 import math
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import skd_fairseq  # noqa: E402  (registers the criteria, allow-lists fairseq checkpoints)
+import skd_fairseq  # noqa: F401  (registers the criteria, allow-lists fairseq checkpoints)
 
 
 def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=8000, cpu=False):

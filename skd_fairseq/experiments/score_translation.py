@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Score detokenised hypotheses against references with sacrebleu and write one result file.
 
-  score_translation.py --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
+  python -m skd_fairseq.experiments.score_translation --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
       [--tokenized-hyp FILE --tokenized-ref FILE --tokenized-bleu plain|compound-split]
       [--valid-perplexity FILE.json] [--train-summary train.json] [--meta key=value ...]
 
@@ -12,7 +12,7 @@ references must match (fairseq drops a last batch smaller than
 With --tokenized-*, also the literature's tokenised BLEU on already tokenised text
 (sacrebleu --tokenize none, i.e. multi-bleu.perl), for WMT'14 en-de after splitting
 hyphenated compounds (a-b -> a ##AT##-##AT## b) as fairseq's compound_split_bleu.sh does.
-With --valid-perplexity (the output of validation_perplexity.py for the same model), the
+With --valid-perplexity (the output of skd-fairseq-validation-perplexity for the same model), the
 metrics also hold valid_ppl and valid_tokens.
 """
 
@@ -23,8 +23,8 @@ import sys
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from results import write_result
-from text_tools import split_compounds
+from skd_fairseq.experiments.results import write_result
+from skd_fairseq.experiments.text_tools import split_compounds
 
 
 def read_lines(path):
@@ -70,9 +70,9 @@ def main():
     parser.add_argument("--tokenized-hyp", help="hypotheses before detokenisation")
     parser.add_argument("--tokenized-ref", help="tokenised references")
     parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
-    parser.add_argument("--valid-perplexity", help="validation_perplexity.py's JSON for the scored model")
+    parser.add_argument("--valid-perplexity", help="skd-fairseq-validation-perplexity.s JSON for the scored model")
     parser.add_argument("--train-summary", help="train.json of the run (used when it exists): its fields "
-                        "go to the result's top level (scripts/results.py)")
+                        "go to the result's top level (skd_fairseq/experiments/results.py)")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
     args = parser.parse_args()
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Keep what a results table was computed from, small enough to commit beside it.
 
-  archive_runs.py --out DIR RESULT.json [...]
+  skd-fairseq-archive-runs --out DIR RESULT.json [...]
 
 For each run: its result file, train.json, the hypotheses it scored (a language model:
 its per-sample scores), its validation perplexity file, and the per-epoch summaries of
 its train.log (validation and training: the curves, skd_gold_q, skd_tau), into
 DIR/METHOD/seedN/; the references once per benchmark into
 DIR/references/. The copied result files point at the copies, so
-``make-tables.py DIR/*/seed*/result.*.json --significance --plot ...`` rebuilds the
+``skd-fairseq-tables DIR/*/seed*/result.*.json --significance --plot ...`` rebuilds the
 table, the significance tests and the curves without the checkpoints or the data.
 """
 
@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import sys
+
+from skd_fairseq.experiments import fairseq_log
 
 
 def archive(result_path, out):
@@ -34,9 +36,9 @@ def archive(result_path, out):
         if os.path.exists(os.path.join(run_dir, name)):
             shutil.copy(os.path.join(run_dir, name), dest)
     log = os.path.join(run_dir, "train.log")
-    if os.path.exists(log):  # the per-epoch records: what make-tables.py plots and reads
+    if os.path.exists(log):  # the per-epoch records: what skd-fairseq-tables plots and reads
         with open(log) as f, open(os.path.join(dest, "train.log"), "w") as g:
-            g.writelines(line for line in f if "| valid |" in line or "| train |" in line)
+            g.writelines(line for line in f if (r := fairseq_log.parse_line(line)) and r.kind in ("train", "valid"))
     for key in ("hypotheses", "scores", "references"):
         if key not in result:
             continue

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cut a run trained by epochs back to an earlier epoch, as if it had stopped there.
 
-  cut_run.py RUN_DIR --epoch E
+  skd-fairseq-cut-run RUN_DIR --epoch E
 
 For a run of scripts/train.sh that kept its epoch checkpoints and went past epoch E
 (e.g. the run whose validation curve chose E): checkpoint{E}.pt becomes
@@ -21,13 +21,19 @@ import json
 import os
 import re
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from choose_epochs import validation_curve  # noqa: E402
-from run_and_measure import fairseq_stats  # noqa: E402
+from skd_fairseq.experiments import fairseq_log
+from skd_fairseq.experiments.choose_epochs import validation_curve
+from skd_fairseq.experiments.run_and_measure import fairseq_stats
 
-TRAIN_EPOCH = re.compile(r"\| train \| epoch (\d+) \|")
+
+def epoch_end(lines, epoch):
+    """The index of the line that ends ``epoch`` (its end-of-epoch training record), or None."""
+    for i, line in enumerate(lines):
+        record = fairseq_log.parse_line(line)
+        if record is not None and record.kind == "train" and record.epoch == epoch:
+            return i
+    return None
 
 
 def cut(run_dir, epoch):
@@ -40,8 +46,7 @@ def cut(run_dir, epoch):
     full_log = path("train.full.log") if os.path.exists(path("train.full.log")) else path("train.log")
     with open(full_log) as f:
         lines = f.readlines()
-    end = next((i for i, line in enumerate(lines) if (m := TRAIN_EPOCH.search(line)) and int(m.group(1)) == epoch),
-               None)
+    end = epoch_end(lines, epoch)
     if end is None:
         raise SystemExit(f"cut_run: {full_log} has no end-of-epoch record for epoch {epoch}")
     kept = lines[: end + 1]
