@@ -8,7 +8,7 @@ repeated; each reports the median and spread of its step time and its ratio to t
 baseline measured in the same run. The neighbour table refresh
 (``--skd-neighbour-refresh R``) is timed on its own and amortised over R steps. Peak
 memory is measured after the timing, one step per variant and one step that rebuilds
-the table (skd_fairseq/experiments/peak_memory.py: CUDA allocator statistics, or on the CPU the
+the table (skd_experiments/peak_memory.py: CUDA allocator statistics, or on the CPU the
 resident set's high-water mark).
 
 With --adaptive C1,C2 the output layer is fairseq's AdaptiveSoftmax as transformer_lm_wiki103
@@ -35,11 +35,11 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from skd_fairseq.experiments import peak_memory
-from skd_fairseq.experiments.criterion_targets import check_targets, shape_grid
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.peak_memory import PeakMemory
-from skd_fairseq.experiments.reporting import commit, write_outputs
+from skd_experiments import peak_memory
+from skd_experiments.criterion_targets import check_targets, shape_grid
+from skd_experiments.markdown import markdown_table
+from skd_experiments.peak_memory import PeakMemory
+from skd_experiments.reporting import commit, write_outputs
 
 
 def build_dictionary(vocab_size):

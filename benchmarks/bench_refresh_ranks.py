@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 import torch
 import torch.multiprocessing as mp
 
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.reporting import commit, write_outputs
+from skd_experiments.markdown import markdown_table
+from skd_experiments.reporting import commit, write_outputs
 
 
 def spaces_for(vocab, dim, cutoff, seed=0):

@@ -13,7 +13,7 @@ Methods:
   faiss            faiss IndexFlatIP / IndexFlatL2 (exact search; CPU only; skipped when
                    faiss is not installed: pip install faiss-cpu)
 Each measurement runs in a fresh process; its peak memory is that of one search after
-the timed ones (skd_fairseq/experiments/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
+the timed ones (skd_experiments/peak_memory.py: on CUDA torch.cuda.max_memory_allocated, on
 the CPU the resident set's high-water mark above the resident set before the search).
 """
 
@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from skd_fairseq.experiments import peak_memory
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.peak_memory import PeakMemory
+from skd_experiments import peak_memory
+from skd_experiments.markdown import markdown_table
+from skd_experiments.peak_memory import PeakMemory
 
 
 def make_embeddings(vocab, dim, device, dtype):
@@ -164,7 +164,7 @@ def main():
                     continue
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    from skd_fairseq.experiments.reporting import commit, write_outputs
+    from skd_experiments.reporting import commit, write_outputs
 
     report = {"benchmark": "bench_topk", "device": args.device, "dtype": args.dtype, "dim": args.dim,
               "topk": args.topk, "similarity": args.similarity, "queries": args.queries, "commit": commit(),

@@ -15,7 +15,7 @@ are fresh (no resumption), alternate between variants round by round, and each r
 the median target tokens/s of its train_inner records after the first --skip-updates
 updates (start-up and the first table build excluded) and the peak memory of
 the run (the GPU's when it used one, else the host's resident set; see
-skd_fairseq/experiments/run_and_measure.py). Ratios are to the first variant, measured in the same run.
+skd_experiments/run_and_measure.py). Ratios are to the first variant, measured in the same run.
 
 --common FLAGS go to every variant (e.g. --data DIR --decoder-layers 4). --amortise
 STEADY=EVERY names two variants that differ only in the neighbour refresh: STEADY at its
@@ -45,9 +45,9 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.reporting import commit, write_outputs
+from skd_experiments import fairseq_log
+from skd_experiments.markdown import markdown_table
+from skd_experiments.reporting import commit, write_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

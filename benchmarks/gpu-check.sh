@@ -114,7 +114,7 @@ import json, os, platform, subprocess, sys
 
 import torch
 
-from skd_fairseq.experiments.markdown import markdown_table
+from skd_experiments.markdown import markdown_table
 
 out, smoke, steps = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.machine()})"

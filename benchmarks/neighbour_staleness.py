@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from skd_fairseq.experiments.markdown import markdown_table
+from skd_experiments.markdown import markdown_table
 
 
 def load_embedding(path):

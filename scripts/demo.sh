@@ -94,7 +94,7 @@ for seed in $seeds; do
   for preset in $presets; do
     run_dir=$out/$preset/seed$seed
     mkdir -p "$run_dir"
-    python -m skd_fairseq.experiments.follow_training --label "$preset seed $seed" --log "$run_dir/train.log" --out "$run_dir/demo-train.out" \
+    python -m skd_experiments.follow_training --label "$preset seed $seed" --log "$run_dir/train.log" --out "$run_dir/demo-train.out" \
       -- bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}" \
       || { echo "[demo] training failed; fairseq's log: $run_dir/train.log" >&2; exit 1; }
     if [ "$run_dir/result.test.json" -nt "$run_dir/checkpoint_best.pt" ]; then
@@ -109,6 +109,6 @@ for seed in $seeds; do
 done
 
 echo
-python -m skd_fairseq.experiments.make_tables "${results[@]}" --plot "$out/curves.png" 2> "$out/make-tables.log" \
+python -m skd_experiments.make_tables "${results[@]}" --plot "$out/curves.png" 2> "$out/make-tables.log" \
   || { cat "$out/make-tables.log" >&2; die "the table failed (above; $out/make-tables.log)"; }
 say "validation curves: $out/curves.png"

@@ -83,14 +83,14 @@ IFS=: read -r -a teachers <<< "$teacher"
 for ckpt in "${teachers[@]}"; do
   [ -f "$ckpt" ] || die "teacher checkpoint '$ckpt' not found"
   # Same-sized but different dictionaries would translate into the wrong words, silently.
-  python -m skd_fairseq.experiments.check_teacher "$ckpt" "$data" "$src" "$tgt"
+  python -m skd_experiments.check_teacher "$ckpt" "$data" "$src" "$tgt"
 done
 [[ $beam =~ ^[1-9][0-9]*$ ]] || die "--beam must be a positive integer, got '$beam'"
 case "$on_empty" in fail|reference) ;; *) die "--on-empty must be fail or reference, got '$on_empty'" ;; esac
 mkdir -p "$out"
 
 count_pairs() {
-  python -m skd_fairseq.experiments.indexed_sizes "$1" | cut -d' ' -f1
+  python -m skd_experiments.indexed_sizes "$1" | cut -d' ' -f1
 }
 pairs=$(count_pairs "$data/train.$src-$tgt.$tgt")
 # What is translated, by what and how: the checkpoints' and the training source's identity
@@ -109,7 +109,7 @@ if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ];
 fi
 
 if [ ! -f "$out/bin/.done" ]; then
-  python -m skd_fairseq.experiments.distilled_targets --generate-output "$out/generate.train.txt" \
+  python -m skd_experiments.distilled_targets --generate-output "$out/generate.train.txt" \
     --sentences "$pairs" --prefix "$out/train" -s "$src" -t "$tgt" --on-empty "$on_empty" \
     --summary "$out/distilled.json"
   rm -rf "$out/bin"

@@ -43,7 +43,7 @@ scored_model() {
   [[ $average_last =~ ^[1-9][0-9]*$ ]] || die "--average-last must be a positive integer, got '$average_last'"
   if [ "$average_last" -gt 1 ]; then
     model=$run_dir/checkpoint_avg$average_last.pt
-    averaged=$(python -m skd_fairseq.experiments.average_checkpoints --run-dir "$run_dir" --last "$average_last" --output "$model") \
+    averaged=$(python -m skd_experiments.average_checkpoints --run-dir "$run_dir" --last "$average_last" --output "$model") \
       || die "could not average the last $average_last checkpoints of $run_dir (see above)"
     echo "[evaluate] $averaged"
     checkpoint_label="average of last $average_last"

@@ -38,5 +38,5 @@ fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-sub
   --output-word-probs "${EVAL_LM_ARGS[@]}" "${device[@]}" > "$log" 2>&1 \
   || { tail -n 20 "$log" >&2; die "fairseq-eval-lm failed (log: $log)"; }
 
-python -m skd_fairseq.experiments.eval_lm_result "$log" --run-dir "$run_dir" --split "$split" --data "$DATA" \
+python -m skd_experiments.eval_lm_result "$log" --run-dir "$run_dir" --split "$split" --data "$DATA" \
   --checkpoint "$checkpoint_label" --dataset "$DATASET" --eval-args="${EVAL_LM_ARGS[*]}"

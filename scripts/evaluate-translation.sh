@@ -60,7 +60,7 @@ grep -qP '^H-\d+\t' "$run_dir/generate.$split.txt" \
 grep -P '^H-\d+\t' "$run_dir/generate.$split.txt" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$run_dir/hyp.$split.tok.txt"
 case "${DETOKENIZE:-}" in
   "") cp "$run_dir/hyp.$split.tok.txt" "$run_dir/hyp.$split.txt" ;;
-  moses) python -m skd_fairseq.experiments.text_tools detokenize --lang "$TGT" < "$run_dir/hyp.$split.tok.txt" > "$run_dir/hyp.$split.txt" ;;
+  moses) python -m skd_experiments.text_tools detokenize --lang "$TGT" < "$run_dir/hyp.$split.tok.txt" > "$run_dir/hyp.$split.txt" ;;
   *) die "config's DETOKENIZE must be empty or moses, got '$DETOKENIZE'" ;;
 esac
 tokenized=()
@@ -71,13 +71,13 @@ if [ -n "${TOKENIZED_REFERENCE_PREFIX:-}" ]; then
 fi
 
 echo "[evaluate] validation perplexity of $model"
-python -m skd_fairseq.experiments.validation_perplexity "$DATA" --path "$model" --subset valid -s "$SRC" -t "$TGT" \
+python -m skd_experiments.validation_perplexity "$DATA" --path "$model" --subset valid -s "$SRC" -t "$TGT" \
   --out "$run_dir/valid-perplexity.json" "${device[@]}" > /dev/null 2> "$run_dir/valid-perplexity.log" \
   || { tail -n 20 "$run_dir/valid-perplexity.log" >&2; die "validation_perplexity failed (log: $run_dir/valid-perplexity.log)"; }
 
 meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"
       generate_args="${GENERATE_ARGS[*]}")
-python -m skd_fairseq.experiments.score_translation --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
+python -m skd_experiments.score_translation --hyp "$run_dir/hyp.$split.txt" --ref "$reference" \
   --tokenize "${BLEU_TOKENIZE:-13a}" ${lowercase[@]+"${lowercase[@]}"} ${tokenized[@]+"${tokenized[@]}"} \
   --valid-perplexity "$run_dir/valid-perplexity.json" \
   --out "$run_dir/result.$split.json" --train-summary "$run_dir/train.json" --meta "${meta[@]}"

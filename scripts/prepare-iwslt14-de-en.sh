@@ -49,7 +49,7 @@ die() { echo "prepare-iwslt14: $*" >&2; exit 1; }
 [[ $bpe_tokens =~ ^[1-9][0-9]*$ ]] || die "--bpe-tokens must be a positive integer, got '$bpe_tokens'"
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python}
-tools=("$python" -m skd_fairseq.experiments.text_tools)
+tools=("$python" -m skd_experiments.text_tools)
 src=de tgt=en
 mkdir -p "$out/tmp" "$out/tok" "$out/raw"
 count() { wc -l < "$1" | tr -d ' '; }

@@ -119,7 +119,7 @@ fi
 # 3. Joint sentencepiece model, then encode every split.
 if [ ! -f "$out/spm.model" ]; then
   echo "[prepare-multi30k] training a joint sentencepiece model ($vocab_size pieces)"
-  "$python" -m skd_fairseq.experiments.spm train --model-prefix "$out/spm" --vocab-size "$vocab_size" \
+  "$python" -m skd_experiments.spm train --model-prefix "$out/spm" --vocab-size "$vocab_size" \
     "$out/raw/train.$src" "$out/raw/train.$tgt"
 fi
 mkdir -p "$out/spm"
@@ -127,7 +127,7 @@ if [ ! -f "$out/spm/.done" ]; then
   echo "[prepare-multi30k] applying sentencepiece"
   for split in train valid test; do
     for lang in "$src" "$tgt"; do
-      "$python" -m skd_fairseq.experiments.spm encode --model "$out/spm.model" < "$out/raw/$split.$lang" > "$out/spm/$split.$lang"
+      "$python" -m skd_experiments.spm encode --model "$out/spm.model" < "$out/raw/$split.$lang" > "$out/spm/$split.$lang"
     done
   done
   touch "$out/spm/.done"

@@ -56,7 +56,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/prepare-lib.sh
 . "$here/prepare-lib.sh"
 python=${PYTHON:-python}
-tools=("$python" -m skd_fairseq.experiments.text_tools)
+tools=("$python" -m skd_experiments.text_tools)
 src=en tgt=de
 orig=$out/orig
 count() { wc -l < "$1" | tr -d ' '; }

@@ -201,25 +201,25 @@ significance+=(${compare[@]+"${compare[@]}"})
 {
   echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
   echo
-  trained_at=$(python -m skd_fairseq.experiments.table_notes commits "${result_files[@]}")
+  trained_at=$(python -m skd_experiments.table_notes commits "${result_files[@]}")
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"
   echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown) (runs trained at $trained_at), config \`$config\`,"
-  python -m skd_fairseq.experiments.table_notes conditions --cuda "$cuda" "${result_files[@]}"
+  python -m skd_experiments.table_notes conditions --cuda "$cuda" "${result_files[@]}"
   echo "Runs in \`$out\` (each run's train.json holds its command, commit, time and memory)."
   if [ ${#stale[@]} -gt 0 ]; then
     echo "Reused as finished, with other settings than the config and presets give now (see each train.json): ${stale[*]}."
   fi
   echo
   if [ "$kind" = kd ]; then
-    python -m skd_fairseq.experiments.table_notes teacher "$teacher_dir/result.test.json" "$teacher_config"
+    python -m skd_experiments.table_notes teacher "$teacher_dir/result.test.json" "$teacher_config"
   fi
-  python -m skd_fairseq.experiments.make_tables "${result_files[@]}" ${significance[@]+"${significance[@]}"} --flags --plot "$results_dir/$name.png"
+  python -m skd_experiments.make_tables "${result_files[@]}" ${significance[@]+"${significance[@]}"} --flags --plot "$results_dir/$name.png"
   echo
   echo "![validation perplexity against updates, mean over seeds]($name.png)"
 } > "$results_dir/$name.md.part"
 mv "$results_dir/$name.md.part" "$results_dir/$name.md"
 # What the table was computed from (results, hypotheses, validation curves), to commit beside it.
 rm -rf "$results_dir/$name-runs"
-python -m skd_fairseq.experiments.archive_runs --out "$results_dir/$name-runs" "${result_files[@]}"
-[ "$kind" != kd ] || python -m skd_fairseq.experiments.archive_runs --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
+python -m skd_experiments.archive_runs --out "$results_dir/$name-runs" "${result_files[@]}"
+[ "$kind" != kd ] || python -m skd_experiments.archive_runs --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
 cat "$results_dir/$name.md"

@@ -72,13 +72,13 @@ done
   echo "$(date -u +%Y-%m-%d), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown); one run per variant,"
   echo "scored on the validation split only ($(. "$config"; [ "${AVERAGE_LAST:-1}" -gt 1 ] && echo "the average of the last ${AVERAGE_LAST} checkpoints" || echo "checkpoint_best.pt"))."
   echo
-  python -m skd_fairseq.experiments.make_tables "${results[@]}" --flags --training-metrics
+  python -m skd_experiments.make_tables "${results[@]}" --flags --training-metrics
 } > "$out/sweep.md.part"
 table=${table:-$out/sweep.md}
 mkdir -p "$(dirname "$table")"
 mv "$out/sweep.md.part" "$table"
 if [ "$table" != "$out/sweep.md" ]; then
   rm -rf "${table%.md}-runs"
-  python -m skd_fairseq.experiments.archive_runs --out "${table%.md}-runs" "${results[@]}"
+  python -m skd_experiments.archive_runs --out "${table%.md}-runs" "${results[@]}"
 fi
 cat "$table"

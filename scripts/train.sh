@@ -118,7 +118,7 @@ cmd+=(${device[@]+"${device[@]}"})
 echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
-python -m skd_fairseq.experiments.run_and_measure --log "$save_dir/train.log" --summary "$save_dir/train.json" \
+python -m skd_experiments.run_and_measure --log "$save_dir/train.log" --summary "$save_dir/train.json" \
   --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" data="$data_override" \
   -- "${cmd[@]}"
 printf '%s' "$signature" > "$save_dir/.finished"

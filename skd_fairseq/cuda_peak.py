@@ -1,6 +1,6 @@
 """Tell the project's scripts how much GPU memory a fairseq process used at most.
 
-``skd_fairseq/experiments/run_and_measure.py`` (behind ``scripts/train.sh``) records the host's peak
+``skd_experiments/run_and_measure.py`` (behind ``scripts/train.sh``) records the host's peak
 resident memory of the run, which says nothing about the GPU. When it sets
 ``SKD_FAIRSEQ_CUDA_PEAK_FILE``, every process that loads the plugin and used CUDA
 appends one JSON line, ``{"pid", "device", "peak_bytes"}`` with

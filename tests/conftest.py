@@ -181,8 +181,8 @@ def run(cmd, timeout=600, check=True, env=None, **kwargs):
 
 
 def tool(module):
-    """The command that runs skd_fairseq.experiments.MODULE (what the shell scripts run)."""
-    return [sys.executable, "-m", f"skd_fairseq.experiments.{module}"]
+    """The command that runs skd_experiments.MODULE (what the shell scripts run)."""
+    return [sys.executable, "-m", f"skd_experiments.{module}"]
 
 
 def require_shared(name):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import REPO, run, tiny_config
 
-from skd_fairseq.experiments import criterion_targets, peak_memory
+from skd_experiments import criterion_targets, peak_memory
 
 
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):

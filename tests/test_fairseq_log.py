@@ -1,14 +1,16 @@
 """The one reader of fairseq-train's log: the same records from --log-format simple and json."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.choose_epochs import validation_curve
-from skd_fairseq.experiments.cut_run import epoch_end
-from skd_fairseq.experiments.follow_training import Progress
-from skd_fairseq.experiments.run_and_measure import fairseq_stats
+from skd_experiments import fairseq_log
+from skd_experiments.choose_epochs import validation_curve
+from skd_experiments.cut_run import epoch_end
+from skd_experiments.follow_training import Progress
+from skd_experiments.run_and_measure import fairseq_stats
 
 CONFIG = ("2026-12-01 10:00:00 | INFO | fairseq_cli.train | {'_name': None, 'optimization': {'_name': None, "
           "'max_epoch': 2, 'max_update': 0, 'lr': [0.0005]}}")
@@ -93,3 +95,13 @@ def test_lines_that_are_not_progress_records_are_skipped():
     assert fairseq_log.parse_line("t | INFO | valid | {broken json") is None
     assert fairseq_log.resumed_at(LOADED) == 100 and fairseq_log.training_limits(CONFIG) == {
         "max_update": 0, "max_epoch": 2}
+
+
+@pytest.mark.parametrize("module", ["make_tables", "indexed_sizes", "follow_training", "choose_epochs",
+                                    "archive_runs", "score_translation", "cut_run", "run_and_measure"])
+def test_the_experiment_tools_start_without_fairseq(module):
+    """The tools the scripts call between fairseq commands import neither fairseq nor the plugin
+    (whose package imports fairseq): seconds and an INFO line saved per call."""
+    code = f"import sys; sys.modules['fairseq'] = None; import skd_experiments.{module}"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, run
 
-from skd_fairseq.experiments import score_translation, text_tools
+from skd_experiments import score_translation, text_tools
 
 SCRIPTS = REPO / "scripts"
 

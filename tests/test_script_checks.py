@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO, USER_DIR, require_shared, run, save_teacher, tool
 
-from skd_fairseq.experiments.indexed_sizes import split_sizes
+from skd_experiments.indexed_sizes import split_sizes
 
 SCRIPTS = REPO / "scripts"
 

@@ -15,8 +15,8 @@ import torch
 
 from conftest import REPO, require_shared, run, tiny_config, tool
 
-from skd_fairseq.experiments import plots, run_and_measure, score_translation
-from skd_fairseq.experiments.choose_epochs import choose_epoch, validation_curve
+from skd_experiments import plots, run_and_measure, score_translation
+from skd_experiments.choose_epochs import choose_epoch, validation_curve
 
 SCRIPTS = REPO / "scripts"
 

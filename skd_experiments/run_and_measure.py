@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a fairseq-train command, copy its output to a log, and write a JSON summary of the run.
 
-  python -m skd_fairseq.experiments.run_and_measure --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
+  python -m skd_experiments.run_and_measure --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
 
 The summary holds the command, the git commit, the wall time of this invocation and
 of all invocations of a resumed run, the peak memory, and what fairseq's log reports:
@@ -22,8 +22,7 @@ import subprocess
 import sys
 import time
 
-from skd_fairseq.cuda_peak import ENV as CUDA_PEAK_ENV
-from skd_fairseq.experiments import fairseq_log
+from skd_experiments import fairseq_log
 
 def fairseq_stats(log_text):
     """Updates, training wall time and median tokens/s from fairseq's log (all invocations).
@@ -94,6 +93,10 @@ def main():
     cuda_file = args.summary + ".cuda-peak"
     if os.path.exists(cuda_file):
         os.remove(cuda_file)
+    # Imported here: the plugin's package imports fairseq, which the other functions of this
+    # module (read by the tables) do not need.
+    from skd_fairseq.cuda_peak import ENV as CUDA_PEAK_ENV
+
     env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
 
     commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with

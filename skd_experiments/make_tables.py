@@ -35,9 +35,9 @@ signatures), language-model results perplexity. Options:
 import argparse
 import sys
 
-from skd_fairseq.experiments.plots import plot
-from skd_fairseq.experiments.significance import bleu_significance, comparisons, lm_significance, significance_sections
-from skd_fairseq.experiments.tables import Cost, check_rows, load, respelled_note, table, training_metric_columns
+from skd_experiments.plots import plot
+from skd_experiments.significance import bleu_significance, comparisons, lm_significance, significance_sections
+from skd_experiments.tables import Cost, check_rows, load, respelled_note, table, training_metric_columns
 
 
 def translation_sections(translation, args, compared, extra):

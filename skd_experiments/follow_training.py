@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run a training command quietly and show one progress line for it.
 
-  python -m skd_fairseq.experiments.follow_training --label NAME --log RUN/train.log --out RUN/FILE -- COMMAND...
+  python -m skd_experiments.follow_training --label NAME --log RUN/train.log --out RUN/FILE -- COMMAND...
 
 The command's own output goes to --out; fairseq's log (--log, written by
 scripts/train.sh) is followed and summarised in one line: update (of the total),
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from skd_fairseq.experiments import fairseq_log
+from skd_experiments import fairseq_log
 
 
 class Progress:

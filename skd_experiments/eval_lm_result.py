@@ -1,6 +1,6 @@
 """Turn fairseq-eval-lm's log into a result file and per-sample scores (scripts/evaluate-lm.sh).
 
-  python -m skd_fairseq.experiments.eval_lm_result LOG --run-dir DIR --split SPLIT --data DATA
+  python -m skd_experiments.eval_lm_result LOG --run-dir DIR --split SPLIT --data DATA
       --checkpoint LABEL --dataset NAME --eval-args "ARGS"
 
 Reads the perplexity and, from --output-word-probs, every sample's token log-probabilities;
@@ -15,8 +15,8 @@ import os
 import re
 import sys
 
-from skd_fairseq.experiments.indexed_sizes import split_sizes
-from skd_fairseq.experiments.results import write_result
+from skd_experiments.indexed_sizes import split_sizes
+from skd_experiments.results import write_result
 
 PERPLEXITY = re.compile(r"Loss \(base 2\): ([0-9.]+), Perplexity: ([0-9.]+)")
 EVALUATED = re.compile(r"Evaluated ([0-9,]+) tokens")

@@ -14,8 +14,8 @@ relative improvement over the window and the choice.
 import argparse
 import sys
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.markdown import markdown_table
+from skd_experiments import fairseq_log
+from skd_experiments.markdown import markdown_table
 
 
 def validation_curve(lines):

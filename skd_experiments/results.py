@@ -2,7 +2,7 @@
 
 A result file holds the evaluation (dataset, pair, split, metrics, signatures) and, at
 its top level, what identifies and measures the run it scores, taken from the run's
-``train.json`` (skd_fairseq/experiments/run_and_measure.py): method, flags, seed, updates, training wall
+``train.json`` (skd_experiments/run_and_measure.py): method, flags, seed, updates, training wall
 time, target tokens/s, peak memory and the training commit; the whole ``train.json``
 is kept under ``training``. ``evaluation_commit`` is the commit that scored it.
 """
@@ -10,7 +10,7 @@ is kept under ``training``. ``evaluation_commit`` is the commit that scored it.
 import json
 import os
 
-from skd_fairseq.experiments.run_and_measure import git_commit
+from skd_experiments.run_and_measure import git_commit
 
 
 def run_fields(training):

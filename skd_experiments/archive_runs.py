@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 
-from skd_fairseq.experiments import fairseq_log
+from skd_experiments import fairseq_log
 
 
 def archive(result_path, out):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Sentence lengths of a split that fairseq-preprocess binarised, without importing fairseq.
 
-  python -m skd_fairseq.experiments.indexed_sizes PREFIX    prints "SENTENCES TOKENS" of PREFIX.{idx,bin}
+  python -m skd_experiments.indexed_sizes PREFIX    prints "SENTENCES TOKENS" of PREFIX.{idx,bin}
 
 fairseq-preprocess writes its default format ("mmap") with an index that holds every
 sentence's length as int32 after a 26-byte header (fairseq.data.indexed_dataset,
@@ -54,7 +54,7 @@ def main():
         print(__doc__.strip())
         return
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m skd_fairseq.experiments.indexed_sizes PREFIX (see --help)")
+        sys.exit("usage: python -m skd_experiments.indexed_sizes PREFIX (see --help)")
     sizes = split_sizes(sys.argv[1])
     if sizes is None:
         sys.exit(f"indexed_sizes: missing {sys.argv[1]}.idx or .bin")

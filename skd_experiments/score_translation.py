@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Score detokenised hypotheses against references with sacrebleu and write one result file.
 
-  python -m skd_fairseq.experiments.score_translation --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
+  python -m skd_experiments.score_translation --hyp FILE --ref FILE --out RESULT.json [--tokenize 13a] [--lowercase]
       [--tokenized-hyp FILE --tokenized-ref FILE --tokenized-bleu plain|compound-split]
       [--valid-perplexity FILE.json] [--train-summary train.json] [--meta key=value ...]
 
@@ -23,8 +23,8 @@ import sys
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from skd_fairseq.experiments.results import write_result
-from skd_fairseq.experiments.text_tools import split_compounds
+from skd_experiments.results import write_result
+from skd_experiments.text_tools import split_compounds
 
 
 def read_lines(path):
@@ -72,7 +72,7 @@ def main():
     parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
     parser.add_argument("--valid-perplexity", help="skd-fairseq-validation-perplexity.s JSON for the scored model")
     parser.add_argument("--train-summary", help="train.json of the run (used when it exists): its fields "
-                        "go to the result's top level (skd_fairseq/experiments/results.py)")
+                        "go to the result's top level (skd_experiments/results.py)")
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
     args = parser.parse_args()
 

@@ -12,9 +12,9 @@ import re
 import statistics
 import sys
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.results import run_fields
+from skd_experiments import fairseq_log
+from skd_experiments.markdown import markdown_table
+from skd_experiments.results import run_fields
 
 
 def load(paths):

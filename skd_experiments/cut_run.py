@@ -22,9 +22,9 @@ import os
 import re
 import shutil
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.choose_epochs import validation_curve
-from skd_fairseq.experiments.run_and_measure import fairseq_stats
+from skd_experiments import fairseq_log
+from skd_experiments.choose_epochs import validation_curve
+from skd_experiments.run_and_measure import fairseq_stats
 
 
 def epoch_end(lines, epoch):

@@ -1,6 +1,6 @@
 """Check that a teacher checkpoint translates with the data's dictionaries (scripts/distill-sequence-level.sh).
 
-  python -m skd_fairseq.experiments.check_teacher CHECKPOINT DATA SRC TGT
+  python -m skd_experiments.check_teacher CHECKPOINT DATA SRC TGT
 
 Same-sized but different dictionaries would translate into the wrong words, silently:
 this stops with the criteria's own check (skd_fairseq.criterions.teacher) and its message.

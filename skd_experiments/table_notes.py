@@ -1,8 +1,8 @@
 """The lines scripts/reproduce.sh writes above a results table, from the table's result files.
 
-  python -m skd_fairseq.experiments.table_notes commits RESULT.json [...]
-  python -m skd_fairseq.experiments.table_notes conditions --cuda 0|1 RESULT.json [...]
-  python -m skd_fairseq.experiments.table_notes teacher RESULT.json CONFIG
+  python -m skd_experiments.table_notes commits RESULT.json [...]
+  python -m skd_experiments.table_notes conditions --cuda 0|1 RESULT.json [...]
+  python -m skd_experiments.table_notes teacher RESULT.json CONFIG
 
 commits: the commits the runs were trained at; conditions: the hardware (the GPU, or the
 CPU threads each run recorded) and the summed training time; teacher: the KD table's
@@ -13,7 +13,7 @@ import argparse
 import collections
 import json
 
-from skd_fairseq.experiments.results import run_fields
+from skd_experiments.results import run_fields
 
 
 def read(path):

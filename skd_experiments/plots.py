@@ -5,8 +5,8 @@ import os
 import statistics
 import sys
 
-from skd_fairseq.experiments import fairseq_log
-from skd_fairseq.experiments.tables import benchmark_name, fairseq_options
+from skd_experiments import fairseq_log
+from skd_experiments.tables import benchmark_name, fairseq_options
 
 
 def logged_loss_factor(result):

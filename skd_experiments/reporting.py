@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from skd_fairseq.experiments.run_and_measure import git_commit
+from skd_experiments.run_and_measure import git_commit
 
 
 def commit():

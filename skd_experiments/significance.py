@@ -9,8 +9,8 @@ import sys
 
 from scipy import stats
 
-from skd_fairseq.experiments.markdown import markdown_table
-from skd_fairseq.experiments.tables import benchmark_name
+from skd_experiments.markdown import markdown_table
+from skd_experiments.tables import benchmark_name
 
 
 def tested_methods(results, reference, methods):

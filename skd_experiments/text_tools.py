@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """The Moses-style text steps of fairseq's IWSLT'14 / WMT'14 recipes, with sacremoses.
 
-  python -m skd_fairseq.experiments.text_tools tokenize --lang L [--aggressive-dash] [--normalize-punct] [--lowercase] [--workers N] < in > out
-  python -m skd_fairseq.experiments.text_tools detokenize --lang L < in > out
-  python -m skd_fairseq.experiments.text_tools clean --ratio 1.5 --min 1 --max 175 [--kept-lines FILE] SRC_IN TGT_IN SRC_OUT TGT_OUT
-  python -m skd_fairseq.experiments.text_tools segments < file.xml|file.sgm > text      (the <seg> contents, one per line)
-  python -m skd_fairseq.experiments.text_tools compound-split < in > out                 (a-b -> a ##AT##-##AT## b, for WMT'14 BLEU)
+  python -m skd_experiments.text_tools tokenize --lang L [--aggressive-dash] [--normalize-punct] [--lowercase] [--workers N] < in > out
+  python -m skd_experiments.text_tools detokenize --lang L < in > out
+  python -m skd_experiments.text_tools clean --ratio 1.5 --min 1 --max 175 [--kept-lines FILE] SRC_IN TGT_IN SRC_OUT TGT_OUT
+  python -m skd_experiments.text_tools segments < file.xml|file.sgm > text      (the <seg> contents, one per line)
+  python -m skd_experiments.text_tools compound-split < in > out                 (a-b -> a ##AT##-##AT## b, for WMT'14 BLEU)
 
 tokenize follows tokenizer.perl (-a: --aggressive-dash), normalize-punctuation.perl
 (--normalize-punct, which also drops non-printing characters as
