@@ -25,6 +25,7 @@ Examples:
 """
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -91,8 +92,8 @@ class AdaptiveOutputModel(nn.Module):
         self.decoder = nn.Module()
         self.decoder.embed_tokens = AdaptiveInput(vocab_size, 1, dim, 4.0, dim, cutoff)
         self.decoder.adaptive_softmax = AdaptiveSoftmax(
-            vocab_size, dim, cutoff, dropout=0.0, factor=4.0, adaptive_inputs=self.decoder.embed_tokens,
-            tie_proj=True)
+            vocab_size, dim, cutoff, dropout=0.0, factor=4.0, adaptive_inputs=self.decoder.embed_tokens, tie_proj=True
+        )
 
     def forward(self, hidden):
         return hidden, None
@@ -118,8 +119,9 @@ def build_criterion(name, task, **skd):
 
         return AdaptiveLoss(task, False)
     smoothing = 0.0 if name == "skd-adaptive" else 0.1
-    cfg = LabelSmoothedSkdCriterionConfig(label_smoothing=smoothing, sentence_avg=False, seed=1,
-                                          ddp_backend="legacy_ddp", **skd)
+    cfg = LabelSmoothedSkdCriterionConfig(
+        label_smoothing=smoothing, sentence_avg=False, seed=1, ddp_backend="legacy_ddp", **skd
+    )
     return LabelSmoothedSkdCriterion(task, cfg)
 
 
@@ -128,8 +130,10 @@ def variants(refresh, adaptive_candidates=()):
         yield "baseline", {}
         for mode in adaptive_candidates:  # cluster: the default, unsuffixed
             suffix, flags = ("" if mode == "cluster" else f"-{mode}"), dict(skd_adaptive_candidates=mode)
-            yield f"skd-neighbours-R{refresh}{suffix}", dict(flags, skd_candidates="neighbours",
-                                                              skd_neighbour_refresh=refresh)
+            yield (
+                f"skd-neighbours-R{refresh}{suffix}",
+                dict(flags, skd_candidates="neighbours", skd_neighbour_refresh=refresh),
+            )
             yield f"skd-random{suffix}", dict(flags, skd_candidates="random")
             yield f"skd-predicted{suffix}", dict(flags, skd_candidates="predicted")
         return
@@ -150,7 +154,8 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
     task = Task(dictionary)
     cutoff = args.adaptive
     model = (AdaptiveOutputModel(vocab, dim, cutoff) if cutoff else OutputLayerModel(vocab, dim)).to(
-        device=device, dtype=dtype)
+        device=device, dtype=dtype
+    )
     model.train()
     hidden = torch.randn(tokens, dim, device=device, dtype=dtype, requires_grad=True)
     # Zipf-like gold tokens, as in text: a few thousand distinct types per batch.
@@ -163,8 +168,14 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         if name != "baseline":
             # tau 1 over every token: the setting the committed results measured (the default gold
             # mass adds a fixed number of Newton steps; --skd-exclude-unseen one sync a refresh).
-            skd = dict(skd, skd_alpha=0.5, skd_topk=topk, skd_similarity=args.similarity, skd_temperature=1.0,
-                       skd_include_unseen=True)
+            skd = dict(
+                skd,
+                skd_alpha=0.5,
+                skd_topk=topk,
+                skd_similarity=args.similarity,
+                skd_temperature=1.0,
+                skd_include_unseen=True,
+            )
             kind = "skd-adaptive" if cutoff else "skd"
         else:
             kind = "adaptive_loss" if cutoff else "baseline"
@@ -185,12 +196,12 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         return time.perf_counter() - start
 
     times = {name: [] for name in criteria}
-    for name, criterion in criteria.items():  # warm-up (builds the neighbour tables once)
+    for criterion in criteria.values():  # warm-up (builds the neighbour tables once)
         for _ in range(args.warmup):
             step(criterion)
     for _ in range(args.repeats):
         for name, criterion in criteria.items():
-            times[name].append(timed(lambda: step(criterion)))
+            times[name].append(timed(functools.partial(step, criterion)))
 
     # The table refresh, timed on its own: every R steps, the whole vocabulary's top-k, searched
     # as the criterion searches it (one space, or each cluster of an adaptive softmax in its own).
@@ -206,7 +217,9 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
         parts = adaptive_parts(model.decoder.adaptive_softmax)
-        return cluster_spaces(parts) if table_criterion.adaptive_candidates != "any" else [Space(embedding_matrix(parts))]
+        return (
+            cluster_spaces(parts) if table_criterion.adaptive_candidates != "any" else [Space(embedding_matrix(parts))]
+        )
 
     excluded = table_criterion.excluded_ids
 
@@ -218,8 +231,16 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             rows = min(refresh_rows, space.rows)
             local = excluded[(excluded >= space.first) & (excluded < space.first + space.rows)] - space.first
             with torch.no_grad():
-                seconds = timed(lambda: embedding_topk(space.weight, torch.arange(rows, device=device), topk,
-                                                       args.similarity, exclude=local, gram=space.gram))
+                search = functools.partial(
+                    embedding_topk,
+                    space.weight,
+                    torch.arange(rows, device=device),
+                    topk,
+                    args.similarity,
+                    exclude=local,
+                    gram=space.gram,
+                )
+                seconds = timed(search)
             scaled += seconds * space.rows / rows
         return scaled
 
@@ -263,9 +284,17 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             row["amortised_ratio_to_baseline"] = (med + refresh / args.refresh) / base
         rows.append(row)
     distinct = int(torch.unique(target).numel())
-    return {"tokens": tokens, "vocab": vocab, "dim": dim, "topk": topk, "adaptive_cutoff": cutoff,
-            "adaptive_candidates": table_criterion.adaptive_candidates if cutoff else None,
-            "refresh_rows_timed": refresh_rows, "distinct_gold_tokens": distinct, "variants": rows}
+    return {
+        "tokens": tokens,
+        "vocab": vocab,
+        "dim": dim,
+        "topk": topk,
+        "adaptive_cutoff": cutoff,
+        "adaptive_candidates": table_criterion.adaptive_candidates if cutoff else None,
+        "refresh_rows_timed": refresh_rows,
+        "distinct_gold_tokens": distinct,
+        "variants": rows,
+    }
 
 
 def markdown(report):
@@ -291,55 +320,101 @@ def markdown(report):
             if v.get("refresh_step_peak_bytes") is not None:
                 peak += f" (refresh step {mib(v['refresh_step_peak_bytes'])})"
             ratio = f"{max(peaks) / base_peak:.3f}" if peaks and base_peak else "n/a"
-            rows.append([shape["tokens"], shape["vocab"], shape["dim"], shape["topk"], v["variant"],
-                         f"{v['median_s'] * 1e3:.1f}", f"{v['min_s'] * 1e3:.1f}-{v['max_s'] * 1e3:.1f}",
-                         f"{v['ratio_to_baseline']:.3f}", "" if amort is None else f"{amort:.3f}", peak, ratio])
-    header = ["N tokens", "V", "D", "k", "variant", "median ms", "min-max ms", "ratio", "amortised ratio",
-              "peak MiB", "memory ratio"]
+            rows.append(
+                [
+                    shape["tokens"],
+                    shape["vocab"],
+                    shape["dim"],
+                    shape["topk"],
+                    v["variant"],
+                    f"{v['median_s'] * 1e3:.1f}",
+                    f"{v['min_s'] * 1e3:.1f}-{v['max_s'] * 1e3:.1f}",
+                    f"{v['ratio_to_baseline']:.3f}",
+                    "" if amort is None else f"{amort:.3f}",
+                    peak,
+                    ratio,
+                ]
+            )
+    header = [
+        "N tokens",
+        "V",
+        "D",
+        "k",
+        "variant",
+        "median ms",
+        "min-max ms",
+        "ratio",
+        "amortised ratio",
+        "peak MiB",
+        "memory ratio",
+    ]
     lines += markdown_table(header, rows, align="rrrrlrrrrrr")
     for shape in report["shapes"]:
         refresh = [v for v in shape["variants"] if "refresh_s" in v]
         if refresh:
-            lines.append(f"\nN {shape['tokens']}, V {shape['vocab']}: one table refresh took "
-                         f"{refresh[0]['refresh_s']:.1f} s"
-                         + (f" ({shape.get('adaptive_candidates')} candidates)" if shape.get("adaptive_cutoff") else ""))
+            lines.append(
+                f"\nN {shape['tokens']}, V {shape['vocab']}: one table refresh took "
+                f"{refresh[0]['refresh_s']:.1f} s"
+                + (f" ({shape.get('adaptive_candidates')} candidates)" if shape.get("adaptive_cutoff") else "")
+            )
         if shape.get("refresh_rows_timed", shape["vocab"]) < shape["vocab"]:
-            lines.append(f"\nV {shape['vocab']}: the table refresh was timed on at most {shape['refresh_rows_timed']} "
-                         "query rows of each searched space (the vocabulary, or each cluster) and scaled to all "
-                         "its rows; its peak memory is the search's own (the rows searched and one block), "
-                         "measured on its own.")
+            lines.append(
+                f"\nV {shape['vocab']}: the table refresh was timed on at most {shape['refresh_rows_timed']} "
+                "query rows of each searched space (the vocabulary, or each cluster) and scaled to all "
+                "its rows; its peak memory is the search's own (the rows searched and one block), "
+                "measured on its own."
+            )
     for check in report["targets"]:
         value = "" if check["value"] is None else f" (measured {check['value']:.3f})"
-        lines.append(f"\nTarget, {report['device']}, {check.get('shape', '')}: {check['target']}: "
-                     f"**{check['result']}**{value}")
+        lines.append(
+            f"\nTarget, {report['device']}, {check.get('shape', '')}: {check['target']}: **{check['result']}**{value}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="parameter/activation dtype (log-softmax and similarities stay fp32)")
+    parser.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="parameter/activation dtype (log-softmax and similarities stay fp32)",
+    )
     parser.add_argument("--tokens", type=int, nargs="+", default=[4096, 8192, 16384])
     parser.add_argument("--vocab", type=int, nargs="+", default=[8000, 32000, 50000])
     parser.add_argument("--dim", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--topk", type=int, nargs="+", default=[4, 8, 32])
-    parser.add_argument("--grid", choices=["product", "axes"], default="product",
-                        help="product: every combination of the lists above; axes: the "
-                        "transformer-base shape (N 8192, V 32000, D 512, k 8) and, one axis at a "
-                        "time, each listed value of that axis with the others at the base")
+    parser.add_argument(
+        "--grid",
+        choices=["product", "axes"],
+        default="product",
+        help="product: every combination of the lists above; axes: the "
+        "transformer-base shape (N 8192, V 32000, D 512, k 8) and, one axis at a "
+        "time, each listed value of that axis with the others at the base",
+    )
     parser.add_argument("--similarity", default="cosine", choices=["cosine", "l2", "dot"])
-    parser.add_argument("--refresh", type=int, default=None,
-                        help="R for the cached-table variant (default: the criterion's default)")
+    parser.add_argument(
+        "--refresh", type=int, default=None, help="R for the cached-table variant (default: the criterion's default)"
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--adaptive", help="cutoffs C1,C2,...: an adaptive-softmax output layer against adaptive_loss")
-    parser.add_argument("--adaptive-candidates", nargs="+", choices=["cluster", "any"], default=["cluster"],
-                        help="with --adaptive: the SKD variants' --skd-adaptive-candidates (cluster, the "
-                        "default, unsuffixed; any suffixed -any); the refresh and targets are the first's")
-    parser.add_argument("--refresh-rows", type=int, default=None,
-                        help="time the table refresh on this many query rows and scale to V (default: all)")
+    parser.add_argument(
+        "--adaptive-candidates",
+        nargs="+",
+        choices=["cluster", "any"],
+        default=["cluster"],
+        help="with --adaptive: the SKD variants' --skd-adaptive-candidates (cluster, the "
+        "default, unsuffixed; any suffixed -any); the refresh and targets are the first's",
+    )
+    parser.add_argument(
+        "--refresh-rows",
+        type=int,
+        default=None,
+        help="time the table refresh on this many query rows and scale to V (default: all)",
+    )
     parser.add_argument("--json", help="write the full report here")
     parser.add_argument("--markdown", help="write the summary table here ('-' for stdout)")
     args = parser.parse_args(argv)
@@ -373,12 +448,15 @@ def main(argv=None):
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "commit": commit(),
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "torch": torch.__version__,
         "similarity": args.similarity,
-        "memory": peak_memory.describe(device) if args.memory_unsupported is None
+        "memory": peak_memory.describe(device)
+        if args.memory_unsupported is None
         else f"not measured: {args.memory_unsupported}",
         "refresh": args.refresh,
         "repeats": args.repeats,
@@ -387,6 +465,7 @@ def main(argv=None):
     }
     report["targets"] = check_targets(report)
     write_outputs(report, args.json, args.markdown, markdown(report))
+
 
 if __name__ == "__main__":
     main()

@@ -37,8 +37,9 @@ def spaces_for(vocab, dim, cutoff, seed=0):
     for i in range(1, len(bounds) - 1):
         d = max(1, dim // 4**i)
         proj = torch.randn(d, dim, generator=g) / dim**0.5
-        spaces.append(Space(torch.randn(bounds[i + 1] - bounds[i], d, generator=g), bounds[i], proj @ proj.t(),
-                            f"tail {i}"))
+        spaces.append(
+            Space(torch.randn(bounds[i + 1] - bounds[i], d, generator=g), bounds[i], proj @ proj.t(), f"tail {i}")
+        )
     return spaces
 
 
@@ -89,30 +90,57 @@ def main(argv=None):
         for world in args.ranks:
             print(f"[bench_refresh_ranks] {world} rank(s)", file=sys.stderr, flush=True)
             out = os.path.join(tmp, f"w{world}")
-            mp.start_processes(run_rank, args=(world, f"file://{out}.rendezvous", args, out), nprocs=world,
-                               start_method="spawn")
+            mp.start_processes(
+                run_rank, args=(world, f"file://{out}.rendezvous", args, out), nprocs=world, start_method="spawn"
+            )
             results = [torch.load(f"{out}.{rank}") for rank in range(world)]
             reference = results[0]["table"] if reference is None else reference
             slowest = max(results, key=lambda r: r["total_s"])
             # Kept to the microsecond: a tiny table refreshes in milliseconds, and the speed-up is a ratio.
-            rows.append({"ranks": world, "refresh_s": round(slowest["total_s"], 6),
-                         "all_gather_s": round(slowest["gather_s"], 6),
-                         "search_s": round(slowest["total_s"] - slowest["gather_s"], 6),
-                         "tables_equal_to_first": all(torch.equal(r["table"], reference) for r in results)})
+            rows.append(
+                {
+                    "ranks": world,
+                    "refresh_s": round(slowest["total_s"], 6),
+                    "all_gather_s": round(slowest["gather_s"], 6),
+                    "search_s": round(slowest["total_s"] - slowest["gather_s"], 6),
+                    "tables_equal_to_first": all(torch.equal(r["table"], reference) for r in results),
+                }
+            )
     base = rows[0]["refresh_s"]
     for row in rows:
         row["speedup"] = round(base / row["refresh_s"], 2)
     shape = f"V {args.vocab}, D {args.dim}, k {args.topk}, {args.similarity}" + (
-        f", adaptive softmax {args.adaptive} (clusters in their own spaces)" if args.adaptive else "")
-    report = {"benchmark": "bench_refresh_ranks", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "commit": commit(), "shape": shape, "cpus": os.cpu_count(), "rows": rows}
-    lines = [f"{shape}; gloo ranks, one thread each, on {os.cpu_count()} CPU cores; commit {report['commit']}, "
-             f"{report['date']}.", ""]
+        f", adaptive softmax {args.adaptive} (clusters in their own spaces)" if args.adaptive else ""
+    )
+    report = {
+        "benchmark": "bench_refresh_ranks",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "commit": commit(),
+        "shape": shape,
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    lines = [
+        f"{shape}; gloo ranks, one thread each, on {os.cpu_count()} CPU cores; commit {report['commit']}, "
+        f"{report['date']}.",
+        "",
+    ]
     header = ["ranks", "refresh s (slowest rank)", "of which search", "of which all-gather", "speed-up", "same table"]
-    lines += markdown_table(header, [[row["ranks"], f"{row['refresh_s']:.2f}", f"{row['search_s']:.2f}",
-                                      f"{row['all_gather_s']:.3f}", f"{row['speedup']:.2f}",
-                                      "yes" if row["tables_equal_to_first"] else "NO"] for row in rows],
-                            align="rrrrrl")
+    lines += markdown_table(
+        header,
+        [
+            [
+                row["ranks"],
+                f"{row['refresh_s']:.2f}",
+                f"{row['search_s']:.2f}",
+                f"{row['all_gather_s']:.3f}",
+                f"{row['speedup']:.2f}",
+                "yes" if row["tables_equal_to_first"] else "NO",
+            ]
+            for row in rows
+        ],
+        align="rrrrrl",
+    )
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
     if not all(row["tables_equal_to_first"] for row in rows):
         sys.exit("bench_refresh_ranks: the ranks' tables differ from one process's")

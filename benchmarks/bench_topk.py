@@ -39,7 +39,9 @@ def make_embeddings(vocab, dim, device, dtype):
 def naive_topk(embeddings, ids, k, similarity, exclude):
     from skd_fairseq.similarity import EmbeddingSimilarity
 
-    sims = EmbeddingSimilarity(embeddings, similarity).against_all(torch.arange(embeddings.size(0), device=embeddings.device))
+    sims = EmbeddingSimilarity(embeddings, similarity).against_all(
+        torch.arange(embeddings.size(0), device=embeddings.device)
+    )
     sims = sims[ids]
     sims[:, exclude] = float("-inf")
     sims[torch.arange(len(ids), device=sims.device), ids] = float("-inf")
@@ -77,7 +79,9 @@ def single(args):
     ids = torch.randperm(args.vocab, generator=torch.Generator().manual_seed(1))[:n].to(device)
     chunk = None if args.chunk in ("default", "-") else int(args.chunk)
     run = {
-        "embedding_topk": lambda: embedding_topk(emb, ids, args.topk, args.similarity, exclude=exclude, chunk_size=chunk),
+        "embedding_topk": lambda: embedding_topk(
+            emb, ids, args.topk, args.similarity, exclude=exclude, chunk_size=chunk
+        ),
         "naive": lambda: naive_topk(emb, ids, args.topk, args.similarity, exclude),
         "faiss": lambda: faiss_topk(emb, ids, args.topk, args.similarity, exclude),
     }[args.method]
@@ -106,9 +110,20 @@ def single(args):
     want = sims.topk(args.topk, dim=1).values
     got = sims.gather(1, out.cpu()[sample])
     exact = bool(torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())))
-    print(json.dumps({"method": args.method, "chunk": args.chunk, "vocab": args.vocab, "queries": n,
-                      "median_s": statistics.median(times), "min_s": min(times), "peak_mib": peak,
-                      "exact": exact}))
+    print(
+        json.dumps(
+            {
+                "method": args.method,
+                "chunk": args.chunk,
+                "vocab": args.vocab,
+                "queries": n,
+                "median_s": statistics.median(times),
+                "min_s": min(times),
+                "peak_mib": peak,
+                "exact": exact,
+            }
+        )
+    )
 
 
 def main():
@@ -142,16 +157,43 @@ def main():
             chunks = args.chunk_sizes if method == "embedding_topk" else ["-"]
             for chunk in chunks:
                 if method == "naive" and vocab * vocab * 4 / 2**30 > args.naive_limit_gib:
-                    rows.append({"method": method, "chunk": chunk, "vocab": vocab,
-                                 "skipped": f"V x V fp32 = {vocab * vocab * 4 / 2**30:.0f} GiB > --naive-limit-gib"})
+                    rows.append(
+                        {
+                            "method": method,
+                            "chunk": chunk,
+                            "vocab": vocab,
+                            "skipped": f"V x V fp32 = {vocab * vocab * 4 / 2**30:.0f} GiB > --naive-limit-gib",
+                        }
+                    )
                     continue
                 if method == "faiss" and args.device != "cpu":
                     rows.append({"method": method, "chunk": chunk, "vocab": vocab, "skipped": "faiss-cpu on CPU only"})
                     continue
-                cmd = [sys.executable, __file__, "--single", "--method", method, "--chunk", chunk,
-                       "--vocab", str(vocab), "--dim", str(args.dim), "--topk", str(args.topk),
-                       "--similarity", args.similarity, "--queries", args.queries, "--device", args.device,
-                       "--dtype", args.dtype, "--repeats", str(args.repeats)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--single",
+                    "--method",
+                    method,
+                    "--chunk",
+                    chunk,
+                    "--vocab",
+                    str(vocab),
+                    "--dim",
+                    str(args.dim),
+                    "--topk",
+                    str(args.topk),
+                    "--similarity",
+                    args.similarity,
+                    "--queries",
+                    args.queries,
+                    "--device",
+                    args.device,
+                    "--dtype",
+                    args.dtype,
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
                 print(f"[bench_topk] V={vocab} {method} chunk={chunk}", file=sys.stderr, flush=True)
@@ -166,11 +208,23 @@ def main():
 
     from skd_experiments.reporting import commit, write_outputs
 
-    report = {"benchmark": "bench_topk", "device": args.device, "dtype": args.dtype, "dim": args.dim,
-              "topk": args.topk, "similarity": args.similarity, "queries": args.queries, "commit": commit(),
-              "date": time.strftime("%Y-%m-%d", time.gmtime()), "rows": rows}
-    lines = [f"{args.device}, {args.dtype}, D={args.dim}, k={args.topk}, {args.similarity}, queries: {args.queries}, "
-             f"commit {report['commit']}, {report['date']}.", ""]
+    report = {
+        "benchmark": "bench_topk",
+        "device": args.device,
+        "dtype": args.dtype,
+        "dim": args.dim,
+        "topk": args.topk,
+        "similarity": args.similarity,
+        "queries": args.queries,
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "rows": rows,
+    }
+    lines = [
+        f"{args.device}, {args.dtype}, D={args.dim}, k={args.topk}, {args.similarity}, queries: {args.queries}, "
+        f"commit {report['commit']}, {report['date']}.",
+        "",
+    ]
     naive = {r["vocab"]: r["median_s"] for r in rows if r["method"] == "naive" and "median_s" in r}
     table = []
     for r in rows:
@@ -179,10 +233,12 @@ def main():
             continue
         speedup = f"{naive[r['vocab']] / r['median_s']:.1f}x" if r["vocab"] in naive else ""
         peak = "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
-        table.append([r["vocab"], r["method"], r["chunk"], f"{r['median_s']:.3f}", speedup, peak,
-                      "yes" if r["exact"] else "NO"])
-    lines += markdown_table(["V", "method", "chunk", "median s", "speed-up vs naive", "peak MiB", "exact"], table,
-                            align="rlrrrrl")
+        table.append(
+            [r["vocab"], r["method"], r["chunk"], f"{r['median_s']:.3f}", speedup, peak, "yes" if r["exact"] else "NO"]
+        )
+    lines += markdown_table(
+        ["V", "method", "chunk", "median s", "speed-up vs naive", "peak MiB", "exact"], table, align="rlrrrrl"
+    )
     report["targets"] = check_targets(report)
     for check in report["targets"]:
         lines.append(f"\nTarget: {check['target']}: **{check['result']}** ({check['detail']})")
@@ -196,21 +252,35 @@ TARGET_VOCAB, TARGET_SPEEDUP = 50000, 10.0
 
 def check_targets(report):
     if report["device"] != "cuda":
-        return [{"target": f"V = {TARGET_VOCAB} on CUDA: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
-                 "result": "not run", "detail": f"measured on {report['device']}"}]
+        return [
+            {
+                "target": f"V = {TARGET_VOCAB} on CUDA: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
+                "result": "not run",
+                "detail": f"measured on {report['device']}",
+            }
+        ]
     rows = [r for r in report["rows"] if r["vocab"] == TARGET_VOCAB and "median_s" in r]
     naive = [r["median_s"] for r in rows if r["method"] == "naive"]
     ours = [r for r in rows if r["method"] == "embedding_topk"]
     if not naive or not ours:
-        return [{"target": f"V = {TARGET_VOCAB}: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
-                 "result": "not run", "detail": "give --vocab 50000 and both methods"}]
+        return [
+            {
+                "target": f"V = {TARGET_VOCAB}: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
+                "result": "not run",
+                "detail": "give --vocab 50000 and both methods",
+            }
+        ]
     best = min(ours, key=lambda r: r["median_s"])
     speedup = naive[0] / best["median_s"]
     ok = speedup >= TARGET_SPEEDUP and all(r["exact"] for r in ours)
-    return [{"target": f"V = {TARGET_VOCAB} on CUDA: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
-             "result": "PASS" if ok else "FAIL",
-             "detail": f"best chunk {best['chunk']}: {speedup:.1f}x; exact at every chunk size: "
-                       f"{all(r['exact'] for r in ours)}"}]
+    return [
+        {
+            "target": f"V = {TARGET_VOCAB} on CUDA: >= {TARGET_SPEEDUP:.0f}x the naive method, exact",
+            "result": "PASS" if ok else "FAIL",
+            "detail": f"best chunk {best['chunk']}: {speedup:.1f}x; exact at every chunk size: "
+            f"{all(r['exact'] for r in ours)}",
+        }
+    ]
 
 
 if __name__ == "__main__":

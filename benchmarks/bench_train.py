@@ -53,16 +53,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_variant(config, preset, flags, updates, log_interval, save_dir):
-    cmd = ["bash", os.path.join(REPO, "scripts", "train.sh"), config, "--criterion-preset", preset,
-           "--save-dir", save_dir, "--max-update", str(updates), "--log-interval", str(log_interval),
-           "--disable-validation", "--no-save", *flags]
+    cmd = [
+        "bash",
+        os.path.join(REPO, "scripts", "train.sh"),
+        config,
+        "--criterion-preset",
+        preset,
+        "--save-dir",
+        save_dir,
+        "--max-update",
+        str(updates),
+        "--log-interval",
+        str(log_interval),
+        "--disable-validation",
+        "--no-save",
+        *flags,
+    ]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.time() - start
     if proc.returncode != 0:
         sys.exit(f"bench_train: {' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    records = [(r.get("wps"), int(r.get("num_updates"))) for r in fairseq_log.records(proc.stdout.splitlines())
-               if r.kind == "train_inner" and "wps" in r.values and "num_updates" in r.values]
+    records = [
+        (r.get("wps"), int(r.get("num_updates")))
+        for r in fairseq_log.records(proc.stdout.splitlines())
+        if r.kind == "train_inner" and "wps" in r.values and "num_updates" in r.values
+    ]
     with open(os.path.join(save_dir, "train.json")) as f:
         summary = json.load(f)
     return records, wall, summary["peak_memory_mib"], summary["peak_memory_kind"]
@@ -71,15 +87,23 @@ def run_variant(config, preset, flags, updates, log_interval, save_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=os.path.join(REPO, "configs", "multi30k-de-en-demo.sh"))
-    parser.add_argument("--variant", action="append", required=True,
-                        help="NAME=\"PRESET [fairseq flags]\"; the first is the baseline of the ratios")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        help='NAME="PRESET [fairseq flags]"; the first is the baseline of the ratios',
+    )
     parser.add_argument("--updates", type=int, default=60)
     parser.add_argument("--skip-updates", type=int, default=10)
     parser.add_argument("--log-interval", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--common", default="", help="fairseq flags given to every variant (after its own)")
-    parser.add_argument("--amortise", action="append", default=[],
-                        help="STEADY=EVERY: STEADY's step time with EVERY's refresh cost amortised over --refresh")
+    parser.add_argument(
+        "--amortise",
+        action="append",
+        default=[],
+        help="STEADY=EVERY: STEADY's step time with EVERY's refresh cost amortised over --refresh",
+    )
     parser.add_argument("--refresh", type=int, default=50, help="the table period R of --amortise")
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="'-' for stdout")
@@ -90,7 +114,7 @@ def main():
         name, _, rest = spec.partition("=")
         words = shlex.split(rest)
         if not name or not words:
-            parser.error(f"--variant {spec!r}: expected NAME=\"PRESET [flags]\"")
+            parser.error(f'--variant {spec!r}: expected NAME="PRESET [flags]"')
         variants.append((name, words[0], words[1:]))
     names = [name for name, _, _ in variants]
     amortised = []
@@ -108,9 +132,14 @@ def main():
         for round_ in range(args.rounds):
             for name, preset, flags in variants:
                 print(f"[bench_train] round {round_ + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
-                records, wall, peak, memory_kind = run_variant(args.config, preset, flags + shlex.split(args.common),
-                                                               args.updates, args.log_interval,
-                                                  os.path.join(tmp, f"{name}-{round_}"))
+                records, wall, peak, memory_kind = run_variant(
+                    args.config,
+                    preset,
+                    flags + shlex.split(args.common),
+                    args.updates,
+                    args.log_interval,
+                    os.path.join(tmp, f"{name}-{round_}"),
+                )
                 wps = [w for w, u in records if u > args.skip_updates]
                 if not wps:
                     sys.exit("bench_train: no train_inner records after --skip-updates; raise --updates")
@@ -124,27 +153,51 @@ def main():
     for name, preset, flags in variants:
         r = results[name]
         tps = statistics.median(r["tokens_per_s"])
-        rows.append({"variant": name, "preset": preset, "flags": flags, **r,
-                     "median_tokens_per_s": round(tps, 1), "throughput_ratio": round(tps / base, 3),
-                     "step_time_ratio": round(base / tps, 3),
-                     "peak_memory_ratio": round(max(r["peak_memory_mib"]) / base_mem, 3)})
+        rows.append(
+            {
+                "variant": name,
+                "preset": preset,
+                "flags": flags,
+                **r,
+                "median_tokens_per_s": round(tps, 1),
+                "throughput_ratio": round(tps / base, 3),
+                "step_time_ratio": round(base / tps, 3),
+                "peak_memory_ratio": round(max(r["peak_memory_mib"]) / base_mem, 3),
+            }
+        )
     by_name = {row["variant"]: row for row in rows}
     for steady, every in amortised:
         t_steady, t_every = by_name[steady]["step_time_ratio"], by_name[every]["step_time_ratio"]
-        rows.append({"variant": f"{steady}, refresh amortised (R = {args.refresh})", "amortised_from": [steady, every],
-                     "step_time_ratio": round(t_steady + (t_every - t_steady) / args.refresh, 3),
-                     "peak_memory_mib": [max(by_name[steady]["peak_memory_mib"] + by_name[every]["peak_memory_mib"])],
-                     "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"])})
-    report = {"benchmark": "bench_train", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "config": os.path.relpath(args.config, REPO), "updates": args.updates,
-              "skip_updates": args.skip_updates, "rounds": args.rounds, "common_flags": shlex.split(args.common),
-              "refresh": args.refresh if amortised else None,
-              "commit": commit(), "peak_memory": sorted(memory_kinds),
-              "variants": rows}
+        rows.append(
+            {
+                "variant": f"{steady}, refresh amortised (R = {args.refresh})",
+                "amortised_from": [steady, every],
+                "step_time_ratio": round(t_steady + (t_every - t_steady) / args.refresh, 3),
+                "peak_memory_mib": [max(by_name[steady]["peak_memory_mib"] + by_name[every]["peak_memory_mib"])],
+                "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"]),
+            }
+        )
+    report = {
+        "benchmark": "bench_train",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "config": os.path.relpath(args.config, REPO),
+        "updates": args.updates,
+        "skip_updates": args.skip_updates,
+        "rounds": args.rounds,
+        "common_flags": shlex.split(args.common),
+        "refresh": args.refresh if amortised else None,
+        "commit": commit(),
+        "peak_memory": sorted(memory_kinds),
+        "variants": rows,
+    }
     common = f", every variant with `{args.common}`" if args.common else ""
-    lines = [f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
-             f"{args.rounds} alternating rounds{common}, commit {report['commit']}, {report['date']}.", "",
-             f"Peak memory: {' / '.join(sorted(memory_kinds))}.", ""]
+    lines = [
+        f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
+        f"{args.rounds} alternating rounds{common}, commit {report['commit']}, {report['date']}.",
+        "",
+        f"Peak memory: {' / '.join(sorted(memory_kinds))}.",
+        "",
+    ]
     table = []
     for row in rows:
         if "amortised_from" in row:
@@ -152,11 +205,13 @@ def main():
         else:
             per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
             speed, peak = f"{row['median_tokens_per_s']:.0f} ({per_round})", max(row["peak_memory_mib"])
-        table.append([row["variant"], speed, f"{row['step_time_ratio']:.3f}", f"{peak:.0f}",
-                      f"{row['peak_memory_ratio']:.3f}"])
+        table.append(
+            [row["variant"], speed, f"{row['step_time_ratio']:.3f}", f"{peak:.0f}", f"{row['peak_memory_ratio']:.3f}"]
+        )
     header = ["variant", "tokens/s (median; per round)", "step-time ratio", "peak memory MiB", "memory ratio"]
     lines += markdown_table(header, table, align="llrrr")
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

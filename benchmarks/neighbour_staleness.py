@@ -77,12 +77,24 @@ def main():
         pairs = [(u, u + gap) for u in updates if u + gap in tables]
         if pairs:
             values = [overlap(tables[a], tables[b]) for a, b in pairs]
-            report["gaps"][gap] = {"pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
-                                   "mean_overlap": round(statistics.mean(values), 4)}
-    rows = [[gap, len(entry["pairs"]), f"{entry['mean_overlap']:.3f}",
-             ", ".join(f"{a}: {v:.2f}" for a, _, v in entry["pairs"])] for gap, entry in report["gaps"].items()]
-    print("\n".join(markdown_table(["gap (updates)", "pairs", "mean overlap", "overlap by start update"], rows,
-                                   align="rrrl")))
+            report["gaps"][gap] = {
+                "pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
+                "mean_overlap": round(statistics.mean(values), 4),
+            }
+    rows = [
+        [
+            gap,
+            len(entry["pairs"]),
+            f"{entry['mean_overlap']:.3f}",
+            ", ".join(f"{a}: {v:.2f}" for a, _, v in entry["pairs"]),
+        ]
+        for gap, entry in report["gaps"].items()
+    ]
+    print(
+        "\n".join(
+            markdown_table(["gap (updates)", "pairs", "mean overlap", "overlap by start update"], rows, align="rrrl")
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

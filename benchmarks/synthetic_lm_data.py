@@ -7,7 +7,8 @@ Writes DIR/dict.txt (``--vocab`` entries with fairseq's 4 special symbols, so th
 output layer has WikiText-103's 267,744 rows), text whose words follow Zipf's law over that
 dictionary (word r drawn with probability proportional to 1 / r, as in natural text, so the
 adaptive softmax's frequency clusters get shares of the tokens like those of real text: with
-cutoffs 20,000 / 60,000 about 80 % head, 8 % and 11 % tails), binarises it with ``fairseq-preprocess --only-source`` into DIR/bin,
+cutoffs 20,000 / 60,000 about 80 % head, 8 % and 11 % tails), binarises it with
+``fairseq-preprocess --only-source`` into DIR/bin,
 and marks it finished (DIR/bin/.done) for ``scripts/train.sh --data DIR/bin``. The words
 are ``w0``, ``w1``, ... in the dictionary's (descending frequency) order. Nothing here is
 meant to be learnt: only the shapes and the cluster shares matter for step time and memory.
@@ -57,10 +58,24 @@ def main(argv=None) -> None:
     for split, count in (("train", args.train_tokens), ("valid", args.valid_tokens)):
         write_split(os.path.join(args.out, f"{split}.txt"), zipf_tokens(rng, words, count))
     bin_dir = os.path.join(args.out, "bin")
-    cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--task", "language_modeling",
-           "--srcdict", os.path.join(args.out, "dict.txt"),
-           "--trainpref", os.path.join(args.out, "train.txt"), "--validpref", os.path.join(args.out, "valid.txt"),
-           "--destdir", bin_dir, "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fairseq_cli.preprocess",
+        "--only-source",
+        "--task",
+        "language_modeling",
+        "--srcdict",
+        os.path.join(args.out, "dict.txt"),
+        "--trainpref",
+        os.path.join(args.out, "train.txt"),
+        "--validpref",
+        os.path.join(args.out, "valid.txt"),
+        "--destdir",
+        bin_dir,
+        "--workers",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"synthetic_lm_data: {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")

@@ -35,22 +35,23 @@ def average(paths):
                 raise SystemExit(f"{path} holds other parameters than {paths[0]}")
             for k, v in model.items():
                 sums[k] += v.double()
-    state["model"] = collections.OrderedDict(
-        (k, (v / len(paths)).to(state["model"][k].dtype)) for k, v in sums.items()
-    )
+    state["model"] = collections.OrderedDict((k, (v / len(paths)).to(state["model"][k].dtype)) for k, v in sums.items())
     return state
 
 
 def last_checkpoints(run_dir, n):
     """The run's last ``n`` update checkpoints, else its last ``n`` epoch checkpoints, oldest first."""
     names = os.listdir(run_dir)
-    by_update = sorted((int(m.group(2)), name) for name in names
-                       if (m := re.fullmatch(r"checkpoint_(\d+)_(\d+)\.pt", name)))
-    found = by_update or sorted((int(m.group(1)), name) for name in names
-                                if (m := re.fullmatch(r"checkpoint(\d+)\.pt", name)))
+    by_update = sorted(
+        (int(m.group(2)), name) for name in names if (m := re.fullmatch(r"checkpoint_(\d+)_(\d+)\.pt", name))
+    )
+    found = by_update or sorted(
+        (int(m.group(1)), name) for name in names if (m := re.fullmatch(r"checkpoint(\d+)\.pt", name))
+    )
     if len(found) < n:
-        raise ValueError(f"averaging the last {n} needs that many update or epoch checkpoints in {run_dir}, "
-                         f"found {len(found)}")
+        raise ValueError(
+            f"averaging the last {n} needs that many update or epoch checkpoints in {run_dir}, found {len(found)}"
+        )
     return [os.path.join(run_dir, name) for _, name in found[-n:]]
 
 

@@ -37,14 +37,18 @@ def choose_epoch(curve, window=3, threshold=0.01, cap=30):
         if epoch not in curve or epoch + window not in curve:
             missing = epoch if epoch not in curve else epoch + window
             if missing > last:
-                raise ValueError(f"the curve stops at epoch {last}: epoch {missing} is needed to decide "
-                                 f"(train on, up to epoch {min(epoch + window, cap)})")
+                raise ValueError(
+                    f"the curve stops at epoch {last}: epoch {missing} is needed to decide "
+                    f"(train on, up to epoch {min(epoch + window, cap)})"
+                )
             raise ValueError(f"epoch {missing} has no validation record")
         if improvement(curve, epoch, window) < threshold:
             return epoch
     if cap not in curve:
-        raise ValueError(f"no epoch up to {cap - window} meets the rule and the curve stops at epoch {last}: "
-                         f"train to the cap, epoch {cap}")
+        raise ValueError(
+            f"no epoch up to {cap - window} meets the rule and the curve stops at epoch {last}: "
+            f"train to the cap, epoch {cap}"
+        )
     return cap
 
 
@@ -73,8 +77,10 @@ def main():
     header = ["epoch", "valid loss (base 2)", "valid ppl", f"improvement over the next {args.window} epochs"]
     print("\n".join(markdown_table(header, rows, align="rrrr")))
     print()
-    print(f"Chosen: epoch {chosen}, the first after which the validation loss improves by less than "
-          f"{100 * args.threshold:g} % over {args.window} epochs (cap {args.cap}).")
+    print(
+        f"Chosen: epoch {chosen}, the first after which the validation loss improves by less than "
+        f"{100 * args.threshold:g} % over {args.window} epochs (cap {args.cap})."
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ whether a report meets the step-time and peak-memory targets of the issues."""
 
 import itertools
 
-
 # Issue targets at transformer-base scale with the default settings (k 8, table refresh).
 TARGET_SHAPE = {"tokens": 8192, "vocab": 32000, "dim": 512, "topk": 8}
 TARGET_STEP_RATIO = {"cuda": 1.03, "cpu": 1.10}
@@ -29,31 +28,63 @@ def check_targets(report):
         default = next(v for name, v in rows.items() if name.startswith(f"skd-neighbours-R{report['refresh']}"))
         limit = ADAPTIVE_TARGET_STEP_RATIO if adaptive else TARGET_STEP_RATIO[report["device"]]
         peak_limit = ADAPTIVE_TARGET_PEAK_RATIO if adaptive else TARGET_PEAK_RATIO
-        where = (f"N {shape['tokens']}, V {shape['vocab']}, D {shape['dim']}"
-                 + (f", adaptive softmax {shape['adaptive_cutoff']}, {shape.get('adaptive_candidates') or 'any'} "
-                    "candidates, vs adaptive_loss" if adaptive else ""))
+        where = f"N {shape['tokens']}, V {shape['vocab']}, D {shape['dim']}" + (
+            f", adaptive softmax {shape['adaptive_cutoff']}, {shape.get('adaptive_candidates') or 'any'} "
+            "candidates, vs adaptive_loss"
+            if adaptive
+            else ""
+        )
         if adaptive and report["device"] == "cpu":  # the loss part, and the refresh on its own
             ratio = default["ratio_to_baseline"]
-            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}",
-                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
+            checks.append(
+                {
+                    "target": f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}",
+                    "value": ratio,
+                    "result": "PASS" if ratio <= limit else "FAIL",
+                    "shape": where,
+                }
+            )
             limit_s = ADAPTIVE_REFRESH_BEFORE_S / ADAPTIVE_REFRESH_SPEEDUP
-            checks.append({"target": f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
-                                     f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)",
-                           "value": default["refresh_s"], "result": "PASS" if default["refresh_s"] <= limit_s else "FAIL",
-                           "shape": where})
+            checks.append(
+                {
+                    "target": f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
+                    f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)",
+                    "value": default["refresh_s"],
+                    "result": "PASS" if default["refresh_s"] <= limit_s else "FAIL",
+                    "shape": where,
+                }
+            )
         else:
             ratio = default["amortised_ratio_to_baseline"]
-            checks.append({"target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
-                           "value": ratio, "result": "PASS" if ratio <= limit else "FAIL", "shape": where})
+            checks.append(
+                {
+                    "target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
+                    "value": ratio,
+                    "result": "PASS" if ratio <= limit else "FAIL",
+                    "shape": where,
+                }
+            )
         base = rows["baseline"]["peak_bytes"]
         peaks = [default["peak_bytes"], default.get("refresh_step_peak_bytes")]
         if base and None not in peaks:
             ratio = max(peaks) / base
-            checks.append({"target": f"peak-memory ratio (worst step: a table refresh) <= {peak_limit}",
-                           "value": ratio, "result": "PASS" if ratio <= peak_limit else "FAIL", "shape": where})
+            checks.append(
+                {
+                    "target": f"peak-memory ratio (worst step: a table refresh) <= {peak_limit}",
+                    "value": ratio,
+                    "result": "PASS" if ratio <= peak_limit else "FAIL",
+                    "shape": where,
+                }
+            )
         else:
-            checks.append({"target": f"peak-memory ratio <= {peak_limit}", "value": None, "shape": where,
-                           "result": f"not measured ({report.get('memory', 'no peaks in the report')})"})
+            checks.append(
+                {
+                    "target": f"peak-memory ratio <= {peak_limit}",
+                    "value": None,
+                    "shape": where,
+                    "result": f"not measured ({report.get('memory', 'no peaks in the report')})",
+                }
+            )
     return checks
 
 
@@ -66,7 +97,7 @@ def shape_grid(args):
     shapes = [base]
     for i, values in enumerate(axes):
         for value in values:
-            shape = base[:i] + (value,) + base[i + 1:]
+            shape = base[:i] + (value,) + base[i + 1 :]
             if shape not in shapes:
                 shapes.append(shape)
     return shapes

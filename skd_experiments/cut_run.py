@@ -41,8 +41,10 @@ def cut(run_dir, epoch):
         return os.path.join(run_dir, name)
 
     if not os.path.exists(path(f"checkpoint{epoch}.pt")):
-        raise SystemExit(f"cut_run: {path(f'checkpoint{epoch}.pt')} not found: the run must keep its epoch "
-                         "checkpoints up to that epoch")
+        raise SystemExit(
+            f"cut_run: {path(f'checkpoint{epoch}.pt')} not found: the run must keep its epoch "
+            "checkpoints up to that epoch"
+        )
     full_log = path("train.full.log") if os.path.exists(path("train.full.log")) else path("train.log")
     with open(full_log) as f:
         lines = f.readlines()
@@ -87,8 +89,10 @@ def main():
     if args.epoch < 1:
         parser.error("--epoch must be >= 1")
     summary, best = cut(args.run_dir, args.epoch)
-    print(f"cut_run: {args.run_dir} ends at epoch {args.epoch} ({summary['updates']} updates, "
-          f"{summary['fairseq_wall_s']} s of fairseq wall time); best epoch up to it: {best}")
+    print(
+        f"cut_run: {args.run_dir} ends at epoch {args.epoch} ({summary['updates']} updates, "
+        f"{summary['fairseq_wall_s']} s of fairseq wall time); best epoch up to it: {best}"
+    )
 
 
 if __name__ == "__main__":

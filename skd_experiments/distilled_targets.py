@@ -23,7 +23,9 @@ def read_generate_output(path):
             sid = int(fields[0])
             if kind == "H":
                 if sid in hypotheses:
-                    raise SystemExit(f"distilled_targets: sentence {sid} has several H- lines; run fairseq-generate with --nbest 1")
+                    raise SystemExit(
+                        f"distilled_targets: sentence {sid} has several H- lines; run fairseq-generate with --nbest 1"
+                    )
                 hypotheses[sid] = fields[2] if len(fields) > 2 else ""
             else:
                 (sources if kind == "S" else targets)[sid] = fields[1] if len(fields) > 1 else ""
@@ -37,8 +39,12 @@ def main(argv=None):
     parser.add_argument("--prefix", required=True, help="writes PREFIX.SRC and PREFIX.TGT")
     parser.add_argument("-s", "--source-lang", required=True)
     parser.add_argument("-t", "--target-lang", required=True)
-    parser.add_argument("--on-empty", choices=("fail", "reference"), default="fail",
-                        help="what to do with an empty hypothesis (default: fail)")
+    parser.add_argument(
+        "--on-empty",
+        choices=("fail", "reference"),
+        default="fail",
+        help="what to do with an empty hypothesis (default: fail)",
+    )
     parser.add_argument("--summary", help="write counts as JSON here")
     args = parser.parse_args(argv)
 
@@ -59,15 +65,20 @@ def main(argv=None):
             f"distilled_targets: {len(empty)} empty hypotheses (first ids {empty[:5]}); pass "
             "--on-empty reference to keep the original target for those sentences"
         )
-    with open(f"{args.prefix}.{args.source_lang}", "w", encoding="utf-8") as src, \
-            open(f"{args.prefix}.{args.target_lang}", "w", encoding="utf-8") as tgt:
+    with (
+        open(f"{args.prefix}.{args.source_lang}", "w", encoding="utf-8") as src,
+        open(f"{args.prefix}.{args.target_lang}", "w", encoding="utf-8") as tgt,
+    ):
         for i in range(args.sentences):
             src.write(sources[i] + "\n")
             tgt.write((targets.get(i, "") if i in empty else hypotheses[i]) + "\n")
     same = sum(hypotheses[i] == targets.get(i) for i in range(args.sentences))
-    summary = {"sentences": args.sentences, "empty_hypotheses": len(empty),
-               "empty_replaced_by_reference": len(empty) if args.on_empty == "reference" else 0,
-               "hypothesis_equals_reference": same}
+    summary = {
+        "sentences": args.sentences,
+        "empty_hypotheses": len(empty),
+        "empty_replaced_by_reference": len(empty) if args.on_empty == "reference" else 0,
+        "hypothesis_equals_reference": same,
+    }
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f, indent=2)

@@ -53,13 +53,19 @@ def check_every_token_scored(text, log, samples, infinite, split, data):
     if scored == expected:
         return
     skipped = SKIPPED.search(text)
-    sys.exit(f"evaluate-lm: fairseq-eval-lm scored {scored:,} of the {expected:,} tokens of {split_path} "
-             + (f"(it drops the blocks longer than the model's max positions: \"{skipped.group(0)}\"); give "
-                "EVAL_LM_ARGS a --tokens-per-sample (minus --context-window) the model takes, or another "
-                "--sample-break-mode" if skipped
-                else f"({infinite} tokens had an infinite log-probability)" if infinite
-                else f"(the log has per-token scores for {len(samples)} samples only)")
-             + f"; no result written (log: {log})")
+    sys.exit(
+        f"evaluate-lm: fairseq-eval-lm scored {scored:,} of the {expected:,} tokens of {split_path} "
+        + (
+            f'(it drops the blocks longer than the model\'s max positions: "{skipped.group(0)}"); give '
+            "EVAL_LM_ARGS a --tokens-per-sample (minus --context-window) the model takes, or another "
+            "--sample-break-mode"
+            if skipped
+            else f"({infinite} tokens had an infinite log-probability)"
+            if infinite
+            else f"(the log has per-token scores for {len(samples)} samples only)"
+        )
+        + f"; no result written (log: {log})"
+    )
 
 
 def write_eval_lm_result(log, run_dir, split, checkpoint, dataset, eval_args, data):
@@ -74,16 +80,27 @@ def write_eval_lm_result(log, run_dir, split, checkpoint, dataset, eval_args, da
     ppl = math.exp(-math.fsum(s for _, s in samples.values()) / max(scored, 1))
     # The per-sample scores must reproduce fairseq's own perplexity, or the bootstrap would test something else.
     if not samples or abs(ppl - float(loss.group(2))) > 1e-3 * float(loss.group(2)) + 0.01:
-        sys.exit(f"evaluate-lm: the per-sample scores in {log} ({len(samples)} samples, perplexity {ppl:.2f}) "
-                 f"do not reproduce fairseq-eval-lm's perplexity {loss.group(2)}")
+        sys.exit(
+            f"evaluate-lm: the per-sample scores in {log} ({len(samples)} samples, perplexity {ppl:.2f}) "
+            f"do not reproduce fairseq-eval-lm's perplexity {loss.group(2)}"
+        )
     scores_file = f"scores.{split}.tsv"
     with open(os.path.join(run_dir, scores_file), "w") as f:
         f.write("id\ttokens\tlogprob\n")
         f.writelines(f"{i}\t{n}\t{s!r}\n" for i, (n, s) in sorted(samples.items()))
-    result = {"dataset": dataset, "pair": "", "split": split, "checkpoint": checkpoint, "eval_lm_args": eval_args,
-              "scores": scores_file,
-              "metrics": {"ppl": float(loss.group(2)), "loss_base2": float(loss.group(1)),
-                          "tokens": int(tokens.group(1).replace(",", ""))}}
+    result = {
+        "dataset": dataset,
+        "pair": "",
+        "split": split,
+        "checkpoint": checkpoint,
+        "eval_lm_args": eval_args,
+        "scores": scores_file,
+        "metrics": {
+            "ppl": float(loss.group(2)),
+            "loss_base2": float(loss.group(1)),
+            "tokens": int(tokens.group(1).replace(",", "")),
+        },
+    }
     out = os.path.join(run_dir, f"result.{split}.json")
     return out, write_result(out, result, os.path.join(run_dir, "train.json"))
 
@@ -98,9 +115,12 @@ def main():
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--eval-args", default="", help="the fairseq-eval-lm options, as one string")
     args = parser.parse_args()
-    out, result = write_eval_lm_result(args.log, args.run_dir, args.split, args.checkpoint, args.dataset,
-                                       args.eval_args, args.data)
-    print(f"perplexity {result['metrics']['ppl']:.2f} on {result['metrics']['tokens']} tokens -> {out}", file=sys.stderr)
+    out, result = write_eval_lm_result(
+        args.log, args.run_dir, args.split, args.checkpoint, args.dataset, args.eval_args, args.data
+    )
+    print(
+        f"perplexity {result['metrics']['ppl']:.2f} on {result['metrics']['tokens']} tokens -> {out}", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def parse_line(line) -> Optional[Record]:
         return Record("train", int(m.group(1)), _pairs(m.group(2), "|", " "))
     if "valid on '" in line and (m := SIMPLE_VALID.search(line)):
         return Record("valid", int(m.group(2)), _pairs(m.group(4), "|", " "), subset=m.group(3))
-    if "{\"" in line and (m := JSON_RECORD.search(line)):
+    if '{"' in line and (m := JSON_RECORD.search(line)):
         return _json_record(m.group(1), m.group(2))
     return None
 
@@ -86,7 +86,7 @@ def _json_record(tag, text):
     prefix = tag + "_"
     if not stats or not all(k.startswith(prefix) for k in stats):
         return None  # not a progress bar's record
-    values = {k[len(prefix):]: _number(v) for k, v in stats.items()}
+    values = {k[len(prefix) :]: _number(v) for k, v in stats.items()}
     if tag == "train":
         return Record("train", epoch, values)
     return Record("valid", epoch, values, subset=tag)

@@ -109,8 +109,10 @@ def main():
         sys.stdout.write("\n")
     if status != 0:
         with open(args.out, errors="replace") as f:
-            lines = f.readlines()[-args.tail:]
-        print(f"{args.label}: failed (exit status {status}); the last {len(lines)} lines of {args.out}:", file=sys.stderr)
+            lines = f.readlines()[-args.tail :]
+        print(
+            f"{args.label}: failed (exit status {status}); the last {len(lines)} lines of {args.out}:", file=sys.stderr
+        )
         sys.stderr.writelines(lines)
     sys.exit(status)
 

@@ -49,14 +49,19 @@ def translation_sections(translation, args, compared, extra):
     if kinds:  # the literature's tokenised BLEU (e.g. compound-split for WMT'14 en-de)
         metrics.append((f"tokenised BLEU ({', '.join(kinds)})", "bleu_tokenized", 2))
     lines = table(translation, metrics, args.flags, extra) + respelled_note(translation)
-    signatures = sorted({r["metrics"]["bleu_signature"] for r in translation}
-                        | {r["metrics"]["chrf_signature"] for r in translation})
+    signatures = sorted(
+        {r["metrics"]["bleu_signature"] for r in translation} | {r["metrics"]["chrf_signature"] for r in translation}
+    )
     lines += ["", "sacrebleu signatures: " + "; ".join(f"`{s}`" for s in signatures)]
-    tokenized = sorted({r["metrics"]["bleu_tokenized_signature"] for r in translation
-                        if "bleu_tokenized" in r["metrics"]})
+    tokenized = sorted(
+        {r["metrics"]["bleu_tokenized_signature"] for r in translation if "bleu_tokenized" in r["metrics"]}
+    )
     if tokenized:
-        lines += ["", "tokenised BLEU signature (on the tokenised hypotheses and references): "
-                  + "; ".join(f"`{s}`" for s in tokenized)]
+        lines += [
+            "",
+            "tokenised BLEU signature (on the tokenised hypotheses and references): "
+            + "; ".join(f"`{s}`" for s in tokenized),
+        ]
     if args.significance:
         tested = [m for m in metrics if m[1] in ("bleu", "chrf", "valid_ppl")]
         lines += significance_sections(translation, args.baseline, compared, bleu_significance, tested)
@@ -81,9 +86,11 @@ def main():
     results = load(args.results)
     check_rows(results)
     if (args.significance or args.cost) and args.baseline not in {r["method"] for r in results}:
-        sys.exit(f"make-tables: no results for the baseline '{args.baseline}' (--significance and --cost "
-                 f"compare with it); the rows are: {', '.join(dict.fromkeys(r['method'] for r in results))}; "
-                 "name another with --baseline")
+        sys.exit(
+            f"make-tables: no results for the baseline '{args.baseline}' (--significance and --cost "
+            f"compare with it); the rows are: {', '.join(dict.fromkeys(r['method'] for r in results))}; "
+            "name another with --baseline"
+        )
     compared = comparisons(args.compare, results, args.baseline)
     translation = [r for r in results if "bleu" in r["metrics"]]
     lm = [r for r in results if "ppl" in r["metrics"]]

@@ -17,8 +17,22 @@ def markdown_table(header, rows, align=None):
         raise ValueError(f"align {align!r}: give one letter, l or r, per column of {header}")
     rule = "|" + "".join(SEPARATORS[a] for a in align)
     row = DataRow("|", "|", "|")
-    table_format = TableFormat(lineabove=None, linebelowheader=lambda widths, aligns: rule, linebetweenrows=None,
-                               linebelow=None, headerrow=row, datarow=row, padding=1, with_header_hide=None)
-    text = tabulate([[str(c) for c in r] for r in rows], [str(h) for h in header], tablefmt=table_format,
-                    stralign=None, numalign=None, disable_numparse=True)
+    table_format = TableFormat(
+        lineabove=None,
+        linebelowheader=lambda widths, aligns: rule,
+        linebetweenrows=None,
+        linebelow=None,
+        headerrow=row,
+        datarow=row,
+        padding=1,
+        with_header_hide=None,
+    )
+    text = tabulate(
+        [[str(c) for c in r] for r in rows],
+        [str(h) for h in header],
+        tablefmt=table_format,
+        stralign=None,
+        numalign=None,
+        disable_numparse=True,
+    )
     return text.split("\n")

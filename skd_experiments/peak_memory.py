@@ -86,4 +86,3 @@ def describe(device):
     if torch.device(device).type == "cuda":
         return "torch.cuda.max_memory_allocated above the allocation at the start"
     return "process resident-set high-water mark (VmHWM) above the resident set at the start"
-

@@ -27,8 +27,11 @@ def validation_curve(run_dir, loss_factor=1):
         return {}
     with open(path, encoding="utf-8", errors="replace") as f:
         valid = fairseq_log.validation_records(f)
-    return {int(r.get("num_updates")): r.get("ppl") ** (1 / loss_factor)
-            for r in valid if isinstance(r.get("ppl"), float) and isinstance(r.get("num_updates"), float)}
+    return {
+        int(r.get("num_updates")): r.get("ppl") ** (1 / loss_factor)
+        for r in valid
+        if isinstance(r.get("ppl"), float) and isinstance(r.get("num_updates"), float)
+    }
 
 
 def plot(results, path):
@@ -51,11 +54,18 @@ def plot(results, path):
             # Mean over seeds where every seed has a validation point.
             updates = sorted(set.intersection(*(set(c) for c in curves)))
             if not updates:
-                print(f"make-tables: no validation point common to the {len(curves)} run(s) of {method} "
-                      f"(missing or differing train.log); {method} is left out of {path}", file=sys.stderr)
+                print(
+                    f"make-tables: no validation point common to the {len(curves)} run(s) of {method} "
+                    f"(missing or differing train.log); {method} is left out of {path}",
+                    file=sys.stderr,
+                )
             else:
-                ax.plot(updates, [statistics.mean(c[u] for c in curves) for u in updates], marker="o",
-                        label=f"{method} (n={len(curves)})")
+                ax.plot(
+                    updates,
+                    [statistics.mean(c[u] for c in curves) for u in updates],
+                    marker="o",
+                    label=f"{method} (n={len(curves)})",
+                )
         ax.set_title(f"{benchmark_name(column)}: validation")
         ax.set_xlabel("updates")
         ax.set_ylabel("validation perplexity (mean over seeds)")

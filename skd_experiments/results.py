@@ -16,8 +16,9 @@ from skd_experiments.run_and_measure import git_commit
 def run_fields(training):
     """The top-level fields of a result file, from a run's train.json summary."""
     # --data: the last two parts of the path (e.g. distilled/bin) keep tables readable.
-    data = f"--data {os.path.join(*os.path.normpath(training['data']).split(os.sep)[-2:])}" \
-        if training.get("data") else ""
+    data = (
+        f"--data {os.path.join(*os.path.normpath(training['data']).split(os.sep)[-2:])}" if training.get("data") else ""
+    )
     return {
         "method": training.get("method") or training.get("preset"),
         "flags": " ".join(filter(None, [training.get("preset"), training.get("extra_flags"), data])),

@@ -24,6 +24,7 @@ import time
 
 from skd_experiments import fairseq_log
 
+
 def fairseq_stats(log_text):
     """Updates, training wall time and median tokens/s from fairseq's log (all invocations).
 
@@ -54,8 +55,6 @@ def fairseq_stats(log_text):
     }
 
 
-
-
 def read_cuda_peak_mib(path):
     """The largest peak the run's processes wrote to ``path`` (MiB), or None."""
     if not os.path.exists(path):
@@ -68,8 +67,9 @@ def read_cuda_peak_mib(path):
 def git_commit(cwd):
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=cwd).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=cwd
+        ).stdout.strip()
         return (out.stdout.strip() + ("-dirty" if dirty else "")) or None
     except OSError:
         return None
@@ -102,8 +102,9 @@ def main():
     commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with
     start = time.time()
     with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env=env)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+        )
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
@@ -129,15 +130,15 @@ def main():
         exit_status=status,
         invocation_wall_s=round(wall, 1),
         invocations=previous.get("invocations", 1 if previous else 0) + 1,
-        all_invocations_wall_s=round(wall + (previous.get("all_invocations_wall_s")
-                                             or previous.get("invocation_wall_s") or 0), 1),
+        all_invocations_wall_s=round(
+            wall + (previous.get("all_invocations_wall_s") or previous.get("invocation_wall_s") or 0), 1
+        ),
         # CPU threads of the run: a table states how its runs were trained, not how it was built.
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
         peak_rss_mib=peak_rss,
         cuda_peak_mib=cuda_peak,
         peak_memory_mib=cuda_peak if cuda_peak is not None else peak_rss,
-        peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None
-        else "host resident set",
+        peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None else "host resident set",
         **stats,
     )
     with open(args.summary, "w") as f:

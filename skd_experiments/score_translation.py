@@ -56,8 +56,11 @@ def tokenized_bleu(hyps, refs, kind):
     if kind == "compound-split":
         hyps, refs = [split_compounds(h) for h in hyps], [split_compounds(r) for r in refs]
     bleu = BLEU(tokenize="none")
-    return {"bleu_tokenized": round(bleu.corpus_score(hyps, [refs]).score, 2),
-            "bleu_tokenized_kind": kind, "bleu_tokenized_signature": str(bleu.get_signature())}
+    return {
+        "bleu_tokenized": round(bleu.corpus_score(hyps, [refs]).score, 2),
+        "bleu_tokenized_kind": kind,
+        "bleu_tokenized_signature": str(bleu.get_signature()),
+    }
 
 
 def main():
@@ -71,8 +74,11 @@ def main():
     parser.add_argument("--tokenized-ref", help="tokenised references")
     parser.add_argument("--tokenized-bleu", choices=["plain", "compound-split"], default="plain")
     parser.add_argument("--valid-perplexity", help="skd-fairseq-validation-perplexity.s JSON for the scored model")
-    parser.add_argument("--train-summary", help="train.json of the run (used when it exists): its fields "
-                        "go to the result's top level (skd_experiments/results.py)")
+    parser.add_argument(
+        "--train-summary",
+        help="train.json of the run (used when it exists): its fields "
+        "go to the result's top level (skd_experiments/results.py)",
+    )
     parser.add_argument("--meta", nargs="*", default=[], help="key=value pairs stored in the result")
     args = parser.parse_args()
 
@@ -81,8 +87,9 @@ def main():
     if bool(args.tokenized_hyp) != bool(args.tokenized_ref):
         parser.error("--tokenized-hyp and --tokenized-ref go together")
     if args.tokenized_hyp:
-        result["metrics"].update(tokenized_bleu(read_lines(args.tokenized_hyp), read_lines(args.tokenized_ref),
-                                                args.tokenized_bleu))
+        result["metrics"].update(
+            tokenized_bleu(read_lines(args.tokenized_hyp), read_lines(args.tokenized_ref), args.tokenized_bleu)
+        )
     if args.valid_perplexity:
         with open(args.valid_perplexity) as f:
             valid = json.load(f)
@@ -94,8 +101,10 @@ def main():
     result["references"] = os.path.relpath(os.path.abspath(args.ref), here)
     result = write_result(args.out, result, args.train_summary)
     m = result["metrics"]
-    print(f"BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['sentences']} sentences)  {m['bleu_signature']}",
-          file=sys.stderr)
+    print(
+        f"BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['sentences']} sentences)  {m['bleu_signature']}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ def seed_test(results, baseline, metrics, methods=None):
     rows = []
     for column in columns:
         for method in methods:
-            seeds = sorted({k[4] for k in by if k[0] == method and k[1:4] == column and (baseline, *column, k[4]) in by},
-                           key=str)
+            seeds = sorted(
+                {k[4] for k in by if k[0] == method and k[1:4] == column and (baseline, *column, k[4]) in by}, key=str
+            )
             for label, key, digits in metrics:
                 scores = [by[(method, *column, s)]["metrics"].get(key) for s in seeds]
                 bases = [by[(baseline, *column, s)]["metrics"].get(key) for s in seeds]
@@ -53,16 +54,28 @@ def seed_test(results, baseline, metrics, methods=None):
                 diffs = [d - b for d, b in pairs]
                 mean, std = statistics.mean(diffs), statistics.stdev(diffs)
                 t, p = paired_t_test(*zip(*pairs))
-                rows.append([benchmark_name(column), method, label, ", ".join(map(str, seeds)),
-                             ", ".join(f"{d:+.{digits}f}" for d in diffs), f"{mean:+.{digits}f} ± {std:.{digits}f}",
-                             f"{t:.2f}", f"{p:.3f}"])
+                rows.append(
+                    [
+                        benchmark_name(column),
+                        method,
+                        label,
+                        ", ".join(map(str, seeds)),
+                        ", ".join(f"{d:+.{digits}f}" for d in diffs),
+                        f"{mean:+.{digits}f} ± {std:.{digits}f}",
+                        f"{t:.2f}",
+                        f"{p:.3f}",
+                    ]
+                )
     if not rows:
         return []
     header = ["benchmark", "method", "metric", "seeds", "per-seed differences", "mean ± std", "t", "p"]
-    return [f"Test over seeds against `{baseline}`: the difference of each seed's score to `{baseline}`'s "
-            "with the same seed, its mean ± standard deviation over seeds, and a two-sided paired t-test "
-            "(t = mean / (std / sqrt(n)), n - 1 degrees of freedom).", "",
-            *markdown_table(header, rows, align="lllllrrr")]
+    return [
+        f"Test over seeds against `{baseline}`: the difference of each seed's score to `{baseline}`'s "
+        "with the same seed, its mean ± standard deviation over seeds, and a two-sided paired t-test "
+        "(t = mean / (std / sqrt(n)), n - 1 degrees of freedom).",
+        "",
+        *markdown_table(header, rows, align="lllllrrr"),
+    ]
 
 
 def hypotheses(result):
@@ -86,8 +99,11 @@ def bleu_significance(results, baseline, methods=None):
     from sacrebleu.metrics import BLEU
     from sacrebleu.significance import PairedTest
 
-    lines = [f"Paired bootstrap resampling against `{baseline}` (sacrebleu, BLEU, 1000 resamples), "
-             "seed by seed: the method's BLEU, its 95 % confidence interval, and p.", ""]
+    lines = [
+        f"Paired bootstrap resampling against `{baseline}` (sacrebleu, BLEU, 1000 resamples), "
+        "seed by seed: the method's BLEU, its 95 % confidence interval, and p.",
+        "",
+    ]
     rows = []
     index = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
     tested = tested_methods(results, baseline, methods)
@@ -100,13 +116,26 @@ def bleu_significance(results, baseline, methods=None):
         refs = references(r)
         # The table's BLEU: same tokenizer and casing (e.g. lowercased for IWSLT'14).
         bleu = BLEU(**bleu_options(r))
-        test = PairedTest([(baseline, hypotheses(base)), (method, hypotheses(r))], {"BLEU": bleu},
-                          [refs], test_type="bs", n_samples=1000)
+        test = PairedTest(
+            [(baseline, hypotheses(base)), (method, hypotheses(r))],
+            {"BLEU": bleu},
+            [refs],
+            test_type="bs",
+            n_samples=1000,
+        )
         signatures, scores = test()
         signature = signatures["BLEU"]
         b, m = scores["BLEU"]
-        rows.append([benchmark_name(column), method, seed, f"{b.score:.2f}", f"{m.score:.2f} (± {m.ci:.2f})",
-                     f"{m.p_value:.4f}"])
+        rows.append(
+            [
+                benchmark_name(column),
+                method,
+                seed,
+                f"{b.score:.2f}",
+                f"{m.score:.2f} (± {m.ci:.2f})",
+                f"{m.p_value:.4f}",
+            ]
+        )
     if signature is None:
         return []
     header = ["benchmark", "method", "seed", f"{baseline} BLEU", "method BLEU (± 95 % CI)", "p"]
@@ -116,9 +145,12 @@ def bleu_significance(results, baseline, methods=None):
 def lm_scores(result):
     """(sample ids, tokens, summed log-probabilities) of a language-model result's scores file."""
     if "scores" not in result:
-        sys.exit(f"make-tables: {result['run_dir']}/result.{result['split']}.json has no per-sample scores for "
-                 "the perplexity bootstrap: re-run scripts/evaluate-lm.sh on that run (or leave out --significance)")
+        sys.exit(
+            f"make-tables: {result['run_dir']}/result.{result['split']}.json has no per-sample scores for "
+            "the perplexity bootstrap: re-run scripts/evaluate-lm.sh on that run (or leave out --significance)"
+        )
     import numpy as np
+
     table = np.loadtxt(os.path.join(result["run_dir"], result["scores"]), skiprows=1, ndmin=2)
     return table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
 
@@ -127,9 +159,12 @@ def lm_significance(results, baseline, methods=None, n_samples=1000, seed=12345)
     """Paired bootstrap of perplexity: sacrebleu's paired-bs test with fairseq-eval-lm's samples as the units."""
     import numpy as np
 
-    lines = [f"Paired bootstrap resampling against `{baseline}` (perplexity, {n_samples} resamples of the "
-             "samples fairseq-eval-lm scored, sacrebleu's paired-bs statistic), seed by seed: the method's "
-             "perplexity, its 95 % confidence interval, and p.", ""]
+    lines = [
+        f"Paired bootstrap resampling against `{baseline}` (perplexity, {n_samples} resamples of the "
+        "samples fairseq-eval-lm scored, sacrebleu's paired-bs statistic), seed by seed: the method's "
+        "perplexity, its 95 % confidence interval, and p.",
+        "",
+    ]
     rows = []
     index = {(r["method"], r["dataset"], r["pair"], r["split"], r["seed"]): r for r in results}
     tested = tested_methods(results, baseline, methods)
@@ -141,8 +176,10 @@ def lm_significance(results, baseline, methods=None, n_samples=1000, seed=12345)
             continue
         (ids_b, tokens_b, logp_b), (ids_m, tokens_m, logp_m) = lm_scores(base), lm_scores(r)
         if not (np.array_equal(ids_b, ids_m) and np.array_equal(tokens_b, tokens_m)):
-            sys.exit(f"make-tables: {r['run_dir']} and {base['run_dir']} scored different samples; evaluate both "
-                     "with the same data and EVAL_LM_ARGS")
+            sys.exit(
+                f"make-tables: {r['run_dir']} and {base['run_dir']} scored different samples; evaluate both "
+                "with the same data and EVAL_LM_ARGS"
+            )
         idx = np.random.default_rng(seed).choice(len(ids_b), size=(n_samples, len(ids_b)), replace=True)
         tokens = tokens_b[idx].sum(1)
         ppl_b, ppl_m = np.exp(-logp_b[idx].sum(1) / tokens), np.exp(-logp_m[idx].sum(1) / tokens)
@@ -158,8 +195,11 @@ def lm_significance(results, baseline, methods=None, n_samples=1000, seed=12345)
     if not units:
         return []
     header = ["benchmark", "method", "seed", f"{baseline} perplexity", "method perplexity (± 95 % CI)", "p"]
-    return lines + markdown_table(header, rows, align="llrrrr") + ["", f"bootstrap: {n_samples} resamples with numpy seed {seed}; "
-                    f"resampled units: {'; '.join(sorted(units))}"]
+    return (
+        lines
+        + markdown_table(header, rows, align="llrrrr")
+        + ["", f"bootstrap: {n_samples} resamples with numpy seed {seed}; resampled units: {'; '.join(sorted(units))}"]
+    )
 
 
 def comparisons(pairs, results, baseline):
@@ -170,14 +210,18 @@ def comparisons(pairs, results, baseline):
     for pair in pairs:
         method, sep, reference = pair.partition(":")
         if not sep or not method or not reference or method == reference:
-            sys.exit(f"make-tables: --compare {pair!r}: expected METHOD:REFERENCE, two different rows "
-                     "(e.g. skd-neighbours:ls-matched)")
+            sys.exit(
+                f"make-tables: --compare {pair!r}: expected METHOD:REFERENCE, two different rows "
+                "(e.g. skd-neighbours:ls-matched)"
+            )
         for name in (method, reference):
             if name not in known:
                 sys.exit(f"make-tables: --compare {pair}: no results for '{name}'; the rows are: {', '.join(known)}")
         if reference == baseline:
-            sys.exit(f"make-tables: --compare {pair}: every row is already tested against the baseline "
-                     f"'{baseline}' (--significance)")
+            sys.exit(
+                f"make-tables: --compare {pair}: every row is already tested against the baseline "
+                f"'{baseline}' (--significance)"
+            )
         by_reference.setdefault(reference, [])
         if method not in by_reference[reference]:
             by_reference[reference].append(method)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Train, apply and remove a sentencepiece model (the Python API; no spm_* binaries needed).
 
-  python -m skd_experiments.spm train  --model-prefix P --vocab-size N FILE [FILE ...]
-  python -m skd_experiments.spm encode --model P.model < raw > pieces
-  python -m skd_experiments.spm decode --model P.model < pieces > raw
+python -m skd_experiments.spm train  --model-prefix P --vocab-size N FILE [FILE ...]
+python -m skd_experiments.spm encode --model P.model < raw > pieces
+python -m skd_experiments.spm decode --model P.model < pieces > raw
 """
 
 import argparse

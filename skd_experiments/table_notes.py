@@ -34,17 +34,26 @@ def conditions(paths, cuda):
         hardware = f"GPU: {torch.cuda.get_device_name(0)}."
     else:  # the threads each run was trained with, as its train.json recorded them
         runs = collections.Counter(t.get("omp_num_threads", "?") for t in trainings)
-        said = {"?": "not recorded (trained before run_and_measure.py kept it)",
-                None: "OMP_NUM_THREADS unset (torch's default, one per core)"}
-        hardware = "CPU only; threads per run: " + "; ".join(
-            f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})"
-            for k, n in sorted(runs.items(), key=str)) + "."
+        said = {
+            "?": "not recorded (trained before run_and_measure.py kept it)",
+            None: "OMP_NUM_THREADS unset (torch's default, one per core)",
+        }
+        hardware = (
+            "CPU only; threads per run: "
+            + "; ".join(
+                f"{said.get(k, f'OMP_NUM_THREADS={k}')} ({n} run{'s' * (n > 1)})"
+                for k, n in sorted(runs.items(), key=str)
+            )
+            + "."
+        )
     # fairseq_wall_s sums the training time of every invocation (run_and_measure), not the downtime between them.
     walls = [t.get("fairseq_wall_s") for t in trainings]
     known = [w for w in walls if w is not None]
-    time = (f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} h"
-            + (f" ({len(walls) - len(known)} runs did not record it)" if len(known) < len(walls) else "")
-            + " (evaluation not included).")
+    time = (
+        f"Training time of the {len(walls)} runs, summed: {sum(known) / 3600:.1f} h"
+        + (f" ({len(walls) - len(known)} runs did not record it)" if len(known) < len(walls) else "")
+        + " (evaluation not included)."
+    )
     return f"{hardware}\n{time}"
 
 
@@ -52,10 +61,12 @@ def teacher(path, config):
     result = read(path)
     result = {**run_fields(result.get("training", {})), **result}
     m = result["metrics"]
-    return (f"Teacher (`{config}`, seed 1, trained once and shared by every row): test BLEU {m['bleu']:.2f}, "
-            f"chrF {m['chrf']:.2f}; training {result['wall_time_s'] or 0:,.0f} s, peak memory "
-            f"{result['peak_memory_mib'] or 0:,.0f} MiB ({result['peak_memory_kind']}; not included in the rows' "
-            "cost).\n")
+    return (
+        f"Teacher (`{config}`, seed 1, trained once and shared by every row): test BLEU {m['bleu']:.2f}, "
+        f"chrF {m['chrf']:.2f}; training {result['wall_time_s'] or 0:,.0f} s, peak memory "
+        f"{result['peak_memory_mib'] or 0:,.0f} MiB ({result['peak_memory_kind']}; not included in the rows' "
+        "cost).\n"
+    )
 
 
 def main():

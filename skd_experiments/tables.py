@@ -74,15 +74,20 @@ def check_rows(results):
     for r in results:
         first = settings.setdefault(r["method"], r)
         if r["settings"] != first["settings"] and (
-                (setting := fairseq_setting(r)) is None or setting != fairseq_setting(first)):
-            sys.exit(f"make-tables: '{r['method']}' has runs with different settings: `{first['settings']}` "
-                     f"({first['run_dir']}) and `{r['settings']}` ({r['run_dir']}); a row averages one "
-                     "setting's seeds: give the other setting its own row (train.sh --method NAME, or "
-                     "sweep.sh --variant NAME=...)")
+            (setting := fairseq_setting(r)) is None or setting != fairseq_setting(first)
+        ):
+            sys.exit(
+                f"make-tables: '{r['method']}' has runs with different settings: `{first['settings']}` "
+                f"({first['run_dir']}) and `{r['settings']}` ({r['run_dir']}); a row averages one "
+                "setting's seeds: give the other setting its own row (train.sh --method NAME, or "
+                "sweep.sh --variant NAME=...)"
+            )
         key = (r["method"], r["dataset"], r["pair"], r["split"], r.get("seed"))
         if key in seen:
-            sys.exit(f"make-tables: two results for {r['method']} seed {r.get('seed')} on "
-                     f"{benchmark_name(key[1:4])}: {seen[key]} and {r['run_dir']}; pass each run once")
+            sys.exit(
+                f"make-tables: two results for {r['method']} seed {r.get('seed')} on "
+                f"{benchmark_name(key[1:4])}: {seen[key]} and {r['run_dir']}; pass each run once"
+            )
         seen[key] = r["run_dir"]
     shortest = {}
     for r in results:
@@ -97,8 +102,11 @@ def respelled_note(results):
     runs = [f"`{r['method']}` seed {r.get('seed')} ran as `{r['spelled']}`" for r in results if "spelled" in r]
     if not runs:
         return []
-    return ["", "Same setting, other flags: " + "; ".join(runs) + " (the same fairseq options apart from "
-            "the seed and the directories; each run's command is in its train.json)."]
+    return [
+        "",
+        "Same setting, other flags: " + "; ".join(runs) + " (the same fairseq options apart from "
+        "the seed and the directories; each run's command is in its train.json).",
+    ]
 
 
 def cell(values, digits=2):
@@ -130,13 +138,10 @@ def table(results, metrics, show_flags, extra_columns=()):
     for m in methods:
         row = [m] + ([f"`{settings[m]}`"] if show_flags else [])
         for _, key, digits in metrics:
-            row += [cell([x["metrics"][key] for x in by[(m, *c)] if key in x["metrics"]], digits)
-                    for c in columns]
+            row += [cell([x["metrics"][key] for x in by[(m, *c)] if key in x["metrics"]], digits) for c in columns]
         row += [text(m) for _, text in extra_columns]
         rows.append(row)
     return markdown_table(header, rows)
-
-
 
 
 class Cost:
@@ -160,19 +165,30 @@ class Cost:
 
     def column(self):
         """The main table's cost column: training time and peak memory relative to the baseline."""
-        return (f"cost vs {self.baseline}: time × / memory ×",
-                lambda m: f"{self.ratio(m, 'wall_time_s')} / {self.ratio(m, 'peak_memory_mib')}")
+        return (
+            f"cost vs {self.baseline}: time × / memory ×",
+            lambda m: f"{self.ratio(m, 'wall_time_s')} / {self.ratio(m, 'peak_memory_mib')}",
+        )
 
     def table(self):
         def plain(value, digits):
             return "-" if value is None else f"{value:,.{digits}f}"
 
         header = ["method", "train wall s", "×", "peak memory MiB", "×", "target tokens/s", "×"]
-        rows = [[m] + [text for key in ("wall_time_s", "peak_memory_mib", "tokens_per_s")
-                       for text in (plain(self.mean(m, key), 0), self.ratio(m, key))]
-                for m in self.by]
-        return [f"Training cost (means over seeds; ratios to {self.baseline}; peak memory: {self.memory_kind}):",
-                "", *markdown_table(header, rows)]
+        rows = [
+            [m]
+            + [
+                text
+                for key in ("wall_time_s", "peak_memory_mib", "tokens_per_s")
+                for text in (plain(self.mean(m, key), 0), self.ratio(m, key))
+            ]
+            for m in self.by
+        ]
+        return [
+            f"Training cost (means over seeds; ratios to {self.baseline}; peak memory: {self.memory_kind}):",
+            "",
+            *markdown_table(header, rows),
+        ]
 
 
 def log_records(run_dir):
@@ -190,8 +206,11 @@ TRAINING_METRICS = ("skd_gold_q", "skd_tau", "skd_weight", "skd_top1_gold", "kd_
 def training_metrics(run_dir, names=TRAINING_METRICS):
     """{name: (first epoch, its value, the last epoch's value)} from the run's train.log epoch
     summaries (the first epoch that logged the metric: SKD that starts late logs it later)."""
-    epochs = {r.epoch: {k: v for k, v in r.values.items() if isinstance(v, float)}
-              for r in log_records(run_dir) if r.kind == "train"}
+    epochs = {
+        r.epoch: {k: v for k, v in r.values.items() if isinstance(v, float)}
+        for r in log_records(run_dir)
+        if r.kind == "train"
+    }
     out = {}
     for name in names:
         found = [(e, epochs[e][name]) for e in sorted(epochs) if name in epochs[e]]
@@ -221,5 +240,6 @@ def training_metric_columns(results):
                 return "-"
             start, end = statistics.mean(v[1] for v in values), statistics.mean(v[2] for v in values)
             return f"{start:.3f} → {end:.3f}"
+
         columns.append((f"{name}, {first} → last", text))
     return columns

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """The Moses-style text steps of fairseq's IWSLT'14 / WMT'14 recipes, with sacremoses.
 
-  python -m skd_experiments.text_tools tokenize --lang L [--aggressive-dash] [--normalize-punct] [--lowercase] [--workers N] < in > out
+  python -m skd_experiments.text_tools tokenize --lang L [--aggressive-dash] [--normalize-punct]
+                                             [--lowercase] [--workers N] < in > out
   python -m skd_experiments.text_tools detokenize --lang L < in > out
-  python -m skd_experiments.text_tools clean --ratio 1.5 --min 1 --max 175 [--kept-lines FILE] SRC_IN TGT_IN SRC_OUT TGT_OUT
-  python -m skd_experiments.text_tools segments < file.xml|file.sgm > text      (the <seg> contents, one per line)
-  python -m skd_experiments.text_tools compound-split < in > out                 (a-b -> a ##AT##-##AT## b, for WMT'14 BLEU)
+  python -m skd_experiments.text_tools clean --ratio 1.5 --min 1 --max 175 [--kept-lines FILE]
+                                             SRC_IN TGT_IN SRC_OUT TGT_OUT
+  python -m skd_experiments.text_tools segments < file.xml|file.sgm > text   (the <seg> contents, one a line)
+  python -m skd_experiments.text_tools compound-split < in > out   (a-b -> a ##AT##-##AT## b, for WMT'14 BLEU)
 
 tokenize follows tokenizer.perl (-a: --aggressive-dash), normalize-punctuation.perl
 (--normalize-punct, which also drops non-printing characters as
@@ -38,8 +40,9 @@ def _init_tokenizer(lang, aggressive_dash, normalize_punct, lowercase):
 def _tokenize(line):
     if _worker["normalizer"] is not None:
         line = _worker["normalizer"].normalize(line)
-    out = _worker["tokenizer"].tokenize(line, aggressive_dash_splits=_worker["aggressive_dash"],
-                                        return_str=True, escape=True)
+    out = _worker["tokenizer"].tokenize(
+        line, aggressive_dash_splits=_worker["aggressive_dash"], return_str=True, escape=True
+    )
     return out.lower() if _worker["lowercase"] else out
 
 
@@ -63,14 +66,26 @@ def detokenize(args):
 
 def clean(args):
     kept = dropped = 0
-    with open(args.src_in, encoding="utf-8") as fs, open(args.tgt_in, encoding="utf-8") as ft, \
-            open(args.src_out, "w", encoding="utf-8") as gs, open(args.tgt_out, "w", encoding="utf-8") as gt, \
-            open(args.kept_lines or os.devnull, "w") as gk:
+    with (
+        open(args.src_in, encoding="utf-8") as fs,
+        open(args.tgt_in, encoding="utf-8") as ft,
+        open(args.src_out, "w", encoding="utf-8") as gs,
+        open(args.tgt_out, "w", encoding="utf-8") as gt,
+        open(args.kept_lines or os.devnull, "w") as gk,
+    ):
         for number, (s, t) in enumerate(zip(fs, ft), 1):
             s, t = " ".join(s.split()), " ".join(t.split())
             ns, nt = len(s.split()), len(t.split())
-            if (ns == 0 or nt == 0 or ns > args.max or nt > args.max or ns < args.min or nt < args.min
-                    or ns / nt > args.ratio or nt / ns > args.ratio):
+            if (
+                ns == 0
+                or nt == 0
+                or ns > args.max
+                or nt > args.max
+                or ns < args.min
+                or nt < args.min
+                or ns / nt > args.ratio
+                or nt / ns > args.ratio
+            ):
                 dropped += 1
                 continue
             gs.write(s + "\n")

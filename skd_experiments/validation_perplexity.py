@@ -63,9 +63,15 @@ def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=
             sentences += gold.size(0)
     if sentences != len(dataset):
         raise SystemExit(f"validation_perplexity: scored {sentences} of {len(dataset)} sentences of {subset}")
-    return {"ppl": math.exp(nll / tokens), "nll_base2": nll / tokens / math.log(2),
-            "entropy_nats": entropy / tokens, "p_previous_token": previous / tokens, "tokens": tokens,
-            "sentences": sentences, "subset": subset}
+    return {
+        "ppl": math.exp(nll / tokens),
+        "nll_base2": nll / tokens / math.log(2),
+        "entropy_nats": entropy / tokens,
+        "p_previous_token": previous / tokens,
+        "tokens": tokens,
+        "sentences": sentences,
+        "subset": subset,
+    }
 
 
 def main():
@@ -79,8 +85,9 @@ def main():
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--out")
     args = parser.parse_args()
-    result = perplexity(args.data, args.path, args.subset, args.source_lang, args.target_lang,
-                        args.max_tokens, args.cpu)
+    result = perplexity(
+        args.data, args.path, args.subset, args.source_lang, args.target_lang, args.max_tokens, args.cpu
+    )
     text = json.dumps(result)
     print(text)
     if args.out:

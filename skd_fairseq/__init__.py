@@ -9,11 +9,11 @@ registers the criteria with fairseq.
 
 __version__ = "0.1.0"
 
-# Functions on tensors that know nothing of fairseq.
-PURE_MODULES = ("similarity", "neighbours", "losses", "schedule", "distillation", "adaptive", "settings")
-
 from . import cuda_peak
 from .checkpoints import allow_fairseq_checkpoints
+
+# Functions on tensors that know nothing of fairseq.
+PURE_MODULES = ("similarity", "neighbours", "losses", "schedule", "distillation", "adaptive", "settings")
 
 allow_fairseq_checkpoints()
 cuda_peak.install()

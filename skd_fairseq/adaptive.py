@@ -126,9 +126,9 @@ class ClusterLogNormaliser(torch.autograd.Function):
             logits = zf @ weight[start : start + block].float().t()
             block_max = logits.max(dim=1).values
             new_max = torch.maximum(running_max, block_max)
-            running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(
-                logits - new_max.unsqueeze(1)
-            ).sum(1)
+            running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(logits - new_max.unsqueeze(1)).sum(
+                1
+            )
             running_max = new_max
             del logits
         lse = running_max + torch.log(running_sum)
@@ -141,7 +141,9 @@ class ClusterLogNormaliser(torch.autograd.Function):
         z, weight, lse = ctx.saved_tensors
         zf = z.float()
         grad_z = torch.zeros_like(zf) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        )
         g = grad_lse.float().unsqueeze(1)
         for start in range(0, weight.size(0), ctx.block):
             w = weight[start : start + ctx.block].float()

@@ -32,4 +32,3 @@ def install() -> None:
     path = os.environ.get(ENV)
     if path:
         multiprocessing.util.Finalize(None, report, args=(path,), exitpriority=0)
-

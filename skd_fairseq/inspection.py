@@ -72,20 +72,27 @@ def load_checkpoint_embedding(path):
     try:
         state = torch.load(path, map_location="cpu")
     except Exception as err:  # pickle, zip or weights-only errors: all say "not a checkpoint"
-        raise SystemExit(f"skd-fairseq-inspect: cannot read {path} as a checkpoint ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}); give a .pt file written by fairseq-train")
+        raise SystemExit(
+            f"skd-fairseq-inspect: cannot read {path} as a checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); give a .pt file written by fairseq-train"
+        ) from None
     if not isinstance(state, dict) or "model" not in state:
-        raise SystemExit(f"skd-fairseq-inspect: {path} is not a fairseq checkpoint (no 'model' entry); give a .pt "
-                         "file written by fairseq-train")
+        raise SystemExit(
+            f"skd-fairseq-inspect: {path} is not a fairseq checkpoint (no 'model' entry); give a .pt "
+            "file written by fairseq-train"
+        )
     model = state.get("model", {})
     for key in _OUTPUT_EMBEDDING_KEYS:
         if key in model and model[key].dim() == 2:
             return model[key].float(), state.get("cfg")
     if any(key.startswith("decoder.adaptive_softmax") for key in model):
-        raise SystemExit(f"skd-fairseq-inspect: {path} has an adaptive softmax: it has no single output "
-                         "embedding matrix to inspect")
-    raise SystemExit(f"skd-fairseq-inspect: {path} holds none of {', '.join(_OUTPUT_EMBEDDING_KEYS)}; "
-                     "is it a fairseq transformer, transformer_lm or lstm checkpoint?")
+        raise SystemExit(
+            f"skd-fairseq-inspect: {path} has an adaptive softmax: it has no single output embedding matrix to inspect"
+        )
+    raise SystemExit(
+        f"skd-fairseq-inspect: {path} holds none of {', '.join(_OUTPUT_EMBEDDING_KEYS)}; "
+        "is it a fairseq transformer, transformer_lm or lstm checkpoint?"
+    )
 
 
 def dictionary_path(cfg, checkpoint) -> Optional[str]:
@@ -112,8 +119,9 @@ def resolve_words(dictionary, words):
                 break
         else:
             close = [s for s in dictionary.symbols if word.lower() in s.lower()][:8]
-            missing.append(f"'{word}' is not in the dictionary"
-                           + (f" (symbols containing it: {' '.join(close)})" if close else ""))
+            missing.append(
+                f"'{word}' is not in the dictionary" + (f" (symbols containing it: {' '.join(close)})" if close else "")
+            )
     return ids, missing
 
 
@@ -155,8 +163,10 @@ def target_token_counts(prefix: str, vocab_size: int) -> torch.Tensor:
     tokens = np.memmap(prefix + ".bin", dtype=dtype, mode="r")
     counts = np.bincount(tokens, minlength=vocab_size)
     if counts.size > vocab_size:
-        raise SystemExit(f"skd-fairseq-inspect: {prefix}.bin holds ids up to {counts.size - 1}, beyond the "
-                         f"dictionary's {vocab_size} symbols: give the training targets of this dictionary")
+        raise SystemExit(
+            f"skd-fairseq-inspect: {prefix}.bin holds ids up to {counts.size - 1}, beyond the "
+            f"dictionary's {vocab_size} symbols: give the training targets of this dictionary"
+        )
     return torch.from_numpy(counts.astype("float64"))
 
 
@@ -180,8 +190,10 @@ def frequency_weights(args, cfg, dictionary, dict_path):
     if prefix and os.path.exists(prefix + ".bin") and os.path.exists(prefix + ".idx"):
         return target_token_counts(prefix, len(dictionary)), f"target-side counts in {prefix}.bin"
     if args.target_data:
-        raise SystemExit(f"skd-fairseq-inspect: --target-data {args.target_data}: no {prefix}.bin and .idx "
-                         "(give the prefix of fairseq-preprocess's binarised training targets)")
+        raise SystemExit(
+            f"skd-fairseq-inspect: --target-data {args.target_data}: no {prefix}.bin and .idx "
+            "(give the prefix of fairseq-preprocess's binarised training targets)"
+        )
     if joined_dictionary(cfg, dictionary, dict_path) and not args.dictionary_counts:
         raise SystemExit(
             f"skd-fairseq-inspect: {dict_path} is a joined dictionary, whose counts include source-side pieces "
@@ -221,23 +233,34 @@ def plot(path, taus, gold_q, label):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="skd-fairseq-inspect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="skd-fairseq-inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint")
     parser.add_argument("--dict", help="the target dictionary (default: the one in the checkpoint's data directory)")
     parser.add_argument("--words", nargs="*", default=[], help="words (dictionary symbols) to show neighbours of")
     parser.add_argument("--topk", type=int, help="k neighbours (default: the checkpoint's --skd-topk, else 8)")
-    parser.add_argument("--similarity", choices=SIMILARITIES,
-                        help="default: the checkpoint's --skd-similarity, else cosine")
+    parser.add_argument(
+        "--similarity", choices=SIMILARITIES, help="default: the checkpoint's --skd-similarity, else cosine"
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--temperature", type=float,
-                       help="tau of the neighbour listing (default: the checkpoint's setting, else gold mass 0.75)")
+    group.add_argument(
+        "--temperature",
+        type=float,
+        help="tau of the neighbour listing (default: the checkpoint's setting, else gold mass 0.75)",
+    )
     group.add_argument("--gold-mass", type=float, help="rho of the neighbour listing, instead of a tau")
-    parser.add_argument("--target-data", help="prefix of the binarised training targets whose counts weight the "
-                        "vocabulary means (default: the checkpoint's DATA/train.S-T.T or DATA/train)")
-    parser.add_argument("--dictionary-counts", action="store_true",
-                        help="weight by the dictionary's counts when the training targets are not found, also "
-                        "for a joined dictionary (whose counts include the source side)")
+    parser.add_argument(
+        "--target-data",
+        help="prefix of the binarised training targets whose counts weight the "
+        "vocabulary means (default: the checkpoint's DATA/train.S-T.T or DATA/train)",
+    )
+    parser.add_argument(
+        "--dictionary-counts",
+        action="store_true",
+        help="weight by the dictionary's counts when the training targets are not found, also "
+        "for a joined dictionary (whose counts include the source side)",
+    )
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
     parser.add_argument("--gold-masses", type=float, nargs="*", default=list(DEFAULT_GOLD_MASSES))
     parser.add_argument("--plot", help="draw the vocabulary-mean q_gold against tau into this PNG")
@@ -262,12 +285,16 @@ def main(argv=None):
             args.temperature, args.gold_mass = 1.0, None  # a gold mass needs cosine or l2
     dict_path = args.dict or dictionary_path(cfg, args.checkpoint)
     if not dict_path or not os.path.exists(dict_path):
-        parser.error(f"no dictionary found (looked for {dict_path}); give --dict DICT.txt, the target "
-                     "dictionary the checkpoint was trained with")
+        parser.error(
+            f"no dictionary found (looked for {dict_path}); give --dict DICT.txt, the target "
+            "dictionary the checkpoint was trained with"
+        )
     dictionary = Dictionary.load(dict_path)
     if len(dictionary) != embeddings.size(0):
-        parser.error(f"{dict_path} has {len(dictionary)} symbols but the checkpoint's output embedding has "
-                     f"{embeddings.size(0)} rows: give the dictionary the checkpoint was trained with (--dict)")
+        parser.error(
+            f"{dict_path} has {len(dictionary)} symbols but the checkpoint's output embedding has "
+            f"{embeddings.size(0)} rows: give the dictionary the checkpoint was trained with (--dict)"
+        )
     if args.similarity == "dot" and (args.gold_mass is not None or args.gold_masses):
         parser.error("gold masses need --similarity cosine or l2 (give --gold-masses with no value to skip them)")
     for rho in args.gold_masses + ([args.gold_mass] if args.gold_mass is not None else []):
@@ -286,25 +313,46 @@ def main(argv=None):
         parser.error(f"no counts in {counted_in}: the frequency weights need fairseq-preprocess's output")
     gold_q = mean_gold_q(sims, weights, args.taus)
 
-    print(f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
-          f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: {counted_in}")
-    print_row_table("Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):",
-                    "tau", args.taus, "q_gold", gold_q)
+    print(
+        f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
+        f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: {counted_in}"
+    )
+    print_row_table(
+        "Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):",
+        "tau",
+        args.taus,
+        "q_gold",
+        gold_q,
+    )
     if args.gold_masses:
-        print_row_table("Temperature each gold mass solves to (mean over the vocabulary, weighted by frequency):",
-                        "rho", args.gold_masses, "tau", mean_solved_tau(sims, weights, args.gold_masses))
+        print_row_table(
+            "Temperature each gold mass solves to (mean over the vocabulary, weighted by frequency):",
+            "rho",
+            args.gold_masses,
+            "tau",
+            mean_solved_tau(sims, weights, args.gold_masses),
+        )
     found, missing = resolve_words(dictionary, args.words)
     if found:
         ids = torch.tensor(found)
         setting = f"rho {args.gold_mass:g}" if args.gold_mass is not None else f"tau {args.temperature:g}"
-        q, tau = skd_soft_targets(embeddings, ids, neighbours[ids], args.similarity,
-                                  temperature=args.temperature, gold_mass=args.gold_mass, return_temperature=True)
+        q, tau = skd_soft_targets(
+            embeddings,
+            ids,
+            neighbours[ids],
+            args.similarity,
+            temperature=args.temperature,
+            gold_mass=args.gold_mass,
+            return_temperature=True,
+        )
         print()
         print(f"Neighbours and q at {setting} (similarity in brackets):")
         print()
         for row, word_id in enumerate(ids.tolist()):
-            parts = [f"{dictionary[c]} {float(q[row, j + 1]):.3f} ({float(sims[word_id, j + 1]):.2f})"
-                     for j, c in enumerate(neighbours[word_id].tolist())]
+            parts = [
+                f"{dictionary[c]} {float(q[row, j + 1]):.3f} ({float(sims[word_id, j + 1]):.2f})"
+                for j, c in enumerate(neighbours[word_id].tolist())
+            ]
             solved = f", tau {float(tau[row]):.3f}" if args.gold_mass is not None else ""
             print(f"{dictionary[word_id]} (q_gold {float(q[row, 0]):.3f}{solved}): " + ", ".join(parts))
     for message in missing:

@@ -181,9 +181,7 @@ def label_smoothed_skd_loss(
     picked = lprobs.gather(dim=-1, index=entries)
     smooth_loss = -lprobs.sum(dim=-1, keepdim=True)
     pad_mask = target.unsqueeze(-1).eq(ignore_index) if ignore_index is not None else None
-    return skd_loss_from_entries(
-        picked, soft_targets, alpha, epsilon, lprobs.size(-1), smooth_loss, pad_mask, reduce
-    )
+    return skd_loss_from_entries(picked, soft_targets, alpha, epsilon, lprobs.size(-1), smooth_loss, pad_mask, reduce)
 
 
 def skd_loss_from_entries(

@@ -157,9 +157,9 @@ def gather_row_blocks(blocks: Sequence[torch.Tensor], sizes: Sequence[int], worl
     """
     longest = [-(-size // world) for size in sizes]
     width = blocks[0].size(1)
-    packed = torch.cat([
-        torch.cat([block, block.new_zeros(length - block.size(0), width)]) for block, length in zip(blocks, longest)
-    ])
+    packed = torch.cat(
+        [torch.cat([block, block.new_zeros(length - block.size(0), width)]) for block, length in zip(blocks, longest)]
+    )
     gathered = [torch.empty_like(packed) for _ in range(world)]
     torch.distributed.all_gather(gathered, packed)
     tables, offset = [], 0
@@ -178,7 +178,9 @@ class Space:
     embeddings ``weight`` [rows, d] (coordinates, with ``gram``: see
     :class:`EmbeddingSimilarity`) and a name for messages."""
 
-    def __init__(self, weight: torch.Tensor, first: int = 0, gram: Optional[torch.Tensor] = None, name: str = "vocabulary"):
+    def __init__(
+        self, weight: torch.Tensor, first: int = 0, gram: Optional[torch.Tensor] = None, name: str = "vocabulary"
+    ):
         self.weight, self.first, self.gram, self.name = weight, first, gram, name
 
     @property
@@ -221,18 +223,25 @@ def neighbour_table(
         except ValueError as err:
             raise ValueError(f"{space.name} ({space.rows} words): {err}") from None
     if ids is None and world == 1:
-        return torch.cat([
-            embedding_topk(space.weight, torch.arange(space.rows, device=device), k, similarity, local, gram=space.gram)
-            + space.first
-            for space, local in zip(spaces, local_excluded)
-        ])
+        return torch.cat(
+            [
+                embedding_topk(
+                    space.weight, torch.arange(space.rows, device=device), k, similarity, local, gram=space.gram
+                )
+                + space.first
+                for space, local in zip(spaces, local_excluded)
+            ]
+        )
     if ids is None:
         blocks = []
         for space, local in zip(spaces, local_excluded):
             start, end = rows_of_rank(space.rows, rank, world)
             query = torch.arange(start, end, device=device)
-            blocks.append(embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
-                          if end > start else torch.zeros(0, k, dtype=torch.long, device=device))
+            blocks.append(
+                embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
+                if end > start
+                else torch.zeros(0, k, dtype=torch.long, device=device)
+            )
         return torch.cat(gather_row_blocks(blocks, [space.rows for space in spaces], world))
     # The queried ids, grouped by space (one sync for the group sizes).
     space_of = torch.bucketize(ids, starts, right=True) - 1

@@ -23,9 +23,7 @@ _ROWS_PER_BLOCK = 1024
 
 def check_similarity(similarity: str) -> None:
     if similarity not in SIMILARITIES:
-        raise ValueError(
-            f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}"
-        )
+        raise ValueError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
 
 
 class EmbeddingSimilarity:

@@ -14,11 +14,25 @@ SHARED_DATA = pathlib.Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shar
 BIN = pathlib.Path(sys.executable).parent
 
 TINY_TRANSFORMER = [
-    "--arch", "transformer", "--share-all-embeddings",
-    "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--arch",
+    "transformer",
+    "--share-all-embeddings",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "32",
+    "--decoder-embed-dim",
+    "32",
+    "--encoder-ffn-embed-dim",
+    "64",
+    "--decoder-ffn-embed-dim",
+    "64",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
 ]
 
 
@@ -26,6 +40,7 @@ def pytest_collection_modifyitems(items):
     """The longest tests first (whole script pipelines, then the other fairseq command runs):
     scripts/test.sh hands tests to its workers one at a time in this order, so that no long
     test starts last while the other cores have nothing left to run."""
+
     def rank(item):
         return 0 if item.get_closest_marker("pipeline") else 1 if item.get_closest_marker("slow") else 2
 
@@ -65,9 +80,26 @@ def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANS
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
         parser,
-        [str(data), "--task", "translation", "-s", langs[0], "-t", langs[1], "--user-dir", USER_DIR,
-         "--cpu", "--dropout", "0", "--optimizer", "adam", "--lr", "1e-3", *arch_args,
-         *criterion_args],
+        [
+            str(data),
+            "--task",
+            "translation",
+            "-s",
+            langs[0],
+            "-t",
+            langs[1],
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--dropout",
+            "0",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            *arch_args,
+            *criterion_args,
+        ],
     )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
@@ -77,9 +109,22 @@ def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANS
 
 
 TINY_ADAPTIVE_LM = [
-    "--arch", "transformer_lm", "--decoder-layers", "1", "--decoder-embed-dim", "32",
-    "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--tokens-per-sample", "16",
-    "--adaptive-softmax-cutoff", "20,40", "--adaptive-softmax-factor", "2",
+    "--arch",
+    "transformer_lm",
+    "--decoder-layers",
+    "1",
+    "--decoder-embed-dim",
+    "32",
+    "--decoder-ffn-embed-dim",
+    "64",
+    "--decoder-attention-heads",
+    "2",
+    "--tokens-per-sample",
+    "16",
+    "--adaptive-softmax-cutoff",
+    "20,40",
+    "--adaptive-softmax-factor",
+    "2",
 ]
 
 
@@ -94,8 +139,24 @@ def build_language_model(tmp_path, criterion_args, arch_args=TINY_ADAPTIVE_LM, n
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
         parser,
-        [str(data), "--task", "language_modeling", "--user-dir", USER_DIR, "--cpu", "--dropout", "0",
-         "--optimizer", "adam", "--lr", "1e-3", "--ddp-backend", "legacy_ddp", *arch_args, *criterion_args],
+        [
+            str(data),
+            "--task",
+            "language_modeling",
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--dropout",
+            "0",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--ddp-backend",
+            "legacy_ddp",
+            *arch_args,
+            *criterion_args,
+        ],
     )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
@@ -188,8 +249,9 @@ def tool(module):
 def require_shared(name):
     path = SHARED_DATA / name
     if not path.is_dir():
-        pytest.fail(f"{path} is missing: the tests need ../shared/data beside the checkout "
-                    "(or SKD_SHARED_DATA pointing at it)")
+        pytest.fail(
+            f"{path} is missing: the tests need ../shared/data beside the checkout (or SKD_SHARED_DATA pointing at it)"
+        )
     return path
 
 
@@ -197,8 +259,22 @@ def require_shared(name):
 def multi30k_bin(tmp_path_factory):
     """Multi30k de-en, first 2,000 training and 100 valid/test pairs, 1,000 sentencepieces."""
     out = tmp_path_factory.mktemp("multi30k")
-    run(["bash", REPO / "scripts" / "prepare-multi30k.sh", "-r", require_shared("multi30k"),
-         "-o", out, "--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"])
+    run(
+        [
+            "bash",
+            REPO / "scripts" / "prepare-multi30k.sh",
+            "-r",
+            require_shared("multi30k"),
+            "-o",
+            out,
+            "--train-lines",
+            "2000",
+            "--eval-lines",
+            "100",
+            "--vocab-size",
+            "1000",
+        ]
+    )
     return out
 
 
@@ -207,9 +283,26 @@ def wikitext_bin(tmp_path_factory):
     """WikiText-2 sample: train on 800 lines of wiki.valid.tokens, validate and test on the first
     100 lines of wiki.test.tokens (about 5,000 tokens: evaluation dominated the LM tests' time)."""
     out = tmp_path_factory.mktemp("wikitext")
-    run(["bash", REPO / "scripts" / "prepare-wikitext.sh", "-r", require_shared("wikitext-2-sample"),
-         "-o", out, "--train", "wiki.valid.tokens", "--valid", "wiki.test.tokens",
-         "--test", "wiki.test.tokens", "--lines", "800", "--eval-lines", "100"])
+    run(
+        [
+            "bash",
+            REPO / "scripts" / "prepare-wikitext.sh",
+            "-r",
+            require_shared("wikitext-2-sample"),
+            "-o",
+            out,
+            "--train",
+            "wiki.valid.tokens",
+            "--valid",
+            "wiki.test.tokens",
+            "--test",
+            "wiki.test.tokens",
+            "--lines",
+            "800",
+            "--eval-lines",
+            "100",
+        ]
+    )
     return out
 
 
@@ -220,8 +313,17 @@ def translation_teacher(multi30k_bin, tmp_path_factory):
     from test_fairseq_commands import TRANSLATION_MODEL, train
 
     save_dir = tmp_path_factory.mktemp("translation-teacher")
-    train(multi30k_bin / "bin", save_dir, *TRANSLATION_MODEL, "--criterion", "label_smoothed_cross_entropy",
-          "--label-smoothing", "0.1", "--max-update", "15")
+    train(
+        multi30k_bin / "bin",
+        save_dir,
+        *TRANSLATION_MODEL,
+        "--criterion",
+        "label_smoothed_cross_entropy",
+        "--label-smoothing",
+        "0.1",
+        "--max-update",
+        "15",
+    )
     return save_dir / "checkpoint_last.pt"
 
 

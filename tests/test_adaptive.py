@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import TINY_ADAPTIVE_LM, build_language_model
 
 from skd_fairseq.adaptive import (
     cluster_log_normaliser,
@@ -14,18 +15,24 @@ from skd_fairseq.adaptive import (
 )
 from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
-from conftest import TINY_ADAPTIVE_LM, build_language_model
-
 ADAPTIVE_LOSS = ["--criterion", "adaptive_loss"]
 # Untied; tied weights (the head's first band is the adaptive input's); tied with the
 # input projections; and a head with its own projection (input dim != first band's dim).
-ADAPTIVE_INPUT = ["--adaptive-input", "--adaptive-input-cutoff", "20,40", "--adaptive-input-factor", "2",
-                  "--decoder-output-dim", "32"]
+ADAPTIVE_INPUT = [
+    "--adaptive-input",
+    "--adaptive-input-cutoff",
+    "20,40",
+    "--adaptive-input-factor",
+    "2",
+    "--decoder-output-dim",
+    "32",
+]
 VARIANTS = {
     "untied": TINY_ADAPTIVE_LM,
     "tied": TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + ["--decoder-input-dim", "32", "--tie-adaptive-weights"],
-    "tied-proj": TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + ["--decoder-input-dim", "32", "--tie-adaptive-weights",
-                                                      "--tie-adaptive-proj"],
+    "tied-proj": TINY_ADAPTIVE_LM
+    + ADAPTIVE_INPUT
+    + ["--decoder-input-dim", "32", "--tie-adaptive-weights", "--tie-adaptive-proj"],
 }
 
 
@@ -115,8 +122,11 @@ def test_entry_log_probs_equal_get_log_prob_values_and_gradients(tmp_path, varia
         # The full [N, V] log-probabilities, as get_log_prob computes them but differentiable.
         head = torch.log_softmax(softmax.head(h), -1)
         c0 = softmax.cutoff[0]
-        full = torch.cat([head[:, :c0]] + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None]
-                                            for i, tail in enumerate(softmax.tail)], dim=1)
+        full = torch.cat(
+            [head[:, :c0]]
+            + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None] for i, tail in enumerate(softmax.tail)],
+            dim=1,
+        )
         with torch.no_grad():  # the same numbers as fairseq's own (in-place) get_log_prob
             torch.testing.assert_close(full, softmax.get_log_prob(h.unsqueeze(0), None).squeeze(0))
         return full.gather(1, entries)
@@ -176,8 +186,18 @@ def test_running_topk_equals_the_full_topk(tmp_path):
 # --- the criteria on an adaptive softmax ------------------------------------------------------
 
 SKD0 = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0", "--skd-include-unseen"]
-WIKI103_LIKE = TINY_ADAPTIVE_LM + ADAPTIVE_INPUT + [
-    "--decoder-input-dim", "32", "--tie-adaptive-weights", "--tie-adaptive-proj", "--adaptive-softmax-dropout", "0.2"]
+WIKI103_LIKE = (
+    TINY_ADAPTIVE_LM
+    + ADAPTIVE_INPUT
+    + [
+        "--decoder-input-dim",
+        "32",
+        "--tie-adaptive-weights",
+        "--tie-adaptive-proj",
+        "--adaptive-softmax-dropout",
+        "0.2",
+    ]
+)
 
 
 def full_log_probs(softmax, hidden):
@@ -185,8 +205,11 @@ def full_log_probs(softmax, hidden):
     h = softmax.dropout_module(hidden.reshape(-1, hidden.size(-1)))
     head = torch.log_softmax(softmax.head(h), -1)
     c0 = softmax.cutoff[0]
-    return torch.cat([head[:, :c0]] + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None]
-                                        for i, tail in enumerate(softmax.tail)], dim=1)
+    return torch.cat(
+        [head[:, :c0]]
+        + [torch.log_softmax(tail(h), -1) + head[:, c0 + i, None] for i, tail in enumerate(softmax.tail)],
+        dim=1,
+    )
 
 
 def loss_and_grads(model, criterion, sample, seed=0):
@@ -250,8 +273,10 @@ def test_adaptive_scores_draw_each_dropout_mask_once_per_forward(tmp_path, fresh
     from conftest import lm_sample
 
     task, model, skd, _ = build_language_model(
-        tmp_path, SKD0 + ["--skd-alpha", "0.5", "--skd-adaptive-candidates", "any"],
-        arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"])
+        tmp_path,
+        SKD0 + ["--skd-alpha", "0.5", "--skd-adaptive-candidates", "any"],
+        arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0.5"],
+    )
     model.train()
     sample = lm_sample(task)
     scores, target = skd.scores_and_target(model, model(**sample["net_input"]), sample)
@@ -282,19 +307,34 @@ def cluster_ids(ids, cutoff):
 
 @pytest.mark.parametrize("candidates", ["cluster", "any"])
 @pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
-def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, fresh_metrics, mode, candidates,
-                                                                     monkeypatch):
+def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(
+    tmp_path, fresh_metrics, mode, candidates, monkeypatch
+):
     from conftest import lm_sample
-    from skd_fairseq.criterions import label_smoothed_skd as module
-
     from references import brute_force_similarities, reference_loss, reference_soft_targets
+
+    from skd_fairseq.criterions import label_smoothed_skd as module
 
     drawn = []
     original = module.random_candidates
     monkeypatch.setattr(module, "random_candidates", lambda *a, **kw: drawn.append(original(*a, **kw)) or drawn[-1])
-    args = SKD0 + ["--skd-alpha", "0.4", "--skd-topk", "5", "--skd-candidates", mode, "--skd-gold-mass", "0.7",
-                   "--skd-neighbour-refresh", "0", "--skd-adaptive-candidates", candidates]
-    task, model, criterion, _ = build_language_model(tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"])
+    args = SKD0 + [
+        "--skd-alpha",
+        "0.4",
+        "--skd-topk",
+        "5",
+        "--skd-candidates",
+        mode,
+        "--skd-gold-mass",
+        "0.7",
+        "--skd-neighbour-refresh",
+        "0",
+        "--skd-adaptive-candidates",
+        candidates,
+    ]
+    task, model, criterion, _ = build_language_model(
+        tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"]
+    )
     sample = lm_sample(task, seed=3)
     # The words whose tied input row fairseq zeroes have every neighbour at cosine 0: a tie
     # whose order depends on rounding. Not as targets here.
@@ -328,6 +368,7 @@ def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(tmp_path, f
     assert bool(allowed.gather(1, candidates_)[real].all())
     # q at the solved tau of each position (checked against the reference's own softmax).
     from skd_fairseq.losses import skd_soft_targets
+
     q, tau = skd_soft_targets(E, target, candidates_, "cosine", gold_mass=0.7, return_temperature=True)
     for i in range(0, target.numel(), 7):
         if real[i]:
@@ -360,7 +401,8 @@ def test_adaptive_softmax_refuses_what_it_cannot_compute(tmp_path, fresh_metrics
     from conftest import lm_sample
 
     task, model, criterion, _ = build_language_model(
-        tmp_path, ["--criterion", "label_smoothed_skd", *flags], arch_args=WIKI103_LIKE)
+        tmp_path, ["--criterion", "label_smoothed_skd", *flags], arch_args=WIKI103_LIKE
+    )
     model.train()
     with pytest.raises(ValueError, match=message):
         criterion(model, lm_sample(task))
@@ -371,10 +413,10 @@ def test_adaptive_softmax_refuses_what_it_cannot_compute(tmp_path, fresh_metrics
 def test_cluster_space_search_equals_the_full_space_search_within_each_cluster(tmp_path, variant, similarity):
     """Each tail cluster searched from W_i and G_i = P_i P_i^T (d_i wide) finds the neighbours
     that the full-space search over e_w = P_i^T W_i[w] (D wide) finds among the cluster's words."""
+    from references import brute_force_similarities
+
     from skd_fairseq.adaptive import cluster_spaces
     from skd_fairseq.neighbours import neighbour_table
-
-    from references import brute_force_similarities
 
     _, _, softmax = adaptive_model(tmp_path, variant)
     parts = adaptive_parts(softmax)
@@ -398,13 +440,18 @@ def test_k_larger_than_a_cluster_allows_is_refused_naming_the_cluster(tmp_path, 
     from conftest import lm_sample
 
     task, model, criterion, _ = build_language_model(
-        tmp_path, SKD0 + ["--skd-topk", "19"], arch_args=WIKI103_LIKE)  # the head has 20 words, 4 special
+        tmp_path, SKD0 + ["--skd-topk", "19"], arch_args=WIKI103_LIKE
+    )  # the head has 20 words, 4 special
     model.train()
-    with pytest.raises(ValueError, match=r"--skd-topk 19 with --skd-adaptive-candidates cluster: the head cluster "
-                                         r"\(ids 0 to 19\) has 20 words, 4 of them excluded"):
+    with pytest.raises(
+        ValueError,
+        match=r"--skd-topk 19 with --skd-adaptive-candidates cluster: the head cluster "
+        r"\(ids 0 to 19\) has 20 words, 4 of them excluded",
+    ):
         criterion(model, lm_sample(task))
     _, _, any_cluster, _ = build_language_model(
-        tmp_path, SKD0 + ["--skd-topk", "19", "--skd-adaptive-candidates", "any"], arch_args=WIKI103_LIKE)
+        tmp_path, SKD0 + ["--skd-topk", "19", "--skd-adaptive-candidates", "any"], arch_args=WIKI103_LIKE
+    )
     assert torch.isfinite(any_cluster(model, lm_sample(task))[0])
 
 
@@ -412,7 +459,8 @@ def test_adaptive_candidates_are_refused_on_a_full_softmax(tmp_path, fresh_metri
     from conftest import build_translation, translation_sample
 
     task, model, criterion, _ = build_translation(
-        tmp_path, ["--criterion", "label_smoothed_skd", "--skd-adaptive-candidates", "cluster"])
+        tmp_path, ["--criterion", "label_smoothed_skd", "--skd-adaptive-candidates", "cluster"]
+    )
     model.train()
     with pytest.raises(ValueError, match=r"--skd-adaptive-candidates cluster: this model has a full softmax"):
         criterion(model, translation_sample(task))

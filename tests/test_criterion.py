@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from conftest import TINY_TRANSFORMER, build_translation, translation_sample, write_dictionary
 from fairseq.logging import metrics
 from fairseq.trainer import Trainer
+from references import brute_force_neighbours, reference_loss, reference_soft_targets
 
 from skd_fairseq.criterions.fairseq_access import excluded_token_ids, output_embedding
 from skd_fairseq.schedule import skd_alpha
-
-from conftest import TINY_TRANSFORMER, build_translation, translation_sample, write_dictionary
-from references import brute_force_neighbours, reference_loss, reference_soft_targets
 
 # The criterion with its defaults, and (SKD) with candidates among every token, as the references draw them.
 SKD_DEFAULTS = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
@@ -55,8 +54,18 @@ def test_validation_reports_the_plain_label_smoothed_loss(tmp_path, fresh_metric
 @pytest.mark.parametrize("similarity", ["cosine", "l2", "dot"])
 @pytest.mark.parametrize("refresh", ["0", "50"])
 def test_neighbour_mode_loss_equals_reference(tmp_path, fresh_metrics, similarity, refresh):
-    args = SKD + ["--skd-alpha", "0.4", "--skd-topk", "5", "--skd-similarity", similarity,
-                  "--skd-temperature", "0.5", "--skd-neighbour-refresh", refresh]
+    args = SKD + [
+        "--skd-alpha",
+        "0.4",
+        "--skd-topk",
+        "5",
+        "--skd-similarity",
+        similarity,
+        "--skd-temperature",
+        "0.5",
+        "--skd-neighbour-refresh",
+        refresh,
+    ]
     task, model, criterion, _ = build_translation(tmp_path, args)
     sample = translation_sample(task, seed=2)
     model.train()
@@ -85,10 +94,12 @@ def test_predicted_mode_loss_equals_reference(tmp_path, fresh_metrics):
 
     lprobs, target = criterion.get_lprobs_and_target(model, model(**sample["net_input"]), sample)
     exclude = set(excluded_token_ids(task.target_dictionary))
-    candidates = torch.tensor([
-        [i for i in row.argsort(descending=True).tolist() if i != t and i not in exclude][:4]
-        for row, t in zip(lprobs.detach(), target.tolist())
-    ])
+    candidates = torch.tensor(
+        [
+            [i for i in row.argsort(descending=True).tolist() if i != t and i not in exclude][:4]
+            for row, t in zip(lprobs.detach(), target.tolist())
+        ]
+    )
     weight = model.decoder.output_projection.weight.detach()
     q = reference_soft_targets(weight, target, candidates, "cosine", 1.0)
     want = reference_loss(lprobs.detach(), target, candidates, q, 0.6, 0.1, task.target_dictionary.pad())
@@ -208,8 +219,14 @@ def test_gold_mass_mode_puts_rho_on_the_gold_token_and_logs_tau(tmp_path, fresh_
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--skd-gold-mass", "0.8", "--skd-temperature", "0.5"], r"give --skd-temperature or --skd-gold-mass, not both"),
-        (["--skd-gold-mass", "0.1"], r"--skd-gold-mass: gold mass must be in \(1/\(k\+1\), 1\) = \(0.1111, 1\) for k = 8"),
+        (
+            ["--skd-gold-mass", "0.8", "--skd-temperature", "0.5"],
+            r"give --skd-temperature or --skd-gold-mass, not both",
+        ),
+        (
+            ["--skd-gold-mass", "0.1"],
+            r"--skd-gold-mass: gold mass must be in \(1/\(k\+1\), 1\) = \(0.1111, 1\) for k = 8",
+        ),
         (["--skd-gold-mass", "1"], r"--skd-gold-mass: gold mass must be in"),
         (["--skd-gold-mass", "0.8", "--skd-similarity", "dot"], r"--skd-gold-mass needs --skd-similarity cosine or l2"),
     ],
@@ -273,8 +290,9 @@ def test_adaptive_softmax_with_label_smoothing_gets_a_clear_error(tmp_path, fres
         criterion(model, translation_sample(task))
 
 
-@pytest.mark.parametrize("mode, refresh", [("neighbours", "0"), ("neighbours", "5"), ("random", "50"),
-                                           ("predicted", "50")])
+@pytest.mark.parametrize(
+    "mode, refresh", [("neighbours", "0"), ("neighbours", "5"), ("random", "50"), ("predicted", "50")]
+)
 def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh_metrics, monkeypatch, mode, refresh):
     from skd_fairseq.criterions import label_smoothed_skd as module
 
@@ -282,15 +300,27 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
     from skd_fairseq.criterions.candidate_state import NeighbourTable
 
     original = NeighbourTable.candidates
-    monkeypatch.setattr(NeighbourTable, "candidates",
-                        lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1])
+    monkeypatch.setattr(
+        NeighbourTable,
+        "candidates",
+        lambda self, *a, _o=original, **kw: chosen.append(_o(self, *a, **kw)) or chosen[-1],
+    )
     from skd_fairseq.criterions import scores as scores_module
 
     for owner, name in ((module, "random_candidates"), (scores_module, "predicted_topk")):
         original = getattr(owner, name)
         monkeypatch.setattr(owner, name, lambda *a, _o=original, **kw: chosen.append(_o(*a, **kw)) or chosen[-1])
-    args = SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-candidates", mode,
-                           "--skd-neighbour-refresh", refresh, "--skd-exclude-unseen"]
+    args = SKD_DEFAULTS + [
+        "--skd-alpha",
+        "0.5",
+        "--skd-topk",
+        "3",
+        "--skd-candidates",
+        mode,
+        "--skd-neighbour-refresh",
+        refresh,
+        "--skd-exclude-unseen",
+    ]
     task, model, criterion, _ = build_translation(tmp_path, args)
     model.train()
     pad = task.target_dictionary.pad()
@@ -308,7 +338,8 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
 
 def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metrics):
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "8", "--skd-exclude-unseen"])
+        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "8", "--skd-exclude-unseen"]
+    )
     _, _, ls, _ = build_translation(tmp_path, LS)
     sample = translation_sample(task, batch=1, tgt_len=4)  # 4 distinct targets at most: fewer than k + 1
     model.train()
@@ -320,7 +351,9 @@ def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metric
 
 def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp_path, fresh_metrics, caplog):
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen", "--skd-start-update", "5"])
+        tmp_path,
+        SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen", "--skd-start-update", "5"],
+    )
     pad = task.target_dictionary.pad()
     model.train()
     sample = translation_sample(task, seed=3)
@@ -335,7 +368,8 @@ def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp
     assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
     # A criterion whose first training step comes after update 0 is a resumed run: it says what it lost.
     _, model, resumed, _ = build_translation(
-        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"])
+        tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"]
+    )
     resumed.set_num_updates(120)
     model.train()
     with caplog.at_level("WARNING"):
@@ -350,8 +384,20 @@ def test_output_embedding_of_untied_and_lstm_decoders(tmp_path):
     weight = output_embedding(model, len(task.target_dictionary))
     assert weight is model.decoder.output_projection.weight
     assert weight is not model.decoder.embed_tokens.weight
-    lstm = ["--arch", "lstm", "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
-            "--decoder-out-embed-dim", "16", "--encoder-hidden-size", "16", "--decoder-hidden-size", "16"]
+    lstm = [
+        "--arch",
+        "lstm",
+        "--encoder-embed-dim",
+        "16",
+        "--decoder-embed-dim",
+        "16",
+        "--decoder-out-embed-dim",
+        "16",
+        "--encoder-hidden-size",
+        "16",
+        "--decoder-hidden-size",
+        "16",
+    ]
     task, model, _, _ = build_translation(tmp_path, SKD, arch_args=lstm)
     assert output_embedding(model, len(task.target_dictionary)) is model.decoder.fc_out.weight
 
@@ -406,10 +452,18 @@ def preset_arguments(env=None):
 
     from conftest import REPO
 
-    script = ('. configs/presets.sh; for p in $PRESETS; do v="PRESET_${p//-/_}[@]"; '
-              'printf "%s" "$p"; printf "\\t%s" "${!v}"; printf "\\n"; done')
-    out = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, **(env or {}))).stdout
+    script = (
+        '. configs/presets.sh; for p in $PRESETS; do v="PRESET_${p//-/_}[@]"; '
+        'printf "%s" "$p"; printf "\\t%s" "${!v}"; printf "\\n"; done'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, **(env or {})),
+    ).stdout
     return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
 
 
@@ -437,7 +491,7 @@ def test_skd_presets_share_one_tuned_setting():
 
     def without_candidates(args):
         i = args.index("--skd-candidates")
-        return args[:i] + args[i + 2:]
+        return args[:i] + args[i + 2 :]
 
     assert presets["skd-neighbours"][presets["skd-neighbours"].index("--skd-candidates") + 1] == "neighbours"
     for name, mode in (("skd-predicted", "predicted"), ("skd-random", "random")):
@@ -457,7 +511,11 @@ def test_every_configs_table_rows_are_presets():
     for config in configs:
         rows, presets = subprocess.run(
             ["bash", "-c", f'. configs/presets.sh; . "{config}"; printf "%s\\n%s" "${{TABLE_PRESETS:-}}" "$PRESETS"'],
-            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\n")
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
         assert set(rows.split()) <= set(presets.split()), (config.name, set(rows.split()) - set(presets.split()))
         rows = rows.split()
         with_rows += bool(rows)

@@ -6,11 +6,10 @@ runs them on a machine that has one (``pytest -m cuda``).
 
 import pytest
 import torch
-
-from skd_fairseq.neighbours import DEFAULT_BLOCK_ELEMENTS, embedding_topk
-
 from conftest import build_translation, translation_sample
 from references import brute_force_neighbours, brute_force_similarities
+
+from skd_fairseq.neighbours import DEFAULT_BLOCK_ELEMENTS, embedding_topk
 
 pytestmark = [
     pytest.mark.cuda,
@@ -20,9 +19,27 @@ pytestmark = [
 # Candidates among every token: --skd-exclude-unseen (the default) costs one sync per step with
 # predicted or random candidates, and only at a table refresh with neighbours (its own test).
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5", "--skd-include-unseen"]
-WIDER = ["--arch", "transformer", "--share-all-embeddings", "--encoder-layers", "1", "--decoder-layers", "1",
-         "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-         "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
+WIDER = [
+    "--arch",
+    "transformer",
+    "--share-all-embeddings",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "64",
+    "--decoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
+]
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "l2", "dot"])
@@ -49,15 +66,21 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
 
     targets = []
     original = module.soft_targets_from_similarities
-    monkeypatch.setattr(module, "soft_targets_from_similarities",
-                        lambda sims, *a: targets.append((sims.dtype, original(sims, *a))) or targets[-1][1])
+    monkeypatch.setattr(
+        module,
+        "soft_targets_from_similarities",
+        lambda sims, *a: targets.append((sims.dtype, original(sims, *a))) or targets[-1][1],
+    )
     torch.manual_seed(0)
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8"], n_words=400, arch_args=WIDER)
+        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8"], n_words=400, arch_args=WIDER
+    )
     model = model.cuda()
     criterion = criterion.cuda()
-    sample = {k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
-              for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()}
+    sample = {
+        k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
+        for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()
+    }
     model.train()
     want, _, want_log = criterion(model, sample)
     half = model.to(dtype)
@@ -70,19 +93,25 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
     assert all(sims_dtype == torch.float32 and q.dtype == torch.float32 for sims_dtype, (q, _) in targets)
 
 
-@pytest.mark.parametrize("mode, flags", [("neighbours", []), ("predicted", []), ("random", []),
-                                         ("neighbours", ["--skd-exclude-unseen"])])
+@pytest.mark.parametrize(
+    "mode, flags", [("neighbours", []), ("predicted", []), ("random", []), ("neighbours", ["--skd-exclude-unseen"])]
+)
 def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode, flags):
     """After the table is built (neighbours, R > 0), the criterion's part of a step (scores,
     candidates, q, loss, logs) and its backward never wait for the device; with the default
     --skd-exclude-unseen neither, between refreshes."""
     base = [f for f in SKD if f != "--skd-include-unseen"] if flags else SKD
     task, model, criterion, _ = build_translation(
-        tmp_path, base + flags + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
-        n_words=400, arch_args=WIDER)
+        tmp_path,
+        base + flags + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
+        n_words=400,
+        arch_args=WIDER,
+    )
     model, criterion = model.cuda(), criterion.cuda()
-    sample = {k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
-              for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()}
+    sample = {
+        k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
+        for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()
+    }
     model.train()
     criterion(model, sample)  # update 0: builds the table (one sync allowed there)
     criterion.set_num_updates(1)
@@ -117,7 +146,8 @@ def test_a_refresh_step_needs_at_most_the_fp32_embedding_and_one_block_more():
     extra = torch.cuda.max_memory_allocated() - before
     chunk = DEFAULT_BLOCK_ELEMENTS // vocab
     main = vocab * dim * 4 + DEFAULT_BLOCK_ELEMENTS * 4 + table.numel() * 8 + vocab * 4 * 4  # + norms, ids
-    temporaries = (chunk * (3 * dim * 4 + vocab // _TOPK_GROUP * 4 + k * _TOPK_GROUP * (8 + 4 + 8))
-                   + 2 * _ROWS_PER_BLOCK * dim * 4)
+    temporaries = (
+        chunk * (3 * dim * 4 + vocab // _TOPK_GROUP * 4 + k * _TOPK_GROUP * (8 + 4 + 8)) + 2 * _ROWS_PER_BLOCK * dim * 4
+    )
     bound = main + 1.25 * temporaries
     assert extra <= bound, f"{extra / 2**20:.0f} MiB over a bound of {bound / 2**20:.0f} MiB"

@@ -111,10 +111,13 @@ def test_mix_with_teacher_weights_the_two_losses():
         mix_with_teacher(data, teacher, 1.5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"temperature": 1.0, "topk": -1}, "topk must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"temperature": 1.0, "topk": -1}, "topk must be >= 0"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         teacher_distribution([random_lprobs(2, 3, seed=0)], **kwargs)

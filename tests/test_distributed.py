@@ -11,18 +11,39 @@ import subprocess
 
 import pytest
 import torch
-
-from skd_fairseq.schedule import skd_alpha
-
 from conftest import BIN, USER_DIR, run
 from test_fairseq_commands import TRANSLATION_MODEL, train_logs
 
+from skd_fairseq.schedule import skd_alpha
+
 UPDATES = 6
 COMMON = [
-    *TRANSLATION_MODEL, "--optimizer", "adam", "--lr", "2e-3", "--dropout", "0", "--max-tokens", "512",
-    "--cpu", "--seed", "1", "--num-workers", "0", "--log-format", "json", "--log-interval", "1",
-    "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", "--max-update", str(UPDATES),
-    "--disable-validation", "--label-smoothing", "0.1",
+    *TRANSLATION_MODEL,
+    "--optimizer",
+    "adam",
+    "--lr",
+    "2e-3",
+    "--dropout",
+    "0",
+    "--max-tokens",
+    "512",
+    "--cpu",
+    "--seed",
+    "1",
+    "--num-workers",
+    "0",
+    "--log-format",
+    "json",
+    "--log-interval",
+    "1",
+    "--no-epoch-checkpoints",
+    "--required-batch-size-multiple",
+    "1",
+    "--max-update",
+    str(UPDATES),
+    "--disable-validation",
+    "--label-smoothing",
+    "0.1",
 ]
 SCHEDULE = ["--skd-alpha", "0.6", "--skd-start-update", "1", "--skd-warmup-updates", "3"]
 
@@ -39,10 +60,29 @@ def train_two_ranks(data, save_dir, args, timeout=300):
     procs = []
     try:
         for rank in (0, 1):
-            cmd = [str(BIN / "fairseq-train"), str(data), "--user-dir", USER_DIR, "--save-dir", str(save_dir),
-                   *COMMON, *args, "--distributed-world-size", "2", "--distributed-rank", str(rank),
-                   "--distributed-backend", "gloo", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
-                   "--distributed-no-spawn", "--ddp-backend", "legacy_ddp", "--device-id", "0"]
+            cmd = [
+                str(BIN / "fairseq-train"),
+                str(data),
+                "--user-dir",
+                USER_DIR,
+                "--save-dir",
+                str(save_dir),
+                *COMMON,
+                *args,
+                "--distributed-world-size",
+                "2",
+                "--distributed-rank",
+                str(rank),
+                "--distributed-backend",
+                "gloo",
+                "--distributed-init-method",
+                f"tcp://127.0.0.1:{port}",
+                "--distributed-no-spawn",
+                "--ddp-backend",
+                "legacy_ddp",
+                "--device-id",
+                "0",
+            ]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         outputs = [p.communicate(timeout=timeout)[0] for p in procs]
     finally:
@@ -69,21 +109,57 @@ def assert_same_weights(a, b):
 @pytest.mark.slow
 # SKD's neighbour candidates run in the word-KD and the adaptive-softmax cases (each case costs
 # three fairseq processes, most of it their start-up).
-@pytest.mark.parametrize("criterion", [
-    ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
-    ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
-    ["--criterion", "label_smoothed_tie_kd", "--kd-teacher-path", "TEACHER", "--tie-topk", "4",
-     "--tie-iterations", "2"],
-    ["--criterion", "label_smoothed_skd", "--skd-candidates", "neighbours", "--skd-neighbour-refresh", "2",
-     "--skd-gold-mass", "0.8", "--adaptive-softmax-cutoff", "300,600", "--label-smoothing", "0"],
-], ids=["skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"])
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
+        ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
+        [
+            "--criterion",
+            "label_smoothed_tie_kd",
+            "--kd-teacher-path",
+            "TEACHER",
+            "--tie-topk",
+            "4",
+            "--tie-iterations",
+            "2",
+        ],
+        [
+            "--criterion",
+            "label_smoothed_skd",
+            "--skd-candidates",
+            "neighbours",
+            "--skd-neighbour-refresh",
+            "2",
+            "--skd-gold-mass",
+            "0.8",
+            "--adaptive-softmax-cutoff",
+            "300,600",
+            "--label-smoothing",
+            "0",
+        ],
+    ],
+    ids=["skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"],
+)
 def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, translation_teacher, criterion):
     # Candidates among every token: the seen-target set of the default --skd-exclude-unseen grows
     # micro-batch by micro-batch, which one process and two ranks take in a different order.
     args = [str(translation_teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE + ["--skd-include-unseen"]
     data = multi30k_bin / "bin"
-    single = run([BIN / "fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", tmp_path / "one",
-                  *COMMON, *args, "--update-freq", "2"]).stdout
+    single = run(
+        [
+            BIN / "fairseq-train",
+            data,
+            "--user-dir",
+            USER_DIR,
+            "--save-dir",
+            tmp_path / "one",
+            *COMMON,
+            *args,
+            "--update-freq",
+            "2",
+        ]
+    ).stdout
     ranks = train_two_ranks(data, tmp_path / "two", args)
     assert_same_weights(tmp_path / "one" / "checkpoint_last.pt", tmp_path / "two" / "checkpoint_last.pt")
     logged = train_logs(ranks)

@@ -12,10 +12,13 @@ from skd_experiments.cut_run import epoch_end
 from skd_experiments.follow_training import Progress
 from skd_experiments.run_and_measure import fairseq_stats
 
-CONFIG = ("2026-12-01 10:00:00 | INFO | fairseq_cli.train | {'_name': None, 'optimization': {'_name': None, "
-          "'max_epoch': 2, 'max_update': 0, 'lr': [0.0005]}}")
-LOADED = ("2026-12-01 10:00:00 | INFO | fairseq.trainer | Loaded checkpoint runs/x/checkpoint_last.pt "
-          "(epoch 2 @ 100 updates)")
+CONFIG = (
+    "2026-12-01 10:00:00 | INFO | fairseq_cli.train | {'_name': None, 'optimization': {'_name': None, "
+    "'max_epoch': 2, 'max_update': 0, 'lr': [0.0005]}}"
+)
+LOADED = (
+    "2026-12-01 10:00:00 | INFO | fairseq.trainer | Loaded checkpoint runs/x/checkpoint_last.pt (epoch 2 @ 100 updates)"
+)
 
 # One run as fairseq 0.12 logs it in each format (SimpleProgressBar and JsonProgressBar): an
 # interval, a validation and an epoch's end, twice; then a resumption from update 100 whose clock
@@ -46,23 +49,107 @@ def json_line(tag, stats):
 
 JSON = [
     CONFIG,
-    json_line("train_inner", {"epoch": 1, "update": 0.5, "loss": 9.1, "nll_loss": 8.9, "ppl": 477.1, "wps": 1000,
-                              "ups": 1.5, "num_updates": 50, "lr": 0.0005, "train_wall": 30, "wall": 33}),
-    json_line("valid", {"epoch": 1, "valid_loss": 7.1, "valid_nll_loss": 6.9, "valid_ppl": 119.4, "valid_wps": 5000,
-                        "valid_num_updates": 100}),
-    json_line("train", {"epoch": 1, "train_loss": 8.5, "train_nll_loss": 8.2, "train_ppl": 294, "train_wps": 990,
-                        "train_ups": 1.4, "train_num_updates": 100, "train_skd_gold_q": 0.75,
-                        "train_train_wall": 60, "train_wall": 70}),
-    json_line("train_inner", {"epoch": 2, "update": 1.5, "loss": 7.0, "nll_loss": 6.8, "ppl": 111.4, "wps": 3000,
-                              "ups": 1.5, "num_updates": 150, "lr": 0.0005, "train_wall": 30, "wall": 103}),
+    json_line(
+        "train_inner",
+        {
+            "epoch": 1,
+            "update": 0.5,
+            "loss": 9.1,
+            "nll_loss": 8.9,
+            "ppl": 477.1,
+            "wps": 1000,
+            "ups": 1.5,
+            "num_updates": 50,
+            "lr": 0.0005,
+            "train_wall": 30,
+            "wall": 33,
+        },
+    ),
+    json_line(
+        "valid",
+        {
+            "epoch": 1,
+            "valid_loss": 7.1,
+            "valid_nll_loss": 6.9,
+            "valid_ppl": 119.4,
+            "valid_wps": 5000,
+            "valid_num_updates": 100,
+        },
+    ),
+    json_line(
+        "train",
+        {
+            "epoch": 1,
+            "train_loss": 8.5,
+            "train_nll_loss": 8.2,
+            "train_ppl": 294,
+            "train_wps": 990,
+            "train_ups": 1.4,
+            "train_num_updates": 100,
+            "train_skd_gold_q": 0.75,
+            "train_train_wall": 60,
+            "train_wall": 70,
+        },
+    ),
+    json_line(
+        "train_inner",
+        {
+            "epoch": 2,
+            "update": 1.5,
+            "loss": 7.0,
+            "nll_loss": 6.8,
+            "ppl": 111.4,
+            "wps": 3000,
+            "ups": 1.5,
+            "num_updates": 150,
+            "lr": 0.0005,
+            "train_wall": 30,
+            "wall": 103,
+        },
+    ),
     LOADED,
-    json_line("train_inner", {"epoch": 2, "update": 1.5, "loss": 7.0, "nll_loss": 6.8, "ppl": 111.4, "wps": 2000,
-                              "ups": 1.5, "num_updates": 150, "lr": 0.0005, "train_wall": 30, "wall": 33}),
-    json_line("valid", {"epoch": 2, "valid_loss": 6.0, "valid_nll_loss": 5.8, "valid_ppl": 55.7, "valid_wps": 5000,
-                        "valid_num_updates": 200}),
-    json_line("train", {"epoch": 2, "train_loss": 6.5, "train_nll_loss": 6.3, "train_ppl": 78.8, "train_wps": 1990,
-                        "train_ups": 1.4, "train_num_updates": 200, "train_skd_gold_q": 0.7,
-                        "train_train_wall": 60, "train_wall": 70}),
+    json_line(
+        "train_inner",
+        {
+            "epoch": 2,
+            "update": 1.5,
+            "loss": 7.0,
+            "nll_loss": 6.8,
+            "ppl": 111.4,
+            "wps": 2000,
+            "ups": 1.5,
+            "num_updates": 150,
+            "lr": 0.0005,
+            "train_wall": 30,
+            "wall": 33,
+        },
+    ),
+    json_line(
+        "valid",
+        {
+            "epoch": 2,
+            "valid_loss": 6.0,
+            "valid_nll_loss": 5.8,
+            "valid_ppl": 55.7,
+            "valid_wps": 5000,
+            "valid_num_updates": 200,
+        },
+    ),
+    json_line(
+        "train",
+        {
+            "epoch": 2,
+            "train_loss": 6.5,
+            "train_nll_loss": 6.3,
+            "train_ppl": 78.8,
+            "train_wps": 1990,
+            "train_ups": 1.4,
+            "train_num_updates": 200,
+            "train_skd_gold_q": 0.7,
+            "train_train_wall": 60,
+            "train_wall": 70,
+        },
+    ),
 ]
 
 
@@ -70,8 +157,14 @@ JSON = [
 def test_both_log_formats_give_the_same_records_and_run_figures(lines):
     records = fairseq_log.records(lines)
     assert [(r.kind, r.epoch) for r in records] == [
-        ("train_inner", 1), ("valid", 1), ("train", 1), ("train_inner", 2), ("train_inner", 2), ("valid", 2),
-        ("train", 2)]
+        ("train_inner", 1),
+        ("valid", 1),
+        ("train", 1),
+        ("train_inner", 2),
+        ("train_inner", 2),
+        ("valid", 2),
+        ("train", 2),
+    ]
     epoch_end_record = records[2]
     # The epoch's run clock ("wall") and its training time ("train_wall") are told apart in both.
     assert epoch_end_record.get("wall") == 70 and epoch_end_record.get("train_wall") == 60
@@ -94,11 +187,24 @@ def test_lines_that_are_not_progress_records_are_skipped():
     assert fairseq_log.parse_line('t | INFO | fairseq_cli.train | {"not": "a record"}') is None
     assert fairseq_log.parse_line("t | INFO | valid | {broken json") is None
     assert fairseq_log.resumed_at(LOADED) == 100 and fairseq_log.training_limits(CONFIG) == {
-        "max_update": 0, "max_epoch": 2}
+        "max_update": 0,
+        "max_epoch": 2,
+    }
 
 
-@pytest.mark.parametrize("module", ["make_tables", "indexed_sizes", "follow_training", "choose_epochs",
-                                    "archive_runs", "score_translation", "cut_run", "run_and_measure"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "make_tables",
+        "indexed_sizes",
+        "follow_training",
+        "choose_epochs",
+        "archive_runs",
+        "score_translation",
+        "cut_run",
+        "run_and_measure",
+    ],
+)
 def test_the_experiment_tools_start_without_fairseq(module):
     """The tools the scripts call between fairseq commands import neither fairseq nor the plugin
     (whose package imports fairseq): seconds and an INFO line saved per call."""

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
-
-from skd_fairseq.inspection import mean_gold_q, mean_solved_tau, neighbour_similarities
-
 from conftest import run, save_teacher, write_dictionary
 from references import brute_force_neighbours, reference_gold_mass_temperature, reference_soft_targets
+
+from skd_fairseq.inspection import mean_gold_q, mean_solved_tau, neighbour_similarities
 
 
 def test_vocabulary_means_equal_brute_force():
@@ -40,8 +39,25 @@ def write_targets(prefix, sentences):
 def test_inspect_command_on_a_tiny_checkpoint(tmp_path):
     checkpoint, model = save_teacher(tmp_path / "run", n_words=60)
     write_targets(tmp_path / "run" / "data" / "train.de-en.en", [[5, 6, 7, 2], [8, 9, 2]])
-    out = run(["skd-fairseq-inspect", checkpoint, "--words", "w3", "w10", "--gold-mass", "0.8", "--topk", "4",
-               "--taus", "0.05", "0.2", "1", "--plot", tmp_path / "q.png"]).stdout
+    out = run(
+        [
+            "skd-fairseq-inspect",
+            checkpoint,
+            "--words",
+            "w3",
+            "w10",
+            "--gold-mass",
+            "0.8",
+            "--topk",
+            "4",
+            "--taus",
+            "0.05",
+            "0.2",
+            "1",
+            "--plot",
+            tmp_path / "q.png",
+        ]
+    ).stdout
     assert "V = 64, D = 32, k = 4, cosine; 4 special/filler ids left out; weights: target-side counts in " in out
     row = next(line for line in out.splitlines() if line.startswith("| q_gold |"))
     gold_q = [float(x) for x in row.split("|")[2:-1]]
@@ -57,10 +73,16 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
     checkpoint, _ = save_teacher(tmp_path / "run", n_words=60)
     write_dictionary(tmp_path / "other.txt", 100)
     for argv, code, message in (
-        ([checkpoint, "--dict", str(tmp_path / "other.txt")], 2,
-         "has 104 symbols but the checkpoint's output embedding has 64 rows"),
-        ([checkpoint, "--dictionary-counts", "--words", "w3", "nonesuch"], 1,
-         "skd-fairseq-inspect: 'nonesuch' is not in the dictionary"),
+        (
+            [checkpoint, "--dict", str(tmp_path / "other.txt")],
+            2,
+            "has 104 symbols but the checkpoint's output embedding has 64 rows",
+        ),
+        (
+            [checkpoint, "--dictionary-counts", "--words", "w3", "nonesuch"],
+            1,
+            "skd-fairseq-inspect: 'nonesuch' is not in the dictionary",
+        ),
         ([checkpoint, "--gold-mass", "0.1"], 2, "gold mass must be in (1/(k+1), 1)"),
         ([str(tmp_path / "missing.pt")], 2, "missing.pt not found"),
         ([str(tmp_path / "other.txt")], "skd-fairseq-inspect: cannot read", None),

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from references import reference_gold_mass_temperature, reference_loss, reference_soft_targets
 
 import skd_fairseq
 from skd_fairseq.losses import (
@@ -16,8 +17,6 @@ from skd_fairseq.losses import (
 )
 from skd_fairseq.schedule import check_schedule, skd_alpha
 from skd_fairseq.similarity import SIMILARITIES
-
-from references import reference_gold_mass_temperature, reference_loss, reference_soft_targets
 
 PAD = 1
 
@@ -204,9 +203,7 @@ def test_alpha_zero_is_exactly_fairseq_label_smoothed_loss():
             loss, nll, _ = label_smoothed_skd_loss(
                 lprobs, target, candidates, q, 0.0, 0.1, ignore_index=ignore_index, reduce=reduce
             )
-            want_loss, want_nll = label_smoothed_nll_loss(
-                lprobs, target, 0.1, ignore_index=ignore_index, reduce=reduce
-            )
+            want_loss, want_nll = label_smoothed_nll_loss(lprobs, target, 0.1, ignore_index=ignore_index, reduce=reduce)
             assert torch.equal(loss, want_loss.reshape(loss.shape))
             assert torch.equal(nll, want_nll.reshape(nll.shape))
 
@@ -223,9 +220,7 @@ def test_alpha_schedule():
     assert skd_alpha(0, 0.6, start_update=10, warmup_updates=4) == 0.0
     assert skd_alpha(9, 0.6, start_update=10, warmup_updates=4) == 0.0
     # Linear rise over W updates: alpha_max * (u - u0 + 1) / W.
-    assert [skd_alpha(u, 0.6, 10, 4) for u in range(10, 16)] == pytest.approx(
-        [0.15, 0.3, 0.45, 0.6, 0.6, 0.6]
-    )
+    assert [skd_alpha(u, 0.6, 10, 4) for u in range(10, 16)] == pytest.approx([0.15, 0.3, 0.45, 0.6, 0.6, 0.6])
     # W = 0: alpha_max at once.
     assert skd_alpha(10, 0.6, 10, 0) == 0.6 and skd_alpha(0, 0.6) == 0.6
     # A function of u alone: a resumed run at update 12 continues where it stopped.
@@ -234,8 +229,12 @@ def test_alpha_schedule():
 
 @pytest.mark.parametrize(
     "args, flag",
-    [((1.2, 0, 0), "--skd-alpha"), ((-0.1, 0, 0), "--skd-alpha"),
-     ((0.5, -1, 0), "--skd-start-update"), ((0.5, 0, -3), "--skd-warmup-updates")],
+    [
+        ((1.2, 0, 0), "--skd-alpha"),
+        ((-0.1, 0, 0), "--skd-alpha"),
+        ((0.5, -1, 0), "--skd-start-update"),
+        ((0.5, 0, -3), "--skd-warmup-updates"),
+    ],
 )
 def test_schedule_rejects_bad_values(args, flag):
     with pytest.raises(ValueError, match=flag):
@@ -262,6 +261,7 @@ def test_pure_modules_import_where_fairseq_cannot_be_imported(name):
 
 def test_the_pure_check_fails_for_a_module_that_imports_fairseq():
     package = pathlib.Path(skd_fairseq.__file__).parent
-    proc = subprocess.run([sys.executable, "-c", PURE_CHECK, str(package), "criterions.scores"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", PURE_CHECK, str(package), "criterions.scores"], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "fairseq" in proc.stderr

@@ -2,18 +2,17 @@
 
 import pytest
 import torch
+from references import brute_force_neighbours, brute_force_similarities
 
 from skd_fairseq.neighbours import (
-    neighbour_table,
     MASK_EXCLUDED_ABOVE,
     admissible_ids,
     embedding_topk,
+    neighbour_table,
     predicted_topk,
     random_candidates,
 )
 from skd_fairseq.similarity import SIMILARITIES, EmbeddingSimilarity
-
-from references import brute_force_neighbours, brute_force_similarities
 
 
 def assert_matches_brute_force(embeddings, ids, got, k, similarity, exclude=()):
@@ -241,8 +240,9 @@ def test_two_gloo_ranks_build_the_same_table_as_one_process(tmp_path):
     exclude = torch.tensor([0, 1, 2, 40])
     want = neighbour_table(spaces, 5, "cosine", exclude)
     init = f"file://{tmp_path / 'rendezvous'}"
-    mp.start_processes(_table_on_rank, args=(2, init, spaces, 5, exclude, str(tmp_path / "table")), nprocs=2,
-                       start_method="spawn")
+    mp.start_processes(
+        _table_on_rank, args=(2, init, spaces, 5, exclude, str(tmp_path / "table")), nprocs=2, start_method="spawn"
+    )
     for rank in range(2):
         assert torch.equal(torch.load(tmp_path / f"table.{rank}"), want)
 

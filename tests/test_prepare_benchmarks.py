@@ -8,17 +8,28 @@ import tarfile
 import zipfile
 
 import pytest
-
 from conftest import REPO, run
 
 from skd_experiments import score_translation, text_tools
 
 SCRIPTS = REPO / "scripts"
 
-GERMAN = ["Hallo, Welt!", "Das ist ein Test.", "Wir sehen uns morgen.", "Es regnet heute nicht.",
-          "Der Hund läuft im Park.", "Ich trinke gern Kaffee."]
-ENGLISH = ["Hello, World!", "This is a test.", "See you tomorrow.", "It is not raining today.",
-           "The dog runs in the park.", "I like drinking coffee."]
+GERMAN = [
+    "Hallo, Welt!",
+    "Das ist ein Test.",
+    "Wir sehen uns morgen.",
+    "Es regnet heute nicht.",
+    "Der Hund läuft im Park.",
+    "Ich trinke gern Kaffee.",
+]
+ENGLISH = [
+    "Hello, World!",
+    "This is a test.",
+    "See you tomorrow.",
+    "It is not raining today.",
+    "The dog runs in the park.",
+    "I like drinking coffee.",
+]
 
 
 def add_file(tar, name, text):
@@ -36,17 +47,25 @@ def iwslt_train(sentences, lang):
     """train.tags.de-en.LANG: talks with their XML header lines, as the release has them."""
     lines = []
     for talk in range(3):
-        lines += [f"<url>http://www.ted.com/talks/talk{talk}.html</url>", "<keywords>talks, tests</keywords>",
-                  f"<talkid>{talk}</talkid>", f"<title>Talk {talk}</title>", "<description>A talk.</description>",
-                  DROPPED[lang]]
+        lines += [
+            f"<url>http://www.ted.com/talks/talk{talk}.html</url>",
+            "<keywords>talks, tests</keywords>",
+            f"<talkid>{talk}</talkid>",
+            f"<title>Talk {talk}</title>",
+            "<description>A talk.</description>",
+            DROPPED[lang],
+        ]
         lines += [f"{s} ({talk}-{i})" for i in range(20) for s in sentences]
     return "\n".join(lines) + "\n"
 
 
 def iwslt_kept_training_lines(lang):
     """The recipe's view of iwslt_train: header lines dropped, tags removed, dropped pairs out."""
-    lines = [line for line in iwslt_train(GERMAN if lang == "de" else ENGLISH, lang).splitlines()
-             if not any(tag in line for tag in ("<url>", "<talkid>", "<keywords>"))]
+    lines = [
+        line
+        for line in iwslt_train(GERMAN if lang == "de" else ENGLISH, lang).splitlines()
+        if not any(tag in line for tag in ("<url>", "<talkid>", "<keywords>"))
+    ]
     for tag in ("<title>", "</title>", "<description>", "</description>"):
         lines = [line.replace(tag, "") for line in lines]
     return [line for line in lines if line != DROPPED[lang]]
@@ -54,12 +73,19 @@ def iwslt_kept_training_lines(lang):
 
 def xml_set(sentences, lang, set_id):
     segs = "\n".join(f'<seg id="{i + 1}"> {s} </seg>' for i, s in enumerate(sentences))
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<mteval>\n<srcset setid="{set_id}" srclang="{lang}">\n'
-            f'<doc docid="1" genre="lectures">\n<url>http://www.ted.com</url>\n{segs}\n</doc>\n</srcset>\n</mteval>\n')
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<mteval>\n<srcset setid="{set_id}" srclang="{lang}">\n'
+        f'<doc docid="1" genre="lectures">\n<url>http://www.ted.com</url>\n{segs}\n</doc>\n</srcset>\n</mteval>\n'
+    )
 
 
-IWSLT_TESTS = ["IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010",
-               "IWSLT14.TED.tst2011", "IWSLT14.TED.tst2012"]
+IWSLT_TESTS = [
+    "IWSLT14.TED.dev2010",
+    "IWSLT14.TEDX.dev2012",
+    "IWSLT14.TED.tst2010",
+    "IWSLT14.TED.tst2011",
+    "IWSLT14.TED.tst2012",
+]
 
 
 IWSLT_TEST_DE = GERMAN[:2] + ["Er sagt ’nein’."]
@@ -133,28 +159,37 @@ def test_prepare_iwslt14_follows_fairseqs_recipe(tmp_path):
 
 
 def test_prepare_iwslt14_checks_its_input(iwslt_archive, tmp_path):
-    proc = run(["bash", SCRIPTS / "prepare-iwslt14-de-en.sh", "-r", iwslt_archive, "-o", tmp_path / "a",
-                "--bpe-tokens", "40"], check=False)
+    proc = run(
+        ["bash", SCRIPTS / "prepare-iwslt14-de-en.sh", "-r", iwslt_archive, "-o", tmp_path / "a", "--bpe-tokens", "40"],
+        check=False,
+    )
     assert proc.returncode == 1 and "test has 15 pairs, expected 6,750" in proc.stderr
     (tmp_path / "de-en").mkdir()
-    proc = run(["bash", SCRIPTS / "prepare-iwslt14-de-en.sh", "-r", tmp_path / "de-en", "-o", tmp_path / "b"],
-               check=False)
+    proc = run(
+        ["bash", SCRIPTS / "prepare-iwslt14-de-en.sh", "-r", tmp_path / "de-en", "-o", tmp_path / "b"], check=False
+    )
     assert proc.returncode == 1 and "missing" in proc.stderr and "train.tags.de-en.de" in proc.stderr
-
 
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: refused at once, no network needed
 
 
-@pytest.mark.parametrize("script, variable, url", [
-    ("prepare-iwslt14-de-en.sh", "IWSLT14_URL", f"{UNREACHABLE}/de-en.tgz"),
-    ("prepare-wmt14-en-de.sh", "WMT14_URL_BASE", f"{UNREACHABLE}/training-parallel-europarl-v7.tgz"),
-    ("prepare-wikitext-103.sh", "WIKITEXT103_URL", f"{UNREACHABLE}/wikitext-103-v1.zip"),
-])
+@pytest.mark.parametrize(
+    "script, variable, url",
+    [
+        ("prepare-iwslt14-de-en.sh", "IWSLT14_URL", f"{UNREACHABLE}/de-en.tgz"),
+        ("prepare-wmt14-en-de.sh", "WMT14_URL_BASE", f"{UNREACHABLE}/training-parallel-europarl-v7.tgz"),
+        ("prepare-wikitext-103.sh", "WIKITEXT103_URL", f"{UNREACHABLE}/wikitext-103-v1.zip"),
+    ],
+)
 def test_prepare_scripts_download_without_r_and_say_what_to_do_when_that_fails(script, variable, url, tmp_path):
     value = UNREACHABLE if variable == "WMT14_URL_BASE" else url
-    proc = run(["bash", SCRIPTS / script, "-o", tmp_path / "out"], check=False, timeout=120,
-               env=dict(os.environ, **{variable: value}))
+    proc = run(
+        ["bash", SCRIPTS / script, "-o", tmp_path / "out"],
+        check=False,
+        timeout=120,
+        env=dict(os.environ, **{variable: value}),
+    )
     assert proc.returncode == 1
     assert f"could not download {url} (the host may have moved)" in proc.stderr
     assert "by hand (see --help" in proc.stderr and "with -r" in proc.stderr
@@ -164,22 +199,32 @@ def test_prepare_scripts_download_without_r_and_say_what_to_do_when_that_fails(s
 
 def sgm(sentences, kind, lang):
     segs = "\n".join(f'<seg id="{i + 1}">{s}</seg>' for i, s in enumerate(sentences))
-    return (f'<{kind}set setid="newstest2014" srclang="any"><doc sysid="ref" docid="1" origlang="en">\n'
-            f'{segs}\n</doc></{kind}set>\n')
+    return (
+        f'<{kind}set setid="newstest2014" srclang="any"><doc sysid="ref" docid="1" origlang="en">\n'
+        f"{segs}\n</doc></{kind}set>\n"
+    )
 
 
 @pytest.fixture(scope="module")
 def wmt_raw(tmp_path_factory):
     raw = tmp_path_factory.mktemp("wmt")
-    corpora = {"training-parallel-europarl-v7.tgz": "training/europarl-v7.de-en",
-               "training-parallel-commoncrawl.tgz": "commoncrawl.de-en",
-               "training-parallel-nc-v12.tgz": "training/news-commentary-v12.de-en"}
+    corpora = {
+        "training-parallel-europarl-v7.tgz": "training/europarl-v7.de-en",
+        "training-parallel-commoncrawl.tgz": "commoncrawl.de-en",
+        "training-parallel-nc-v12.tgz": "training/news-commentary-v12.de-en",
+    }
     for i, (archive, corpus) in enumerate(corpora.items()):
         with tarfile.open(raw / archive, "w:gz") as tar:
-            add_file(tar, f"{corpus}.en", "".join(f"{s} A well-known case {i}-{n}.\n" for n in range(20) for s in ENGLISH))
-            add_file(tar, f"{corpus}.de", "".join(f"{s} Ein bekannter Fall {i}-{n}.\n" for n in range(20) for s in GERMAN))
+            add_file(
+                tar, f"{corpus}.en", "".join(f"{s} A well-known case {i}-{n}.\n" for n in range(20) for s in ENGLISH)
+            )
+            add_file(
+                tar, f"{corpus}.de", "".join(f"{s} Ein bekannter Fall {i}-{n}.\n" for n in range(20) for s in GERMAN)
+            )
     with tarfile.open(raw / "test-full.tgz", "w:gz") as tar:
-        add_file(tar, "test-full/newstest2014-deen-src.en.sgm", sgm(ENGLISH + ["A state-of-the-art test."], "src", "en"))
+        add_file(
+            tar, "test-full/newstest2014-deen-src.en.sgm", sgm(ENGLISH + ["A state-of-the-art test."], "src", "en")
+        )
         add_file(tar, "test-full/newstest2014-deen-ref.de.sgm", sgm(GERMAN + ["Ein hochmoderner Test."], "ref", "de"))
     return raw
 
@@ -237,8 +282,18 @@ def test_prepare_wikitext103_checks_and_binarises(tmp_path):
     run(["bash", SCRIPTS / "prepare-wikitext-103.sh", "-r", archive, "-o", tmp_path / "b", "--skip-count-check"])
     assert (tmp_path / "b" / "bin" / "train.bin").exists() and (tmp_path / "b" / "bin" / "dict.txt").exists()
     # The extracted directory instead of the zip is another input: refused for the same OUT.
-    proc = run(["bash", SCRIPTS / "prepare-wikitext-103.sh", "-r", tmp_path / "b" / "wikitext-103", "-o",
-                tmp_path / "b", "--skip-count-check"], check=False)
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "prepare-wikitext-103.sh",
+            "-r",
+            tmp_path / "b" / "wikitext-103",
+            "-o",
+            tmp_path / "b",
+            "--skip-count-check",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1 and "was prepared with other options" in proc.stderr
     assert "wikitext-103-v1.zip size=" in proc.stderr
 
@@ -248,8 +303,9 @@ def test_prepare_wikitext103_names_a_missing_file(tmp_path):
         (tmp_path / f"wiki.{split}.tokens").write_text(" = Heading = \n text \n")
     proc = run(["bash", SCRIPTS / "prepare-wikitext-103.sh", "-r", tmp_path, "-o", tmp_path / "o"], check=False)
     assert proc.returncode == 1 and f"missing or empty {tmp_path}/wiki.valid.tokens" in proc.stderr
-    proc = run(["bash", SCRIPTS / "prepare-wikitext-103.sh", "-r", tmp_path / "nowhere", "-o", tmp_path / "o"],
-               check=False)
+    proc = run(
+        ["bash", SCRIPTS / "prepare-wikitext-103.sh", "-r", tmp_path / "nowhere", "-o", tmp_path / "o"], check=False
+    )
     assert proc.returncode == 1 and "is neither wikitext-103-v1.zip nor its extracted directory" in proc.stderr
 
 
@@ -262,16 +318,29 @@ def test_score_translation_lowercase_and_the_shared_compound_split():
     assert "|case:lc|" in lower["bleu_signature"] and "|case:lc|" in lower["chrf_signature"]
     assert score_translation.split_compounds is text_tools.split_compounds
     assert text_tools.split_compounds("a well-known test") == "a well ##AT##-##AT## known test"
-    split = score_translation.tokenized_bleu(["the well-known cat sat on a mat"] * 2,
-                                            ["the well-known cat sat on a mat"] * 2, "compound-split")
+    split = score_translation.tokenized_bleu(
+        ["the well-known cat sat on a mat"] * 2, ["the well-known cat sat on a mat"] * 2, "compound-split"
+    )
     assert split["bleu_tokenized"] == 100.0 and split["bleu_tokenized_kind"] == "compound-split"
 
 
 def test_prepare_multi30k_language_model_side(multi30k_bin):
     from conftest import require_shared
 
-    args = ["bash", SCRIPTS / "prepare-multi30k.sh", "-r", require_shared("multi30k"), "-o", multi30k_bin,
-            "--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"]
+    args = [
+        "bash",
+        SCRIPTS / "prepare-multi30k.sh",
+        "-r",
+        require_shared("multi30k"),
+        "-o",
+        multi30k_bin,
+        "--train-lines",
+        "2000",
+        "--eval-lines",
+        "100",
+        "--vocab-size",
+        "1000",
+    ]
     proc = run(args + ["--lm", "fr"], check=False)
     assert proc.returncode == 1 and "--lm must be one side of the pair (de or en)" in proc.stderr
     run(args + ["--lm", "en"])

@@ -4,18 +4,29 @@ import copy
 
 import pytest
 import torch
+from conftest import build_translation, translation_sample
 
 from skd_fairseq.schedule import progressive_alpha
-
-from conftest import build_translation, translation_sample
 
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 
 
 def ps_kd(tmp_path, *flags):
     save_dir = tmp_path / "run"
-    return build_translation(tmp_path, ["--criterion", "label_smoothed_ps_kd", "--label-smoothing", "0.1",
-                                        "--max-epoch", "4", "--save-dir", str(save_dir), *flags])
+    return build_translation(
+        tmp_path,
+        [
+            "--criterion",
+            "label_smoothed_ps_kd",
+            "--label-smoothing",
+            "0.1",
+            "--max-epoch",
+            "4",
+            "--save-dir",
+            str(save_dir),
+            *flags,
+        ],
+    )
 
 
 def perturb(model, scale=0.2):
@@ -47,7 +58,9 @@ def test_loss_is_the_cross_entropy_to_the_progressive_target(tmp_path, fresh_met
     # Brute force in float64: -sum_w [(1 - a) y_ls + a p_teacher](w) log p(w), a = 0.6 * 2 / 4.
     a = 0.3
     model.zero_grad()
-    lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True).view(-1, len(task.target_dictionary))
+    lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True).view(
+        -1, len(task.target_dictionary)
+    )
     with torch.no_grad():
         p_teacher = teacher.get_normalized_probs(teacher(**sample["net_input"]), log_probs=True).exp()
     p_teacher = p_teacher.view_as(lprobs).double()
@@ -101,9 +114,13 @@ def test_the_first_epoch_has_no_teacher_and_the_teacher_follows_each_epoch_bound
 
 def write_checkpoint(path, model, epoch, iterations):
     """What fairseq's trainer saves, as far as the teacher reads it."""
-    torch.save({"model": model.state_dict(),
-                "extra_state": {"train_iterator": {"version": 2, "epoch": epoch, "iterations_in_epoch": iterations}}},
-               path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "extra_state": {"train_iterator": {"version": 2, "epoch": epoch, "iterations_in_epoch": iterations}},
+        },
+        path,
+    )
 
 
 def test_a_resumed_run_rebuilds_the_teacher_of_its_epoch(tmp_path, fresh_metrics):
@@ -142,7 +159,10 @@ def test_a_resumed_run_rebuilds_the_teacher_of_its_epoch(tmp_path, fresh_metrics
     [
         (["--ps-kd-alpha", "1.5"], r"--ps-kd-alpha must be in \[0, 1\], got 1.5"),
         (["--max-epoch", "0"], r"it needs --max-epoch T > 0 \(got 0"),
-        (["--kd-teacher-path", "teacher.pt"], r"--kd-teacher-path: PS-KD's teacher is the student of the previous epoch"),
+        (
+            ["--kd-teacher-path", "teacher.pt"],
+            r"--kd-teacher-path: PS-KD's teacher is the student of the previous epoch",
+        ),
         (["--kd-weight", "0.5"], r"--kd-weight: PS-KD weighs its teacher by a_t"),
         (["--kd-temperature", "2"], r"--kd-temperature 2.0: PS-KD's target is the previous epoch's plain prediction"),
         (["--kd-teacher-topk", "-1"], r"--kd-teacher-topk must be >= 0"),

@@ -5,7 +5,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import REPO, USER_DIR, require_shared, run, save_teacher, tool
 
 from skd_experiments.indexed_sizes import split_sizes
@@ -23,6 +22,7 @@ def write_lines(path, lines):
 
 # --- distill-sequence-level.sh ----------------------------------------------------------------
 
+
 @pytest.fixture
 def tiny_translation(tmp_path):
     """(data, teacher): a tiny de-en data directory binarised with the dictionaries of a tiny
@@ -35,16 +35,58 @@ def tiny_translation(tmp_path):
             write_lines(text / f"{split}.{lang}", [words(offset + 3 * i, 3 + i % 3) for i in range(n)])
     data = tmp_path / "prepared" / "bin"
     dicts = tmp_path / "teacher" / "data"
-    run(["fairseq-preprocess", "-s", "de", "-t", "en", "--trainpref", text / "train", "--validpref",
-         text / "valid", "--testpref", text / "test", "--srcdict", dicts / "dict.de.txt",
-         "--tgtdict", dicts / "dict.en.txt", "--destdir", data, "--workers", "1"])
+    run(
+        [
+            "fairseq-preprocess",
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--trainpref",
+            text / "train",
+            "--validpref",
+            text / "valid",
+            "--testpref",
+            text / "test",
+            "--srcdict",
+            dicts / "dict.de.txt",
+            "--tgtdict",
+            dicts / "dict.en.txt",
+            "--destdir",
+            data,
+            "--workers",
+            "1",
+        ]
+    )
     return data, teacher
 
 
 def distill(data, teacher, out):
-    return run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", teacher,
-                "-s", "de", "-t", "en", "--out", out, "--beam", "1", "--max-len-a", "0", "--max-len-b", "4",
-                "--on-empty", "reference"], check=False)
+    return run(
+        [
+            "bash",
+            SCRIPTS / "distill-sequence-level.sh",
+            "--data",
+            data,
+            "--teacher",
+            teacher,
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--out",
+            out,
+            "--beam",
+            "1",
+            "--max-len-a",
+            "0",
+            "--max-len-b",
+            "4",
+            "--on-empty",
+            "reference",
+        ],
+        check=False,
+    )
 
 
 def test_distill_refuses_an_out_whose_bin_is_the_data(tiny_translation, tmp_path):
@@ -61,7 +103,10 @@ def test_distill_refuses_an_out_whose_bin_is_the_data(tiny_translation, tmp_path
     for out, given in ((data.parent, data), (link, data), (nested, nested / "bin" / "data")):
         proc = distill(given, teacher, out)
         assert proc.returncode == 1, proc.stdout + proc.stderr
-        assert proc.stderr.startswith("distill-sequence-level: --out ") and "is (or holds) the --data directory" in proc.stderr
+        assert (
+            proc.stderr.startswith("distill-sequence-level: --out ")
+            and "is (or holds) the --data directory" in proc.stderr
+        )
         assert "the data would be deleted; give another --out" in proc.stderr
         assert sorted(p.name for p in given.iterdir()) == files
     assert not (data.parent / "generate.train.txt").exists()
@@ -87,6 +132,7 @@ def test_distill_translates_again_with_a_teacher_retrained_at_the_same_path(tiny
 
 
 # --- indexed_sizes.py -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("impl", ["mmap", "cached"])
 def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
@@ -117,6 +163,7 @@ def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
 
 # --- prepare-multi30k.sh, prepare-wikitext.sh ---------------------------------------------------
 
+
 def copy_of(directory, destination):
     """A copy of a raw directory: the same content at another path, with other times."""
     shutil.copytree(directory, destination, copy_function=shutil.copyfile)
@@ -126,8 +173,18 @@ def copy_of(directory, destination):
 def test_prepare_multi30k_refuses_a_build_from_another_input(tmp_path):
     shared = require_shared("multi30k")
     out = tmp_path / "out"
-    args = ["bash", SCRIPTS / "prepare-multi30k.sh", "-o", out, "--train-lines", "100", "--eval-lines", "10",
-            "--vocab-size", "200"]
+    args = [
+        "bash",
+        SCRIPTS / "prepare-multi30k.sh",
+        "-o",
+        out,
+        "--train-lines",
+        "100",
+        "--eval-lines",
+        "10",
+        "--vocab-size",
+        "200",
+    ]
     run([*args, "-r", shared])
     stamp = (out / "prepare.options").read_text()
     before = (out / "bin" / "train.de-en.en.bin").stat().st_mtime_ns
@@ -153,8 +210,20 @@ def test_prepare_multi30k_refuses_a_build_from_another_input(tmp_path):
 def test_prepare_wikitext_refuses_a_build_from_another_input(tmp_path):
     shared = require_shared("wikitext-2-sample")
     out = tmp_path / "out"
-    args = ["bash", SCRIPTS / "prepare-wikitext.sh", "-o", out, "--train", "wiki.valid.tokens",
-            "--valid", "wiki.test.tokens", "--test", "wiki.test.tokens", "--lines", "30"]
+    args = [
+        "bash",
+        SCRIPTS / "prepare-wikitext.sh",
+        "-o",
+        out,
+        "--train",
+        "wiki.valid.tokens",
+        "--valid",
+        "wiki.test.tokens",
+        "--test",
+        "wiki.test.tokens",
+        "--lines",
+        "30",
+    ]
     run([*args, "-r", shared])
     stamp = (out / "prepare.options").read_text()
     other = copy_of(shared, tmp_path / "other-raw")
@@ -174,27 +243,41 @@ def test_prepare_wikitext_refuses_a_build_from_another_input(tmp_path):
     run([*args, "-r", shared, "--eval-lines", "10", "-o", short])
     counts = {split: sum(1 for _ in open(short / "text" / f"{split}.tokens")) for split in ("train", "valid", "test")}
     assert counts == {"train": 30, "valid": 10, "test": 10}
-    assert (short / "prepare.options").read_text().startswith(
-        "train=wiki.valid.tokens valid=wiki.test.tokens test=wiki.test.tokens lines=30 eval_lines=10\n")
+    assert (
+        (short / "prepare.options")
+        .read_text()
+        .startswith("train=wiki.valid.tokens valid=wiki.test.tokens test=wiki.test.tokens lines=30 eval_lines=10\n")
+    )
     proc = run([*args, "-r", shared, "--eval-lines", "0", "-o", tmp_path / "zero"], check=False)
     assert proc.returncode == 1 and "--eval-lines must be a positive integer, got '0'" in proc.stderr
 
 
 # --- evaluate-lm.sh ---------------------------------------------------------------------------
 
-TINY_LM = ["--arch", "transformer_lm", "--decoder-layers", "1", "--decoder-embed-dim", "16",
-           "--decoder-ffn-embed-dim", "32", "--decoder-attention-heads", "2", "--tokens-per-sample", "16"]
+TINY_LM = [
+    "--arch",
+    "transformer_lm",
+    "--decoder-layers",
+    "1",
+    "--decoder-embed-dim",
+    "16",
+    "--decoder-ffn-embed-dim",
+    "32",
+    "--decoder-attention-heads",
+    "2",
+    "--tokens-per-sample",
+    "16",
+]
 
 
 @pytest.fixture
 def tiny_lm(tmp_path):
     """(config, run_dir, tokens in the test split): a tiny untrained language model with 16
     positions and data whose test split has lines of 4 to 22 tokens (end of sentence included)."""
+    from conftest import write_dictionary
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
-
-    from conftest import write_dictionary
 
     text = tmp_path / "text"
     text.mkdir()
@@ -203,12 +286,42 @@ def tiny_lm(tmp_path):
     test_lines = [words(2 * i, n) for i, n in enumerate((3, 8, 21, 5, 12, 4))]  # 21 words: 22 tokens
     write_lines(text / "test.txt", test_lines)
     data = tmp_path / "bin"
-    run(["fairseq-preprocess", "--only-source", "--trainpref", text / "train.txt", "--validpref", text / "test.txt",
-         "--testpref", text / "test.txt", "--srcdict", tmp_path / "dict.txt", "--destdir", data, "--workers", "1"])
+    run(
+        [
+            "fairseq-preprocess",
+            "--only-source",
+            "--trainpref",
+            text / "train.txt",
+            "--validpref",
+            text / "test.txt",
+            "--testpref",
+            text / "test.txt",
+            "--srcdict",
+            tmp_path / "dict.txt",
+            "--destdir",
+            data,
+            "--workers",
+            "1",
+        ]
+    )
     args = options.parse_args_and_arch(
         options.get_training_parser(),
-        [str(data), "--task", "language_modeling", "--user-dir", USER_DIR, "--cpu", "--optimizer", "adam",
-         "--lr", "1e-3", "--criterion", "cross_entropy", *TINY_LM])
+        [
+            str(data),
+            "--task",
+            "language_modeling",
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--criterion",
+            "cross_entropy",
+            *TINY_LM,
+        ],
+    )
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
@@ -254,7 +367,8 @@ def test_evaluate_lm_refuses_a_split_whose_blocks_were_skipped(tiny_lm):
 
 
 def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probability(
-        translation_teacher, multi30k_bin, tmp_path):
+    translation_teacher, multi30k_bin, tmp_path
+):
     """validation_perplexity.py: perplexity, mean entropy and mean p(previous target token) of the
     teacher-forced predictions, against a float64 computation sentence by sentence."""
     import math
@@ -263,11 +377,11 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
     from fairseq import checkpoint_utils
 
     out = tmp_path / "stats.json"
-    run([*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher,
-         "--cpu", "--out", out])
+    run([*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher, "--cpu", "--out", out])
     got = json.loads(out.read_text())
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(translation_teacher)], arg_overrides={"data": str(multi30k_bin / "bin")})
+        [str(translation_teacher)], arg_overrides={"data": str(multi30k_bin / "bin")}
+    )
     model = models[0].eval().double()
     task.load_dataset("valid")
     dataset = task.dataset("valid")

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, require_shared, run, tiny_config, tool
 
 from skd_experiments import plots, run_and_measure, score_translation
@@ -26,10 +25,25 @@ def write_gz(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-@pytest.mark.parametrize("script", ["prepare-multi30k.sh", "prepare-wikitext.sh", "prepare-iwslt14-de-en.sh",
-                                    "prepare-wmt14-en-de.sh", "prepare-wikitext-103.sh", "train.sh",
-                                    "evaluate-translation.sh", "evaluate-lm.sh", "sweep.sh", "reproduce.sh",
-                                    "demo.sh", "setup-env.sh", "distill-sequence-level.sh", "test.sh"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "prepare-multi30k.sh",
+        "prepare-wikitext.sh",
+        "prepare-iwslt14-de-en.sh",
+        "prepare-wmt14-en-de.sh",
+        "prepare-wikitext-103.sh",
+        "train.sh",
+        "evaluate-translation.sh",
+        "evaluate-lm.sh",
+        "sweep.sh",
+        "reproduce.sh",
+        "demo.sh",
+        "setup-env.sh",
+        "distill-sequence-level.sh",
+        "test.sh",
+    ],
+)
 def test_scripts_print_usage(script):
     out = run(["bash", SCRIPTS / script, "-h"]).stdout
     assert out.startswith("Usage:")
@@ -42,13 +56,17 @@ def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_pat
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     for args, status, message in (
-            ([config, "--run-dir", run_dir, "--bogus"], 2, "unknown option '--bogus'"),
-            ([tmp_path / "missing.sh", "--run-dir", run_dir], 1, "missing.sh' not found"),
-            ([config], 1, "give an existing --run-dir"),
-            ([config, "--run-dir", tmp_path / "nowhere"], 1, "give an existing --run-dir"),
-            ([config, "--run-dir", run_dir, "--split", "train"], 1, "--split must be valid or test, got 'train'"),
-            ([config, "--run-dir", run_dir, "--checkpoint", "last", "--average-last", "3"], 1,
-             "--checkpoint last and --average-last 3 both choose the scored model: give one")):
+        ([config, "--run-dir", run_dir, "--bogus"], 2, "unknown option '--bogus'"),
+        ([tmp_path / "missing.sh", "--run-dir", run_dir], 1, "missing.sh' not found"),
+        ([config], 1, "give an existing --run-dir"),
+        ([config, "--run-dir", tmp_path / "nowhere"], 1, "give an existing --run-dir"),
+        ([config, "--run-dir", run_dir, "--split", "train"], 1, "--split must be valid or test, got 'train'"),
+        (
+            [config, "--run-dir", run_dir, "--checkpoint", "last", "--average-last", "3"],
+            1,
+            "--checkpoint last and --average-last 3 both choose the scored model: give one",
+        ),
+    ):
         proc = run(["bash", SCRIPTS / script, *args], check=False)
         assert proc.returncode == status, proc.stderr
         assert proc.stderr.startswith(f"{script[:-3]}: ") and message in proc.stderr
@@ -69,8 +87,13 @@ def test_scripts_find_the_project_environment_without_activation(tmp_path):
     # subprocess.run, not run(): that one puts the venv on PATH itself.
     venv = os.path.dirname(os.path.dirname(sys.executable))
     probe = f'. {SCRIPTS}/device.sh; command -v python; echo "device: ${{device[*]}}"'
-    out = subprocess.run(["/bin/bash", "-c", probe], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path)}).stdout
+    out = subprocess.run(
+        ["/bin/bash", "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path)},
+    ).stdout
     assert out.splitlines()[0] == os.path.join(venv, "bin", "python")
     assert out.splitlines()[1] == "device: " + ("" if torch.cuda.is_available() else "--cpu")
     # No environment with torch: a clear error, not a silent --cpu.
@@ -78,16 +101,27 @@ def test_scripts_find_the_project_environment_without_activation(tmp_path):
     fake.mkdir()
     (fake / "python").write_text("#!/bin/sh\nexit 1\n")
     (fake / "python").chmod(0o755)
-    proc = subprocess.run(["/bin/bash", "-c", probe], capture_output=True, text=True,
-                          env={"PATH": f"{fake}:/usr/bin:/bin", "SKD_VENV": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    proc = subprocess.run(
+        ["/bin/bash", "-c", probe],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin", "SKD_VENV": str(tmp_path / "none"), "HOME": str(tmp_path)},
+    )
     assert proc.returncode == 1 and "cannot import torch: run 'bash scripts/setup-env.sh'" in proc.stderr
     # A script run by another reuses its caller's answer for the same python (exported), not another's.
     reuse = f'{probe}; echo "probe: $SKD_DEVICE_PROBE"; . {SCRIPTS}/device.sh; echo "device: ${{device[*]}}"'
     python = os.path.join(venv, "bin", "python")
-    for given, expected in ((f"{python}=1", ""), ("/elsewhere/bin/python=1", "--cpu" * (not torch.cuda.is_available()))):
-        out = subprocess.run(["/bin/bash", "-c", reuse], capture_output=True, text=True, check=True,
-                             env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path),
-                                  "SKD_DEVICE_PROBE": given}).stdout.splitlines()
+    for given, expected in (
+        (f"{python}=1", ""),
+        ("/elsewhere/bin/python=1", "--cpu" * (not torch.cuda.is_available())),
+    ):
+        out = subprocess.run(
+            ["/bin/bash", "-c", reuse],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "SKD_VENV": venv, "HOME": str(tmp_path), "SKD_DEVICE_PROBE": given},
+        ).stdout.splitlines()
         assert out[1] == f"device: {expected}" and out[3] == f"device: {expected}"
         assert out[2] == f"probe: {python}={int(expected == '')}"
 
@@ -114,10 +148,13 @@ def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["-s", "xx"], "unsupported language 'xx'"), (["-t", "de"], "source and target are both 'de'"),
-     (["--vocab-size", "0"], "--vocab-size must be a positive integer"),
-     (["--train-lines", "ten"], "--train-lines must be a positive integer"),
-     (["--bogus"], "unknown option '--bogus'")],
+    [
+        (["-s", "xx"], "unsupported language 'xx'"),
+        (["-t", "de"], "source and target are both 'de'"),
+        (["--vocab-size", "0"], "--vocab-size must be a positive integer"),
+        (["--train-lines", "ten"], "--train-lines must be a positive integer"),
+        (["--bogus"], "unknown option '--bogus'"),
+    ],
 )
 def test_prepare_multi30k_rejects_bad_options(tmp_path, flags, message):
     proc = run(["bash", SCRIPTS / "prepare-multi30k.sh", "-r", tmp_path, *flags], check=False)
@@ -125,8 +162,20 @@ def test_prepare_multi30k_rejects_bad_options(tmp_path, flags, message):
 
 
 def test_prepare_multi30k_resumes_and_refuses_other_options(multi30k_bin):
-    args = ["bash", SCRIPTS / "prepare-multi30k.sh", "-r", require_shared("multi30k"), "-o", multi30k_bin,
-            "--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"]
+    args = [
+        "bash",
+        SCRIPTS / "prepare-multi30k.sh",
+        "-r",
+        require_shared("multi30k"),
+        "-o",
+        multi30k_bin,
+        "--train-lines",
+        "2000",
+        "--eval-lines",
+        "100",
+        "--vocab-size",
+        "1000",
+    ]
     before = (multi30k_bin / "bin" / "train.de-en.en.bin").stat().st_mtime_ns
     out = run(args).stdout
     assert "fairseq-preprocess" not in out and "ready" in out
@@ -157,31 +206,43 @@ def test_score_translation_refuses_a_partial_output(tmp_path):
 
 def test_average_checkpoints_averages_the_weights(tmp_path):
     for i, value in enumerate((1.0, 2.0, 6.0)):
-        torch.save({"model": {"w": torch.full((2, 2), value), "n": torch.tensor([i])}, "extra": i},
-                   tmp_path / f"c{i}.pt")
-    run([*tool("average_checkpoints"), "--inputs",
-         *(tmp_path / f"c{i}.pt" for i in range(3)), "--output", tmp_path / "avg.pt"])
+        torch.save(
+            {"model": {"w": torch.full((2, 2), value), "n": torch.tensor([i])}, "extra": i}, tmp_path / f"c{i}.pt"
+        )
+    run(
+        [
+            *tool("average_checkpoints"),
+            "--inputs",
+            *(tmp_path / f"c{i}.pt" for i in range(3)),
+            "--output",
+            tmp_path / "avg.pt",
+        ]
+    )
     avg = torch.load(tmp_path / "avg.pt")
     assert torch.equal(avg["model"]["w"], torch.full((2, 2), 3.0)) and avg["extra"] == 2
     assert avg["model"]["n"].dtype == torch.long
 
 
 def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
-    log = "\n".join([
-        "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
-        "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, train_wall=49, wall=200",
-        "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | train_wall 117 | wall 240",
-    ])
+    log = "\n".join(
+        [
+            "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
+            "x | INFO | train_inner | epoch 001: 100 / 90 loss=8.1, wps=1700.5, ups=0.5, num_updates=100, lr=1e-4, train_wall=49, wall=200",
+            "x | INFO | train | epoch 001 | loss 8.5 | wps 1600 | ups 0.5 | num_updates 120 | lr 1e-4 | train_wall 117 | wall 240",
+        ]
+    )
     assert run_and_measure.fairseq_stats(log) == {"updates": 120, "fairseq_wall_s": 240.0, "tokens_per_s": 1600.5}
     # Killed at update 150 and resumed from the epoch-1 checkpoint (update 120): fairseq's wall
     # clock restarts, and the 120 -> 150 stretch was trained again, so it counts once.
-    resumed = "\n".join([
-        log,
-        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=300",
-        "x | INFO | fairseq.trainer | Loaded checkpoint /r/checkpoint_last.pt (epoch 2 @ 120 updates)",
-        "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=70",
-        "x | INFO | train | epoch 002 | loss 8.0 | wps 1500 | ups 0.5 | num_updates 240 | lr 1e-4 | wall 250",
-    ])
+    resumed = "\n".join(
+        [
+            log,
+            "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=300",
+            "x | INFO | fairseq.trainer | Loaded checkpoint /r/checkpoint_last.pt (epoch 2 @ 120 updates)",
+            "x | INFO | train_inner | epoch 002:  30 / 90 loss=8.0, wps=1500, ups=0.5, num_updates=150, lr=1e-4, train_wall=29, wall=70",
+            "x | INFO | train | epoch 002 | loss 8.0 | wps 1500 | ups 0.5 | num_updates 240 | lr 1e-4 | wall 250",
+        ]
+    )
     assert run_and_measure.fairseq_stats(resumed) == {"updates": 240, "fairseq_wall_s": 490.0, "tokens_per_s": 1500.25}
     # A run killed mid-epoch ends with a train_inner line: its wall clock, not the interval's train_wall.
     killed = "\n".join(resumed.splitlines()[:4])
@@ -190,8 +251,19 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
 
 def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     summary = tmp_path / "train.json"
-    command = [*tool("run_and_measure"), "--log", tmp_path / "train.log", "--summary", summary,
-               "--meta", "seed=3", "--", sys.executable, "-c", "print('fairseq says hello')"]
+    command = [
+        *tool("run_and_measure"),
+        "--log",
+        tmp_path / "train.log",
+        "--summary",
+        summary,
+        "--meta",
+        "seed=3",
+        "--",
+        sys.executable,
+        "-c",
+        "print('fairseq says hello')",
+    ]
     run(command)
     first = json.loads(summary.read_text())
     run(command)
@@ -208,11 +280,33 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
     # A cut run whose earlier peak memory was lost: resuming it (nothing left to train) must not
     # report the resumption's small peak as the run's, and keeps what cut_run.py wrote.
     summary = tmp_path / "train.json"
-    summary.write_text(json.dumps({"invocations": 1, "peak_rss_mib": None, "peak_memory_mib": None,
-                                   "note": "peak memory not recorded", "cut_at_epoch": 18}))
-    run([*tool("run_and_measure"), "--log", tmp_path / "train.log", "--summary", summary,
-         "--meta", "method=baseline", "--", sys.executable, "-c", "print('done training')"],
-        env=dict(os.environ, OMP_NUM_THREADS="3"))
+    summary.write_text(
+        json.dumps(
+            {
+                "invocations": 1,
+                "peak_rss_mib": None,
+                "peak_memory_mib": None,
+                "note": "peak memory not recorded",
+                "cut_at_epoch": 18,
+            }
+        )
+    )
+    run(
+        [
+            *tool("run_and_measure"),
+            "--log",
+            tmp_path / "train.log",
+            "--summary",
+            summary,
+            "--meta",
+            "method=baseline",
+            "--",
+            sys.executable,
+            "-c",
+            "print('done training')",
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="3"),
+    )
     after = json.loads(summary.read_text())
     assert after["omp_num_threads"] == "3"  # the threads it ran with
     assert after["peak_rss_mib"] is None and after["peak_memory_mib"] is None and after["invocations"] == 2
@@ -225,12 +319,14 @@ def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
 
     assert run_and_measure.CUDA_PEAK_ENV == cuda_peak.ENV
     # A process that "used CUDA" (torch.cuda faked: no GPU here) and loads the plugin, as fairseq-train does.
-    fake = ("import torch\n"
-            "torch.cuda.is_available = lambda: True\n"
-            "torch.cuda.is_initialized = lambda: True\n"
-            "torch.cuda.current_device = lambda: 0\n"
-            "torch.cuda.max_memory_allocated = lambda device=None: 3 << 20\n"
-            "import skd_fairseq\n")
+    fake = (
+        "import torch\n"
+        "torch.cuda.is_available = lambda: True\n"
+        "torch.cuda.is_initialized = lambda: True\n"
+        "torch.cuda.current_device = lambda: 0\n"
+        "torch.cuda.max_memory_allocated = lambda device=None: 3 << 20\n"
+        "import skd_fairseq\n"
+    )
     peak_file = tmp_path / "peaks"
     env = dict(os.environ, **{cuda_peak.ENV: str(peak_file)})
     subprocess.run([sys.executable, "-c", fake], check=True, env=env, cwd=REPO)
@@ -248,10 +344,29 @@ def small_slice(multi30k_bin, out, lines=300):
     for lang in ("de", "en"):
         with open(multi30k_bin / "spm" / f"train.{lang}") as f:
             (out / f"train.{lang}").write_text("".join(next(f) for _ in range(lines)))
-    run(["fairseq-preprocess", "-s", "de", "-t", "en", "--trainpref", out / "train",
-         "--validpref", multi30k_bin / "spm" / "valid", "--testpref", multi30k_bin / "spm" / "test",
-         "--srcdict", multi30k_bin / "bin" / "dict.de.txt", "--tgtdict", multi30k_bin / "bin" / "dict.en.txt",
-         "--destdir", out / "bin", "--workers", "1"])
+    run(
+        [
+            "fairseq-preprocess",
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--trainpref",
+            out / "train",
+            "--validpref",
+            multi30k_bin / "spm" / "valid",
+            "--testpref",
+            multi30k_bin / "spm" / "test",
+            "--srcdict",
+            multi30k_bin / "bin" / "dict.de.txt",
+            "--tgtdict",
+            multi30k_bin / "bin" / "dict.en.txt",
+            "--destdir",
+            out / "bin",
+            "--workers",
+            "1",
+        ]
+    )
     (out / "bin" / ".done").touch()
     return out / "bin"
 
@@ -261,9 +376,28 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     out = tmp_path / "demo"
     env = dict(os.environ, SKD_VENV=sys.prefix)  # the environment running the tests
-    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
-                "--layers", "1", "--dim", "48", "--presets", "baseline skd-predicted", "--seeds", "3"], env=env)
-    table = proc.stdout[proc.stdout.index("| method |"):]
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "demo.sh",
+            "--config",
+            config,
+            "--out",
+            out,
+            "--max-update",
+            "6",
+            "--layers",
+            "1",
+            "--dim",
+            "48",
+            "--presets",
+            "baseline skd-predicted",
+            "--seeds",
+            "3",
+        ],
+        env=env,
+    )
+    table = proc.stdout[proc.stdout.index("| method |") :]
     assert (out / "curves.png").exists() and "validation curves:" in proc.stdout
     # One progress line per model (printed once at the end when not on a terminal), no fairseq log.
     assert "baseline seed 3: update 6/6 | loss " in proc.stdout and " tok/s" in proc.stdout
@@ -280,8 +414,21 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
         assert sum(1 for _ in open(run_dir / "hyp.test.txt")) == 100
     # Evaluation with averaging uses the interval checkpoints, and says when there are too few.
     run_dir = out / "baseline" / "seed3"
-    run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir, "--average-last", "1",
-         "--checkpoint", "last", "--split", "valid"])
+    run(
+        [
+            "bash",
+            SCRIPTS / "evaluate-translation.sh",
+            config,
+            "--run-dir",
+            run_dir,
+            "--average-last",
+            "1",
+            "--checkpoint",
+            "last",
+            "--split",
+            "valid",
+        ]
+    )
     result = json.loads((run_dir / "result.valid.json").read_text())
     assert result["split"] == "valid"
     # The model's validation perplexity, scored without a criterion, is the one fairseq-train logged
@@ -289,12 +436,32 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     logged = [float(line.split("| ppl ")[1].split()[0]) for line in open(run_dir / "train.log") if "| valid |" in line]
     assert result["metrics"]["valid_ppl"] == pytest.approx(logged[-1], abs=0.006)
     assert result["metrics"]["valid_tokens"] > 0
-    proc = run(["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir,
-                "--average-last", "5"], check=False)
+    proc = run(
+        ["bash", SCRIPTS / "evaluate-translation.sh", config, "--run-dir", run_dir, "--average-last", "5"], check=False
+    )
     assert proc.returncode == 1 and "needs that many update or epoch checkpoints" in proc.stderr
     # Re-running the demo resumes from the checkpoints: no update is done again.
-    again = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6",
-                 "--layers", "1", "--dim", "48", "--presets", "baseline", "--seeds", "3"], env=env)
+    again = run(
+        [
+            "bash",
+            SCRIPTS / "demo.sh",
+            "--config",
+            config,
+            "--out",
+            out,
+            "--max-update",
+            "6",
+            "--layers",
+            "1",
+            "--dim",
+            "48",
+            "--presets",
+            "baseline",
+            "--seeds",
+            "3",
+        ],
+        env=env,
+    )
     assert "baseline seed 3: already scored" in again.stdout
     assert "already finished with these settings" in (run_dir / "demo-train.out").read_text()
     assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
@@ -304,14 +471,20 @@ def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     env = dict(os.environ, SKD_VENV=sys.prefix)
     # An unknown preset is refused before anything is set up or trained.
-    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "skd-magic"],
-               env=env, check=False)
+    proc = run(
+        ["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "skd-magic"],
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 1 and "demo: preset 'skd-magic' is unknown (one of: baseline" in proc.stderr
     assert not (tmp_path / "demo").exists()
     with open(config, "a") as f:
         f.write("FAIRSEQ_ARGS+=(--no-such-flag)\n")
-    proc = run(["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "baseline"],
-               env=env, check=False)
+    proc = run(
+        ["bash", SCRIPTS / "demo.sh", "--config", config, "--out", tmp_path / "demo", "--presets", "baseline"],
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "baseline seed 1: failed (exit status 2); the last" in proc.stderr  # argparse's status
     assert "unrecognized arguments: --no-such-flag" in proc.stderr and "training failed; fairseq's log:" in proc.stderr
@@ -329,20 +502,32 @@ def write_result(run_dir, method, seed, hyps, refs, bleu, chrf, log_points=()):
     run_dir.mkdir(parents=True)
     (run_dir / "hyp.test.txt").write_text("\n".join(hyps) + "\n")
     (run_dir / "ref.txt").write_text("\n".join(refs) + "\n")
-    (run_dir / "train.log").write_text("".join(
-        f"x | INFO | valid | epoch {i:03d} | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl {ppl} | wps 1 | num_updates {u}\n"
-        for i, (u, ppl) in enumerate(log_points, 1)))
-    result = {"dataset": "toy", "pair": "de-en", "split": "test", "hypotheses": "hyp.test.txt", "references": "ref.txt",
-              "metrics": {"bleu": bleu, "chrf": chrf, "bleu_signature": "sig-bleu", "chrf_signature": "sig-chrf"},
-              "training": {"preset": method, "method": method, "seed": str(seed), "extra_flags": ""}}
+    (run_dir / "train.log").write_text(
+        "".join(
+            f"x | INFO | valid | epoch {i:03d} | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl {ppl} | wps 1 | num_updates {u}\n"
+            for i, (u, ppl) in enumerate(log_points, 1)
+        )
+    )
+    result = {
+        "dataset": "toy",
+        "pair": "de-en",
+        "split": "test",
+        "hypotheses": "hyp.test.txt",
+        "references": "ref.txt",
+        "metrics": {"bleu": bleu, "chrf": chrf, "bleu_signature": "sig-bleu", "chrf_signature": "sig-chrf"},
+        "training": {"preset": method, "method": method, "seed": str(seed), "extra_flags": ""},
+    }
     (run_dir / "result.test.json").write_text(json.dumps(result))
     return run_dir / "result.test.json"
 
 
 # Committed tables rebuilt from their archives with the options their headers name.
 COMMITTED_TABLES = [
-    ("multi30k-en-lm", "result.test.json",
-     ["--significance", "--cost", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"]),
+    (
+        "multi30k-en-lm",
+        "result.test.json",
+        ["--significance", "--cost", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"],
+    ),
     ("multi30k-de-en-sweep", "result.valid.json", ["--flags", "--training-metrics"]),
 ]
 
@@ -375,24 +560,47 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
     files = []
     for seed, (b, s) in enumerate([(20.0, 24.0), (22.0, 26.0)], 1):
-        files.append(write_result(tmp_path / f"baseline{seed}", "baseline", seed, worse, refs, b, 40.0,
-                                  [(100, 50.0), (200, 30.0)]))
-        files.append(write_result(tmp_path / f"skd{seed}", "skd-neighbours", seed, refs, refs, s, 45.0,
-                                  [(100, 45.0), (200, 25.0)]))
-    lm = [write_lm_result(tmp_path / "lm-base", "baseline", [-4.0, -5.0] * 30),
-          write_lm_result(tmp_path / "lm-skd", "skd-neighbours", [-3.0, -4.0] * 30)]
-    out = run([*tool("make_tables"), *files, *lm, "--significance",
-               "--plot", tmp_path / "curves.png", "--out", tmp_path / "table.md"]).stdout
+        files.append(
+            write_result(
+                tmp_path / f"baseline{seed}", "baseline", seed, worse, refs, b, 40.0, [(100, 50.0), (200, 30.0)]
+            )
+        )
+        files.append(
+            write_result(
+                tmp_path / f"skd{seed}", "skd-neighbours", seed, refs, refs, s, 45.0, [(100, 45.0), (200, 25.0)]
+            )
+        )
+    lm = [
+        write_lm_result(tmp_path / "lm-base", "baseline", [-4.0, -5.0] * 30),
+        write_lm_result(tmp_path / "lm-skd", "skd-neighbours", [-3.0, -4.0] * 30),
+    ]
+    out = run(
+        [
+            *tool("make_tables"),
+            *files,
+            *lm,
+            "--significance",
+            "--plot",
+            tmp_path / "curves.png",
+            "--out",
+            tmp_path / "table.md",
+        ]
+    ).stdout
     assert "| baseline | 21.00 ± 1.41 (n=2) | 40.00 ± 0.00 (n=2) |" in out
     assert "| skd-neighbours | 25.00 ± 1.41 (n=2) | 45.00 ± 0.00 (n=2) |" in out
     # Seed-matched paired bootstrap: the perfect system beats the worse one, p < 0.05, for each seed.
-    rows = [line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours |")
-            and line.split("|")[3].strip().isdigit()]
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("| toy de-en test | skd-neighbours |") and line.split("|")[3].strip().isdigit()
+    ]
     assert len(rows) == 2 and all(float(r.split("|")[-2]) < 0.05 for r in rows)
     assert "bootstrap signature: `nrefs:1|bs:1000" in out
     assert "| baseline | 90.02 (n=1) |" in out  # the language-model table
     # Perplexity bootstrapped over the scored samples: exp(4.5) against exp(3.5), clearly significant.
-    row = next(line for line in out.splitlines() if line.startswith("| toy-lm test | skd-neighbours | 1 | 90.02 | 33.12 (± "))
+    row = next(
+        line for line in out.splitlines() if line.startswith("| toy-lm test | skd-neighbours | 1 | 90.02 | 33.12 (± ")
+    )
     assert float(row.split("|")[-2]) < 0.05
     assert "resampled units: toy-lm test: 60 samples, 600 tokens" in out
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -410,10 +618,28 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     real.mkdir(parents=True)
     (real / "hyp.test.txt").write_text("\n".join(refs) + "\n")
     (real / "train.log").write_text(
-        "x | INFO | valid | epoch 001 | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl 9 | wps 1 | num_updates 10\n")
-    (real / "train.json").write_text(json.dumps({"preset": "baseline", "method": "baseline", "seed": "1", "extra_flags": ""}))
-    run([*tool("score_translation"), "--hyp", real / "hyp.test.txt", "--ref", data / "test.en",
-         "--out", real / "result.test.json", "--train-summary", real / "train.json", "--meta", "dataset=toy", "pair=de-en", "split=test"])
+        "x | INFO | valid | epoch 001 | valid on 'valid' subset | loss 5 | nll_loss 4 | ppl 9 | wps 1 | num_updates 10\n"
+    )
+    (real / "train.json").write_text(
+        json.dumps({"preset": "baseline", "method": "baseline", "seed": "1", "extra_flags": ""})
+    )
+    run(
+        [
+            *tool("score_translation"),
+            "--hyp",
+            real / "hyp.test.txt",
+            "--ref",
+            data / "test.en",
+            "--out",
+            real / "result.test.json",
+            "--train-summary",
+            real / "train.json",
+            "--meta",
+            "dataset=toy",
+            "pair=de-en",
+            "split=test",
+        ]
+    )
     adopted = tmp_path / "table" / "baseline" / "seed1"
     adopted.parent.mkdir(parents=True)
     adopted.symlink_to(real, target_is_directory=True)
@@ -428,7 +654,9 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     # Archiving the archive (a table rebuilt from committed runs) reproduces it file for file.
     again = tmp_path / "again"
     run([*tool("archive_runs"), "--out", again, archived])
-    assert sorted(p.relative_to(again) for p in again.rglob("*")) == sorted(p.relative_to(archive) for p in archive.rglob("*"))
+    assert sorted(p.relative_to(again) for p in again.rglob("*")) == sorted(
+        p.relative_to(archive) for p in archive.rglob("*")
+    )
     assert (again / "baseline" / "seed1" / "result.test.json").read_text() == archived.read_text()
 
 
@@ -443,8 +671,10 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
         path.write_text(json.dumps(result))
         with open(tmp_path / f"m{seed}" / "train.log", "a") as log:
             for epoch, (gold_q, tau) in enumerate([(0.75, 0.31), (0.75, 0.12)], 1):
-                log.write(f"x | INFO | train | epoch {epoch:03d} | loss 4.1 | skd_alpha 0.5 | skd_loss 3.2 | "
-                          f"skd_gold_q {gold_q} | skd_tau {tau + seed / 100} | wps 1500 | num_updates {epoch * 10}\n")
+                log.write(
+                    f"x | INFO | train | epoch {epoch:03d} | loss 4.1 | skd_alpha 0.5 | skd_loss 3.2 | "
+                    f"skd_gold_q {gold_q} | skd_tau {tau + seed / 100} | wps 1500 | num_updates {epoch * 10}\n"
+                )
         files.append(path)
     out = run([*tool("make_tables"), *files, "--significance", "--training-metrics"]).stdout
     # BLEU differences +1.0, +2.5, +1.5: mean 1.667, std 0.764, t = 3.780; with 2 degrees of
@@ -455,9 +685,15 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     t = statistics.mean([1.0, 2.5, 1.5]) / (statistics.stdev([1.0, 2.5, 1.5]) / math.sqrt(3))
     assert float(cells[-1]) == pytest.approx(1 - t / math.sqrt(t * t + 2), abs=5e-4)
     # chrF differs by exactly +1, +2, +3 and the baseline has no valid_ppl: no row for it.
-    assert "| toy de-en test | skd-neighbours | chrF | 1, 2, 3 | +1.00, +2.00, +3.00 | +2.00 ± 1.00 | 3.46 | 0.074 |" in out
+    assert (
+        "| toy de-en test | skd-neighbours | chrF | 1, 2, 3 | +1.00, +2.00, +3.00 | +2.00 ± 1.00 | 3.46 | 0.074 |"
+        in out
+    )
     assert "valid perplexity | 1, 2, 3" not in out
-    assert "| skd-neighbours | 22.67 ± 1.76 (n=3) | 42.00 ± 1.00 (n=3) | 6.20 ± 0.10 (n=3) | 0.750 → 0.750 | 0.330 → 0.140 |" in out
+    assert (
+        "| skd-neighbours | 22.67 ± 1.76 (n=3) | 42.00 ± 1.00 (n=3) | 6.20 ± 0.10 (n=3) | 0.750 → 0.750 | 0.330 → 0.140 |"
+        in out
+    )
     assert "skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |" in out
 
 
@@ -469,8 +705,7 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
     for seed, scores in enumerate([(20.0, 23.0, 24.0), (21.0, 23.0, 25.0), (22.0, 24.0, 25.0)], 1):
         for method, hyps, bleu in zip(("baseline", "ls-matched", "skd-neighbours"), (worse, worse, refs), scores):
             files.append(write_result(tmp_path / f"{method}{seed}", method, seed, hyps, refs, bleu, 40.0))
-    out = run([*tool("make_tables"), *files, "--significance",
-               "--compare", "skd-neighbours:ls-matched"]).stdout
+    out = run([*tool("make_tables"), *files, "--significance", "--compare", "skd-neighbours:ls-matched"]).stdout
     against_baseline, against_matched = out.split("Paired bootstrap resampling against `ls-matched`")
     assert "Paired bootstrap resampling against `baseline`" in against_baseline
     assert "| toy de-en test | ls-matched | BLEU | 1, 2, 3 | +3.00, +2.00, +2.00 |" in against_baseline
@@ -480,12 +715,19 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
     assert {line.split("|")[2].strip() for line in rows} == {"skd-neighbours"}
     bootstrap = [r for r in rows if r.split("|")[3].strip().isdigit()]
     assert len(bootstrap) == 3 and all(float(r.split("|")[-2]) < 0.05 for r in bootstrap)
-    assert "Test over seeds against `ls-matched`: the difference of each seed's score to `ls-matched`'s" in against_matched
-    assert "| toy de-en test | skd-neighbours | BLEU | 1, 2, 3 | +1.00, +2.00, +1.00 | +1.33 ± 0.58 |" in against_matched
+    assert (
+        "Test over seeds against `ls-matched`: the difference of each seed's score to `ls-matched`'s" in against_matched
+    )
+    assert (
+        "| toy de-en test | skd-neighbours | BLEU | 1, 2, 3 | +1.00, +2.00, +1.00 | +1.33 ± 0.58 |" in against_matched
+    )
     # Bad pairs are named before any test runs.
-    for pair, message in (("skd-neighbours", "expected METHOD:REFERENCE"), ("skd-neighbours:skd-neighbours", "expected"),
-                          ("skd-random:ls-matched", "no results for 'skd-random'; the rows are: baseline, ls-matched"),
-                          ("skd-neighbours:baseline", "already tested against the baseline")):
+    for pair, message in (
+        ("skd-neighbours", "expected METHOD:REFERENCE"),
+        ("skd-neighbours:skd-neighbours", "expected"),
+        ("skd-random:ls-matched", "no results for 'skd-random'; the rows are: baseline, ls-matched"),
+        ("skd-neighbours:baseline", "already tested against the baseline"),
+    ):
         proc = run([*tool("make_tables"), *files, "--significance", "--compare", pair], check=False)
         assert proc.returncode == 1 and message in proc.stderr, (pair, proc.stderr)
     proc = run([*tool("make_tables"), *files, "--compare", "skd-neighbours:ls-matched"], check=False)
@@ -495,11 +737,18 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
 def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
     """A language-model result whose samples each have tokens_per_sample tokens of the given mean log-probability."""
     run_dir.mkdir(parents=True)
-    (run_dir / "scores.test.tsv").write_text("id\ttokens\tlogprob\n" + "".join(
-        f"{i}\t{tokens_per_sample}\t{lp * tokens_per_sample}\n" for i, lp in enumerate(sample_logprobs)))
+    (run_dir / "scores.test.tsv").write_text(
+        "id\ttokens\tlogprob\n"
+        + "".join(f"{i}\t{tokens_per_sample}\t{lp * tokens_per_sample}\n" for i, lp in enumerate(sample_logprobs))
+    )
     ppl = math.exp(-statistics.mean(sample_logprobs))
-    result = {"dataset": "toy-lm", "split": "test", "scores": "scores.test.tsv", "metrics": {"ppl": round(ppl, 2)},
-              "training": {"preset": method, "method": method, "seed": "1", "extra_flags": ""}}
+    result = {
+        "dataset": "toy-lm",
+        "split": "test",
+        "scores": "scores.test.tsv",
+        "metrics": {"ppl": round(ppl, 2)},
+        "training": {"preset": method, "method": method, "seed": "1", "extra_flags": ""},
+    }
     (run_dir / "result.test.json").write_text(json.dumps(result))
     return run_dir / "result.test.json"
 
@@ -513,7 +762,11 @@ def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
     del old["scores"]
     other.write_text(json.dumps(old))
     proc = run([*tool("make_tables"), base, other, "--significance"], check=False)
-    assert proc.returncode == 1 and "no per-sample scores" in proc.stderr and "re-run scripts/evaluate-lm.sh" in proc.stderr
+    assert (
+        proc.returncode == 1
+        and "no per-sample scores" in proc.stderr
+        and "re-run scripts/evaluate-lm.sh" in proc.stderr
+    )
     # Without --significance the table needs no scores.
     assert "| skd-neighbours | 54.60 (n=1) |" in run([*tool("make_tables"), base, other]).stdout
 
@@ -525,15 +778,20 @@ def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_
     for method, hyps, wall, memory in (("baseline", worse, 100.0, 1000.0), ("skd-neighbours", refs, 110.0, 1020.0)):
         path = write_result(tmp_path / method, method, 1, hyps, refs, 20.0, 40.0, [(100, 50.0)])
         result = json.loads(path.read_text())
-        result["metrics"].update(bleu_signature="nrefs:1|case:lc|eff:no|tok:none|smooth:exp|version:2.6.0",
-                                 bleu_tokenized=31.5, bleu_tokenized_kind="compound-split",
-                                 bleu_tokenized_signature="nrefs:1|tok:none")
+        result["metrics"].update(
+            bleu_signature="nrefs:1|case:lc|eff:no|tok:none|smooth:exp|version:2.6.0",
+            bleu_tokenized=31.5,
+            bleu_tokenized_kind="compound-split",
+            bleu_tokenized_signature="nrefs:1|tok:none",
+        )
         result["training"].update(fairseq_wall_s=wall, peak_rss_mib=memory)  # a result file of an older commit
         path.write_text(json.dumps(result))
         files.append(path)
     out = run([*tool("make_tables"), *files, "--significance", "--cost"]).stdout
-    assert ("| method | toy de-en test: BLEU | toy de-en test: chrF | toy de-en test: tokenised BLEU "
-            "(compound-split) | cost vs baseline: time × / memory × |") in out
+    assert (
+        "| method | toy de-en test: BLEU | toy de-en test: chrF | toy de-en test: tokenised BLEU "
+        "(compound-split) | cost vs baseline: time × / memory × |"
+    ) in out
     assert "| skd-neighbours | 20.00 (n=1) | 40.00 (n=1) | 31.50 (n=1) | 1.100 / 1.020 |" in out
     assert "tokenised BLEU signature (on the tokenised hypotheses and references): `nrefs:1|tok:none`" in out
     # The table's tokenizer and casing, not sacrebleu's defaults (13a, mixed case).
@@ -545,16 +803,31 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     # The config's own rows and extra columns, as configs/multi30k-de-en.sh sets them.
     with open(config, "a") as f:
-        f.write('TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n'
-                'TABLE_COMPARISONS="baseline:skd-neighbours skd-neighbours:ls-matched"\n')
-    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                "--out", tmp_path / "runs", "--results", tmp_path / "results"],
-               env=dict(os.environ, OMP_NUM_THREADS="1"))
+        f.write(
+            'TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n'
+            'TABLE_COMPARISONS="baseline:skd-neighbours skd-neighbours:ls-matched"\n'
+        )
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k",
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
     assert table in proc.stdout
     assert "CPU only; threads per run: OMP_NUM_THREADS=1 (2 runs)." in table  # as the runs recorded it
     assert re.search(r"Training time of the 2 runs, summed: \d+\.\d h \(evaluation not included\)\.", table)
-    assert "Produced by `bash scripts/reproduce.sh multi30k --seeds \"1\" --presets \"baseline skd-neighbours\"" in table
+    assert 'Produced by `bash scripts/reproduce.sh multi30k --seeds "1" --presets "baseline skd-neighbours"' in table
     assert "| skd-neighbours | `skd-neighbours` |" in table and "Paired bootstrap resampling" in table
     header = next(line for line in table.splitlines() if line.startswith("| method |"))
     assert "cost vs baseline" in header and "skd_gold_q, epoch 1 → last" in header
@@ -565,22 +838,60 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     # The archived runs rebuild the same table and significance tests without the runs or the data.
     archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
     assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
-    rebuilt = run([*tool("make_tables"), *archived, "--significance", "--flags",
-                   "--cost", "--training-metrics", "--compare", "baseline:skd-neighbours"]).stdout
+    rebuilt = run(
+        [
+            *tool("make_tables"),
+            *archived,
+            "--significance",
+            "--flags",
+            "--cost",
+            "--training-metrics",
+            "--compare",
+            "baseline:skd-neighbours",
+        ]
+    ).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
-    again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                 "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    again = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k",
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ]
+    )
     assert "=== [reproduce" not in again.stdout and "other settings" not in again.stderr
     # ... also after the config changed, but then the table says which runs it reused.
     with open(config, "a") as f:
         f.write("FAIRSEQ_ARGS+=(--max-update 9)\n")
-    edited = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                  "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    edited = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k",
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ]
+    )
     assert "=== [reproduce" not in edited.stdout
     assert f"{tmp_path / 'runs' / 'baseline' / 'seed1'} finished with other settings" in edited.stderr
-    assert ("Reused as finished, with other settings than the config and presets give now (see each train.json): "
-            "baseline/seed1 skd-neighbours/seed1.") in (tmp_path / "results" / "multi30k-de-en.md").read_text()
+    assert (
+        "Reused as finished, with other settings than the config and presets give now (see each train.json): "
+        "baseline/seed1 skd-neighbours/seed1."
+    ) in (tmp_path / "results" / "multi30k-de-en.md").read_text()
 
 
 @pytest.mark.pipeline
@@ -591,9 +902,23 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     student.write_text(text.replace("--max-update 8", "--max-update 4"))
     teacher = tmp_path / "teacher.sh"
     teacher.write_text(text + "DISTILL_ARGS=(--beam 1 --max-len-b 5)\n")
-    command = ["bash", SCRIPTS / "reproduce.sh", "kd-multi30k", "--config", student, "--teacher-config", teacher,
-               "--seeds", "1", "--presets", "baseline seq-word-kd", "--out", tmp_path / "runs",
-               "--results", tmp_path / "results"]
+    command = [
+        "bash",
+        SCRIPTS / "reproduce.sh",
+        "kd-multi30k",
+        "--config",
+        student,
+        "--teacher-config",
+        teacher,
+        "--seeds",
+        "1",
+        "--presets",
+        "baseline seq-word-kd",
+        "--out",
+        tmp_path / "runs",
+        "--results",
+        tmp_path / "results",
+    ]
     proc = run(command)
     table = (tmp_path / "results" / "kd-multi30k-de-en.md").read_text()
     assert table in proc.stdout
@@ -624,8 +949,23 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert f"--kd-teacher-path {runs / 'teacher' / 'checkpoint_best.pt'}" in command_line
     again = run(command)
     assert "=== [reproduce" not in again.stdout and "translating" not in again.stdout
-    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", data, "--teacher", tmp_path / "none.pt",
-                "-s", "de", "-t", "en", "--out", tmp_path / "x"], check=False)
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "distill-sequence-level.sh",
+            "--data",
+            data,
+            "--teacher",
+            tmp_path / "none.pt",
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--out",
+            tmp_path / "x",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1 and "teacher checkpoint" in proc.stderr and "not found" in proc.stderr
     # Data whose target dictionary has the teacher's size but not its symbols: refused before translating.
     other = tmp_path / "other-dict"
@@ -634,8 +974,23 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     lines[0], lines[1] = lines[1], lines[0]
     (other / "dict.en.txt").write_text("".join(lines))
     (runs / "teacher" / "dict.en.txt").unlink(missing_ok=True)  # so the teacher's data dictionary is read
-    proc = run(["bash", SCRIPTS / "distill-sequence-level.sh", "--data", other, "--teacher",
-                runs / "teacher" / "checkpoint_best.pt", "-s", "de", "-t", "en", "--out", tmp_path / "y"], check=False)
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "distill-sequence-level.sh",
+            "--data",
+            other,
+            "--teacher",
+            runs / "teacher" / "checkpoint_best.pt",
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--out",
+            tmp_path / "y",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1, proc.stdout
     assert "the teacher's target dictionary" in proc.stderr and "first at id 4" in proc.stderr
     assert not (tmp_path / "y" / "generate.train.txt").exists()
@@ -645,8 +1000,10 @@ def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd"], check=False)
     assert proc.returncode == 1 and "preset 'word-kd' distils from a teacher: give --teacher CKPT" in proc.stderr
-    proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd", "--teacher", tmp_path / "x.pt"],
-               check=False)
+    proc = run(
+        ["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd", "--teacher", tmp_path / "x.pt"],
+        check=False,
+    )
     assert proc.returncode == 1 and "--teacher: checkpoint" in proc.stderr
 
 
@@ -665,8 +1022,23 @@ FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm --share-decoder-inp
 EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 AVERAGE_LAST=2
 """)
-    run(["bash", SCRIPTS / "reproduce.sh", "multi30k-lm", "--config", config, "--seeds", "2",
-         "--presets", "baseline skd-predicted", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k-lm",
+            "--config",
+            config,
+            "--seeds",
+            "2",
+            "--presets",
+            "baseline skd-predicted",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ]
+    )
     result = json.loads((tmp_path / "runs" / "skd-predicted" / "seed2" / "result.test.json").read_text())
     assert result["metrics"]["ppl"] > 1 and result["metrics"]["tokens"] > 1000
     assert result["checkpoint"] == "average of last 2"  # the config's AVERAGE_LAST: updates 3 and 6
@@ -685,8 +1057,23 @@ AVERAGE_LAST=2
     fresh = json.loads(run_result.read_text())
     del fresh["scores"]
     run_result.write_text(json.dumps(fresh))
-    again = run(["bash", SCRIPTS / "reproduce.sh", "multi30k-lm", "--config", config, "--seeds", "2",
-                 "--presets", "baseline skd-predicted", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    again = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k-lm",
+            "--config",
+            config,
+            "--seeds",
+            "2",
+            "--presets",
+            "baseline skd-predicted",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ]
+    )
     assert "baseline, seed 2: evaluating again for per-sample scores" in again.stdout
     assert "fairseq-train" not in again.stdout and json.loads(run_result.read_text())["scores"] == "scores.test.tsv"
 
@@ -710,8 +1097,23 @@ FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm_wiki103 --decoder-l
   --ddp-backend legacy_ddp)
 EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 """)
-    run(["bash", SCRIPTS / "reproduce.sh", "wikitext103", "--config", config, "--seeds", "1",
-         "--presets", "baseline skd-neighbours", "--out", tmp_path / "runs", "--results", tmp_path / "results"])
+    run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "wikitext103",
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--presets",
+            "baseline skd-neighbours",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ]
+    )
     for preset, criterion in (("baseline", "adaptive_loss"), ("skd-neighbours", "label_smoothed_skd")):
         result = json.loads((tmp_path / "runs" / preset / "seed1" / "result.test.json").read_text())
         command = " ".join(result["training"]["command"])
@@ -731,22 +1133,59 @@ def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, 
     config = tiny_config(tmp_path, multi30k_bin)
     with open(config, "a") as f:
         f.write('TABLE_COMPARISONS="skd-neighbours-ls-matched"\n')
-    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--config", config, "--seeds", "1",
-                "--out", tmp_path / "runs", "--results", tmp_path / "results"], check=False)
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            "multi30k",
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1 and "'skd-neighbours-ls-matched' is not METHOD:REFERENCE" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("table, presets, message", [
-    ("multi30k", "baseline skd-neighbour", "unknown preset 'skd-neighbour' in --presets (one of: baseline"),
-    ("multi30k", "baseline word-kd", "preset 'word-kd' distils from a teacher: it is a row of 'reproduce.sh kd-multi30k'"),
-    ("multi30k", "skd-neighbours skd-random", "has no baseline: the table tests every row against it"),
-    ("multi30k-lm", "baseline", "is not a language-model config (no EVAL_LM_ARGS)"),
-])
+@pytest.mark.parametrize(
+    "table, presets, message",
+    [
+        ("multi30k", "baseline skd-neighbour", "unknown preset 'skd-neighbour' in --presets (one of: baseline"),
+        (
+            "multi30k",
+            "baseline word-kd",
+            "preset 'word-kd' distils from a teacher: it is a row of 'reproduce.sh kd-multi30k'",
+        ),
+        ("multi30k", "skd-neighbours skd-random", "has no baseline: the table tests every row against it"),
+        ("multi30k-lm", "baseline", "is not a language-model config (no EVAL_LM_ARGS)"),
+    ],
+)
 def test_reproduce_checks_rows_and_config_before_training(multi30k_bin, tmp_path, table, presets, message):
     config = tiny_config(tmp_path, multi30k_bin)
-    proc = run(["bash", SCRIPTS / "reproduce.sh", table, "--config", config, "--seeds", "1", "--presets", presets,
-                "--out", tmp_path / "runs", "--results", tmp_path / "results"], check=False)
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "reproduce.sh",
+            table,
+            "--config",
+            config,
+            "--seeds",
+            "1",
+            "--presets",
+            presets,
+            "--out",
+            tmp_path / "runs",
+            "--results",
+            tmp_path / "results",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -755,18 +1194,30 @@ def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
     archive = tmp_path / "results" / "multi30k-de-en-runs"
     (archive / "baseline" / "seed1").mkdir(parents=True)
     (archive / "baseline" / "seed1" / "result.test.json").write_text("{}")
-    proc = run(["bash", SCRIPTS / "reproduce.sh", "multi30k", "--out", archive, "--results", tmp_path / "results"],
-               check=False)
+    proc = run(
+        ["bash", SCRIPTS / "reproduce.sh", "multi30k", "--out", archive, "--results", tmp_path / "results"], check=False
+    )
     assert proc.returncode == 1 and "lies in the archive" in proc.stderr and "cp -r" in proc.stderr
     assert (archive / "baseline" / "seed1" / "result.test.json").exists()
 
 
 def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     out = tmp_path / "gen.txt"
-    out.write_text("S-1\tb c\nT-1\tref one\nH-1\t-0.5\thyp one\nD-1\t-0.5\thyp one\n"
-                   "S-0\ta\nT-0\tref zero\nH-0\t-0.2\thyp zero\nS-2\td\nT-2\tref two\nH-2\t-0.9\t\n")
-    distill = [*tool("distilled_targets"), "--generate-output", out,
-            "-s", "de", "-t", "en", "--prefix", tmp_path / "train"]
+    out.write_text(
+        "S-1\tb c\nT-1\tref one\nH-1\t-0.5\thyp one\nD-1\t-0.5\thyp one\n"
+        "S-0\ta\nT-0\tref zero\nH-0\t-0.2\thyp zero\nS-2\td\nT-2\tref two\nH-2\t-0.9\t\n"
+    )
+    distill = [
+        *tool("distilled_targets"),
+        "--generate-output",
+        out,
+        "-s",
+        "de",
+        "-t",
+        "en",
+        "--prefix",
+        tmp_path / "train",
+    ]
     proc = run([*distill, "--sentences", "3"], check=False)
     assert proc.returncode != 0 and "1 empty hypotheses (first ids [2])" in proc.stderr
     proc = run([*distill, "--sentences", "3", "--on-empty", "reference", "--summary", tmp_path / "s.json"])
@@ -780,9 +1231,12 @@ def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
 def test_choose_epochs_applies_the_convergence_rule(tmp_path):
     losses = [8.0, 6.0, 5.0, 4.5, 4.3, 4.2, 4.15, 4.12, 4.10, 4.09, 4.085, 4.08]
     log = tmp_path / "train.log"
-    log.write_text("".join(
-        f"x | INFO | valid | epoch {e:03d} | valid on 'valid' subset | loss {l} | nll_loss 3 | ppl 9.5 | wps 1\n"
-        for e, l in enumerate(losses, 1)))
+    log.write_text(
+        "".join(
+            f"x | INFO | valid | epoch {e:03d} | valid on 'valid' subset | loss {loss} | nll_loss 3 | ppl 9.5 | wps 1\n"
+            for e, loss in enumerate(losses, 1)
+        )
+    )
     curve = validation_curve(open(log))
     assert curve[3] == (5.0, 9.5)
     # Epoch 7: 4.15 -> 4.09 over 3 epochs is 1.45 %; epoch 8: 4.12 -> 4.085 is 0.85 % < 1 %.
@@ -792,8 +1246,10 @@ def test_choose_epochs_applies_the_convergence_rule(tmp_path):
     assert "| 8 **chosen** | 4.120 | 9.50 | 0.85 % |" in md
     # A curve that still improves needs the cap (or more epochs to decide).
     assert choose_epoch({e: (100.0 - 5 * e, 1.0) for e in range(1, 11)}, cap=10) == 10
-    for curve, message in (({e: (100.0 - 5 * e, 1.0) for e in range(1, 9)}, "stops at epoch 8"),
-                           ({1: (5.0, 1.0), 3: (4.0, 1.0), 4: (3.0, 1.0), 5: (2, 1.0)}, "epoch 2 has no validation")):
+    for curve, message in (
+        ({e: (100.0 - 5 * e, 1.0) for e in range(1, 9)}, "stops at epoch 8"),
+        ({1: (5.0, 1.0), 3: (4.0, 1.0), 4: (3.0, 1.0), 5: (2, 1.0)}, "epoch 2 has no validation"),
+    ):
         with pytest.raises(ValueError, match=message):
             choose_epoch(curve, cap=10)
 
@@ -803,13 +1259,29 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     data = small_slice(multi30k_bin, tmp_path / "slice", lines=150)
     text = tiny_config(tmp_path, multi30k_bin).read_text().replace("DATA=$DATA_DIR/bin", f"DATA={data}")
     config = tmp_path / "epochs.sh"
-    config.write_text(text.replace("--max-update 8\n  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints",
-                                   "--max-epoch 3 --dropout 0.1"))
+    config.write_text(
+        text.replace(
+            "--max-update 8\n  --save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints",
+            "--max-epoch 3 --dropout 0.1",
+        )
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     long, short = tmp_path / "long", tmp_path / "short"
     run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long], env=env)
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", short,
-         "--max-epoch", "2"], env=env)
+    run(
+        [
+            "bash",
+            SCRIPTS / "train.sh",
+            config,
+            "--criterion-preset",
+            "baseline",
+            "--save-dir",
+            short,
+            "--max-epoch",
+            "2",
+        ],
+        env=env,
+    )
     out = run([*tool("cut_run"), long, "--epoch", "2"]).stdout
     assert "ends at epoch 2" in out
     assert not (long / "checkpoint3.pt").exists() and (long / "train.full.log").exists()
@@ -823,11 +1295,24 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     assert cut_summary["updates"] == short_summary["updates"] and cut_summary["cut_at_epoch"] == 2
     assert "epoch 003" not in (long / "train.log").read_text()
     # train.sh with --max-epoch 2 finds nothing left to train; the averaging takes epochs 1 and 2.
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long,
-         "--max-epoch", "2"], env=env)
+    run(
+        [
+            "bash",
+            SCRIPTS / "train.sh",
+            config,
+            "--criterion-preset",
+            "baseline",
+            "--save-dir",
+            long,
+            "--max-epoch",
+            "2",
+        ],
+        env=env,
+    )
     assert json.loads((long / "train.json").read_text())["updates"] == short_summary["updates"]
-    averaged = run([*tool("average_checkpoints"), "--run-dir", long, "--last", "2",
-                    "--output", tmp_path / "avg.pt"]).stdout
+    averaged = run(
+        [*tool("average_checkpoints"), "--run-dir", long, "--last", "2", "--output", tmp_path / "avg.pt"]
+    ).stdout
     assert averaged.split() == ["averaging", str(long / "checkpoint1.pt"), str(long / "checkpoint2.pt")]
     proc = run([*tool("cut_run"), long, "--epoch", "3"], check=False)
     assert proc.returncode == 1 and "checkpoint3.pt not found" in proc.stderr
@@ -836,15 +1321,31 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
 @pytest.mark.pipeline
 def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
-    proc = run(["bash", SCRIPTS / "sweep.sh", config, "--out", tmp_path / "sweep", "--seed", "2",
-                "--table", tmp_path / "results" / "toy-sweep.md",
-                "--variant", "base=baseline", "--variant", "rnd-rho0.8=skd-random --skd-gold-mass 0.8"])
+    proc = run(
+        [
+            "bash",
+            SCRIPTS / "sweep.sh",
+            config,
+            "--out",
+            tmp_path / "sweep",
+            "--seed",
+            "2",
+            "--table",
+            tmp_path / "results" / "toy-sweep.md",
+            "--variant",
+            "base=baseline",
+            "--variant",
+            "rnd-rho0.8=skd-random --skd-gold-mass 0.8",
+        ]
+    )
     table = (tmp_path / "results" / "toy-sweep.md").read_text()
     archived = sorted((tmp_path / "results" / "toy-sweep-runs").glob("*/seed2/result.valid.json"))
     assert [p.parent.parent.name for p in archived] == ["base", "rnd-rho0.8"]
     assert table in proc.stdout and "scored on the validation split only (checkpoint_best.pt)" in table
-    assert ("| method | settings | multi30k-slice de-en valid: BLEU | multi30k-slice de-en valid: chrF | "
-            "multi30k-slice de-en valid: valid perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |") in table
+    assert (
+        "| method | settings | multi30k-slice de-en valid: BLEU | multi30k-slice de-en valid: chrF | "
+        "multi30k-slice de-en valid: valid perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |"
+    ) in table
     row = next(line for line in table.splitlines() if line.startswith("| rnd-rho0.8 |"))
     assert "`skd-random --skd-gold-mass 0.8`" in row and "| 0.800 → 0.800 |" in row
     assert not (tmp_path / "sweep" / "base" / "result.test.json").exists()  # the test split is never touched
@@ -854,14 +1355,23 @@ def test_make_tables_plots_the_model_perplexity_of_an_rdrop_log(tmp_path):
     # fairseq's R-Drop criterion logs twice the nll in validation (two equal copies of each
     # batch over one copy's tokens): its logged ppl is the square of the model's.
     path = write_result(tmp_path / "rdrop", "rdrop", 1, ["a"], ["a"], 30.0, 50.0, [(100, 36.0), (200, 25.0)])
-    command = ["fairseq-train", "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", "5",
-               "--rdrop-alpha", "1"]
+    command = [
+        "fairseq-train",
+        "--criterion",
+        "label_smoothed_cross_entropy_with_rdrop",
+        "--rdrop-alpha",
+        "5",
+        "--rdrop-alpha",
+        "1",
+    ]
     result = {"training": {"command": command}}
     assert plots.logged_loss_factor(result) == 2
     assert plots.validation_curve(path.parent, plots.logged_loss_factor(result)) == {100: 6.0, 200: 5.0}
     assert plots.logged_loss_factor({"training": {"command": command + ["--rdrop-alpha", "0"]}}) == 1
     assert plots.logged_loss_factor({"training": {"command": command[:3]}}) == 1  # fairseq's default alpha 0
-    assert plots.logged_loss_factor({"training": {"command": ["fairseq-train", "--criterion", "label_smoothed_skd"]}}) == 1
+    assert (
+        plots.logged_loss_factor({"training": {"command": ["fairseq-train", "--criterion", "label_smoothed_skd"]}}) == 1
+    )
     assert plots.logged_loss_factor({}) == 1
 
 
@@ -886,8 +1396,21 @@ def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missi
 
 def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_setting(tmp_path):
     refs = ["the cat sat on the mat ."] * 5
-    train = ["fairseq-train", "data/bin", "--user-dir", "/a/skd_fairseq", "--arch", "transformer",
-             "--share-all-embeddings", "--lr", "-1", "--criterion", "label_smoothed_skd", "--skd-alpha", "0.5"]
+    train = [
+        "fairseq-train",
+        "data/bin",
+        "--user-dir",
+        "/a/skd_fairseq",
+        "--arch",
+        "transformer",
+        "--share-all-embeddings",
+        "--lr",
+        "-1",
+        "--criterion",
+        "label_smoothed_skd",
+        "--skd-alpha",
+        "0.5",
+    ]
 
     def result(name, seed, extra_flags, command):
         path = write_result(tmp_path / name, "skd-neighbours", seed, refs, refs, 20.0 + seed, 40.0)
@@ -899,18 +1422,24 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
     # Seed 2 was trained when the preset set alpha 0.3, with alpha 0.5 given after it: argparse
     # takes the last value, so it is the same setting as seed 1 (the seed and directories aside).
     one = result("s1", 1, "", train + ["--seed", "1", "--save-dir", "/runs/s1"])
-    two = result("s2", 2, "--skd-alpha 0.5",
-                 train[:-1] + ["0.3", "--seed", "2", "--save-dir", "/other/s2", "--user-dir", "/b/skd_fairseq",
-                               "--skd-alpha", "0.5"])
+    two = result(
+        "s2",
+        2,
+        "--skd-alpha 0.5",
+        train[:-1]
+        + ["0.3", "--seed", "2", "--save-dir", "/other/s2", "--user-dir", "/b/skd_fairseq", "--skd-alpha", "0.5"],
+    )
     out = run([*tool("make_tables"), two, one, "--flags"]).stdout
     assert "| skd-neighbours | `skd-neighbours` | 21.50 ± 0.71 (n=2) |" in out
     assert "Same setting, other flags: `skd-neighbours` seed 2 ran as `skd-neighbours --skd-alpha 0.5`" in out
     assert "Same setting" not in run([*tool("make_tables"), one]).stdout
     # Any other option that differs, a switch left out, or a run without its command: two settings.
-    for name, command in [("lr", train + ["--seed", "2", "--lr", "1"]),
-                          ("switch", [t for t in train if t != "--share-all-embeddings"]),
-                          ("data", ["fairseq-train", "data/other"] + train[2:]),
-                          ("none", None)]:
+    for name, command in [
+        ("lr", train + ["--seed", "2", "--lr", "1"]),
+        ("switch", [t for t in train if t != "--share-all-embeddings"]),
+        ("data", ["fairseq-train", "data/other"] + train[2:]),
+        ("none", None),
+    ]:
         other = result(name, 3, "--skd-alpha 0.5", command)
         proc = run([*tool("make_tables"), one, other], check=False)
         assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings" in proc.stderr, name
@@ -920,12 +1449,40 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
 def test_the_top1_and_ps_kd_presets_train_through_train_sh(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     # skd-top1's SKD starts after 266 updates on Multi30k; here after 2, at full strength after 4 more.
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "skd-top1", "--save-dir", tmp_path / "top1",
-         "--skd-start-update", "2", "--skd-warmup-updates", "4", "--log-interval", "1"])
+    run(
+        [
+            "bash",
+            SCRIPTS / "train.sh",
+            config,
+            "--criterion-preset",
+            "skd-top1",
+            "--save-dir",
+            tmp_path / "top1",
+            "--skd-start-update",
+            "2",
+            "--skd-warmup-updates",
+            "4",
+            "--log-interval",
+            "1",
+        ]
+    )
     log = (tmp_path / "top1" / "train.log").read_text()
     inner = re.findall(r"num_updates=(\d+).*", log)
     assert inner and re.search(r"skd_alpha=1\b.*skd_weight=0\.\d+.*skd_top1_gold=", log)
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "ps-kd", "--save-dir", tmp_path / "ps-kd",
-         "--max-epoch", "2", "--log-interval", "1"])
+    run(
+        [
+            "bash",
+            SCRIPTS / "train.sh",
+            config,
+            "--criterion-preset",
+            "ps-kd",
+            "--save-dir",
+            tmp_path / "ps-kd",
+            "--max-epoch",
+            "2",
+            "--log-interval",
+            "1",
+        ]
+    )
     log = (tmp_path / "ps-kd" / "train.log").read_text()
     assert "label_smoothed_ps_kd" in log and re.search(r"kd_weight=0\b", log)

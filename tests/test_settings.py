@@ -8,9 +8,20 @@ import pytest
 from skd_fairseq.settings import DEFAULT_GOLD_MASS, skd_settings
 
 DEFAULTS = dict(
-    skd_alpha=0.5, skd_start_update=0, skd_warmup_updates=0, skd_topk=8, skd_candidates="neighbours",
-    skd_similarity="cosine", skd_temperature=None, skd_gold_mass=None, skd_weighting="softmax", skd_sigma=None,
-    skd_weight_max=None, skd_adaptive_candidates=None, skd_neighbour_refresh=50, skd_exclude_unseen=False,
+    skd_alpha=0.5,
+    skd_start_update=0,
+    skd_warmup_updates=0,
+    skd_topk=8,
+    skd_candidates="neighbours",
+    skd_similarity="cosine",
+    skd_temperature=None,
+    skd_gold_mass=None,
+    skd_weighting="softmax",
+    skd_sigma=None,
+    skd_weight_max=None,
+    skd_adaptive_candidates=None,
+    skd_neighbour_refresh=50,
+    skd_exclude_unseen=False,
     skd_include_unseen=False,
 )
 
@@ -42,7 +53,10 @@ def test_the_top1_reading_keeps_the_public_codes_argmax_over_every_token():
     "flags, message",
     [
         (dict(skd_similarity="dot"), r"--skd-similarity dot without --skd-temperature: .*give --skd-temperature TAU"),
-        (dict(skd_exclude_unseen=True, skd_include_unseen=True), r"--skd-exclude-unseen or --skd-include-unseen, not both"),
+        (
+            dict(skd_exclude_unseen=True, skd_include_unseen=True),
+            r"--skd-exclude-unseen or --skd-include-unseen, not both",
+        ),
         (dict(skd_temperature=0.5, skd_gold_mass=0.8), r"not both"),
         (dict(skd_gold_mass=0.8, skd_similarity="dot"), r"--skd-gold-mass needs --skd-similarity cosine or l2"),
         (dict(skd_sigma=0.5), r"--skd-sigma belongs to --skd-weighting distance"),

@@ -5,11 +5,10 @@ import socket
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import build_translation, save_teacher, translation_sample
 from torch.nn.parallel import DistributedDataParallel
 
-from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tempered_log_probs, tie_ranking_loss
-
-from conftest import build_translation, save_teacher, translation_sample
+from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tie_ranking_loss
 
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 TIE = ["--criterion", "label_smoothed_tie_kd", "--label-smoothing", "0.1"]
@@ -71,15 +70,19 @@ def test_iterations_feed_the_student_its_greedy_predictions(tmp_path, fresh_metr
     assert all(torch.equal(s, t) for s, t in zip(seen["student"], seen["teacher"]))
     assert torch.equal(seen["student"][0], original)
     assert torch.equal(sample["net_input"]["prev_output_tokens"], original)  # the sample is not changed
-    for before, after in zip(seen["student"], seen["student"][1:]):
+    for after in seen["student"][1:]:
         assert after.shape == original.shape
         assert torch.equal(after[:, 0], original[:, 0])  # the first input token stays
         assert torch.equal(after.eq(pad), original.eq(pad))  # padding stays where it was
     # Pass 2's input is pass 1's argmax, shifted right.
     model.eval()
     with torch.no_grad():
-        first = model.decoder.forward(original, encoder_out=model.encoder(
-            sample["net_input"]["src_tokens"], src_lengths=sample["net_input"]["src_lengths"]))[0]
+        first = model.decoder.forward(
+            original,
+            encoder_out=model.encoder(
+                sample["net_input"]["src_tokens"], src_lengths=sample["net_input"]["src_lengths"]
+            ),
+        )[0]
     want = torch.cat([original[:, :1], first.argmax(-1)[:, :-1]], 1).masked_fill(original.eq(pad), pad)
     assert torch.equal(seen["student"][1], want)
     assert torch.isfinite(loss) and "tie_rank" in log
@@ -124,11 +127,14 @@ def test_iterations_under_torch_ddp_ask_for_legacy_ddp(tmp_path, fresh_metrics):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--tie-iterations", "0"], "--tie-iterations must be >= 1"),
-    (["--tie-topk", "0"], r"--tie-topk must be in \[1, 64\]"),
-    (["--kd-teacher-topk", "5", "--tie-topk", "6"], r"--tie-topk must be in \[1, 5\]"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tie-iterations", "0"], "--tie-iterations must be >= 1"),
+        (["--tie-topk", "0"], r"--tie-topk must be in \[1, 64\]"),
+        (["--kd-teacher-topk", "5", "--tie-topk", "6"], r"--tie-topk must be in \[1, 5\]"),
+    ],
+)
 def test_bad_tie_flags_fail_when_the_criterion_is_built(tmp_path, flags, message):
     with pytest.raises(ValueError, match=message):
         build_tie(tmp_path, *flags)

@@ -4,15 +4,22 @@ import math
 
 import pytest
 import torch
+from conftest import build_language_model, build_translation, lm_sample, translation_sample
+from test_adaptive import WIKI103_LIKE, full_log_probs, loss_and_grads
 
 from skd_fairseq.criterions.fairseq_access import excluded_token_ids
 from skd_fairseq.losses import distance_weights, top1_distance_loss
 
-from conftest import build_language_model, build_translation, lm_sample, translation_sample
-from test_adaptive import WIKI103_LIKE, full_log_probs, loss_and_grads
-
-TOP1 = ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted", "--skd-topk", "1",
-        "--skd-weighting", "distance"]
+TOP1 = [
+    "--criterion",
+    "label_smoothed_skd",
+    "--skd-candidates",
+    "predicted",
+    "--skd-topk",
+    "1",
+    "--skd-weighting",
+    "distance",
+]
 
 
 def reference_weight(a, b, sigma, weight_max):
@@ -73,11 +80,13 @@ def test_top1_loss_picks_the_gold_token_when_it_ranks_first_and_gives_the_weight
     assert is_gold.tolist() == [True, False, True]
     torch.testing.assert_close(w, torch.tensor([0.5, math.exp(-0.7), 0.5]))
     p = picked.detach()
-    want = torch.stack([
-        (1 - 0.3) * -p[0, 0] + 0.3 * -p[0, 0],
-        (1 - 0.6 * w[1]) * -p[1, 0] + 0.6 * w[1] * -p[1, 1],
-        (1 - 0.3) * -p[2, 0] + 0.3 * -p[2, 0],
-    ])
+    want = torch.stack(
+        [
+            (1 - 0.3) * -p[0, 0] + 0.3 * -p[0, 0],
+            (1 - 0.6 * w[1]) * -p[1, 0] + 0.6 * w[1] * -p[1, 1],
+            (1 - 0.3) * -p[2, 0] + 0.3 * -p[2, 0],
+        ]
+    )
     torch.testing.assert_close(loss.detach(), want)
     torch.testing.assert_close(top1.detach(), torch.stack([-p[0, 0], -p[1, 1], -p[2, 0]]))
     loss.sum().backward()
@@ -132,10 +141,19 @@ def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp
     from skd_fairseq.adaptive import cluster_of, embedding_matrix
     from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
-    args = TOP1 + ["--label-smoothing", "0", "--skd-alpha", "0.5", "--skd-sigma", "0.3",
-                   "--skd-adaptive-candidates", candidates]
+    args = TOP1 + [
+        "--label-smoothing",
+        "0",
+        "--skd-alpha",
+        "0.5",
+        "--skd-sigma",
+        "0.3",
+        "--skd-adaptive-candidates",
+        candidates,
+    ]
     task, model, criterion, _ = build_language_model(
-        tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"])
+        tmp_path, args, arch_args=WIKI103_LIKE + ["--adaptive-softmax-dropout", "0"]
+    )
     sample = lm_sample(task, seed=2)
     loss, log, grads = loss_and_grads(model, criterion, sample)
 
@@ -173,7 +191,8 @@ def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp
 def test_alpha_zero_and_validation_are_label_smoothed_cross_entropy(tmp_path, fresh_metrics):
     ls = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
     task, model, top1, _ = build_translation(
-        tmp_path, TOP1 + ["--label-smoothing", "0.1", "--skd-sigma", "1", "--skd-alpha", "1", "--skd-start-update", "5"])
+        tmp_path, TOP1 + ["--label-smoothing", "0.1", "--skd-sigma", "1", "--skd-alpha", "1", "--skd-start-update", "5"]
+    )
     _, _, plain, _ = build_translation(tmp_path, ls)
     sample = translation_sample(task, seed=1)
     model.train()
@@ -191,20 +210,67 @@ def test_alpha_zero_and_validation_are_label_smoothed_cross_entropy(tmp_path, fr
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1"],
-         r"--skd-weighting distance needs --skd-sigma S > 0"),
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1", "--skd-sigma", "0"],
-         r"--skd-sigma: sigma must be > 0, got 0"),
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1", "--skd-sigma", "1",
-          "--skd-weight-max", "0"], r"--skd-weight-max: the weight cap must be in \(0, 1\], got 0"),
-        (["--skd-weighting", "distance", "--skd-candidates", "neighbours", "--skd-topk", "1", "--skd-sigma", "1"],
-         r"needs --skd-candidates predicted --skd-topk 1 \(got --skd-candidates neighbours --skd-topk 1\)"),
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "2", "--skd-sigma", "1"],
-         r"needs --skd-candidates predicted --skd-topk 1"),
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1", "--skd-sigma", "1",
-          "--skd-gold-mass", "0.8"], r"--skd-temperature and --skd-gold-mass shape the softmax target"),
-        (["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1", "--skd-sigma", "1",
-          "--skd-similarity", "l2"], r"--skd-similarity l2: --skd-weighting distance uses the squared Euclidean"),
+        (
+            ["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1"],
+            r"--skd-weighting distance needs --skd-sigma S > 0",
+        ),
+        (
+            ["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "1", "--skd-sigma", "0"],
+            r"--skd-sigma: sigma must be > 0, got 0",
+        ),
+        (
+            [
+                "--skd-weighting",
+                "distance",
+                "--skd-candidates",
+                "predicted",
+                "--skd-topk",
+                "1",
+                "--skd-sigma",
+                "1",
+                "--skd-weight-max",
+                "0",
+            ],
+            r"--skd-weight-max: the weight cap must be in \(0, 1\], got 0",
+        ),
+        (
+            ["--skd-weighting", "distance", "--skd-candidates", "neighbours", "--skd-topk", "1", "--skd-sigma", "1"],
+            r"needs --skd-candidates predicted --skd-topk 1 \(got --skd-candidates neighbours --skd-topk 1\)",
+        ),
+        (
+            ["--skd-weighting", "distance", "--skd-candidates", "predicted", "--skd-topk", "2", "--skd-sigma", "1"],
+            r"needs --skd-candidates predicted --skd-topk 1",
+        ),
+        (
+            [
+                "--skd-weighting",
+                "distance",
+                "--skd-candidates",
+                "predicted",
+                "--skd-topk",
+                "1",
+                "--skd-sigma",
+                "1",
+                "--skd-gold-mass",
+                "0.8",
+            ],
+            r"--skd-temperature and --skd-gold-mass shape the softmax target",
+        ),
+        (
+            [
+                "--skd-weighting",
+                "distance",
+                "--skd-candidates",
+                "predicted",
+                "--skd-topk",
+                "1",
+                "--skd-sigma",
+                "1",
+                "--skd-similarity",
+                "l2",
+            ],
+            r"--skd-similarity l2: --skd-weighting distance uses the squared Euclidean",
+        ),
         (["--skd-sigma", "1"], r"--skd-sigma belongs to --skd-weighting distance"),
         (["--skd-weight-max", "0.5"], r"--skd-weight-max belongs to --skd-weighting distance"),
     ],
@@ -227,8 +293,18 @@ def test_the_public_codes_schedule_comes_from_the_update_number_across_a_resume(
 
     from skd_fairseq.schedule import skd_alpha
 
-    args = TOP1 + ["--label-smoothing", "0.1", "--skd-sigma", "0.5", "--skd-alpha", "1", "--skd-start-update", "2",
-                   "--skd-warmup-updates", "4"]
+    args = TOP1 + [
+        "--label-smoothing",
+        "0.1",
+        "--skd-sigma",
+        "0.5",
+        "--skd-alpha",
+        "1",
+        "--skd-start-update",
+        "2",
+        "--skd-warmup-updates",
+        "4",
+    ]
     task, model, criterion, cfg = build_translation(tmp_path, args)
     trainer = Trainer(cfg, task, model, criterion)
     sample = translation_sample(task)

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import build_translation, save_teacher, translation_sample
 from fairseq.logging import metrics
 from omegaconf import OmegaConf
 
 from skd_fairseq.criterions.teacher import check_teacher_task, registered_task_name
 from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tempered_log_probs
-
-from conftest import build_translation, save_teacher, translation_sample
 
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
@@ -155,7 +154,9 @@ def test_reduce_metrics_logs_the_kl_in_training_only(tmp_path, fresh_metrics):
         type(kd).reduce_metrics(logs)
     ntok = sum(int(log["kd_ntokens"]) for log in logs)
     kl = sum(float(log["kd_kl"]) for log in logs)
-    assert agg.get_smoothed_values()["kd_kl"] == pytest.approx(kl / ntok / torch.log(torch.tensor(2.0)).item(), abs=1e-4)
+    assert agg.get_smoothed_values()["kd_kl"] == pytest.approx(
+        kl / ntok / torch.log(torch.tensor(2.0)).item(), abs=1e-4
+    )
     model.eval()
     with torch.no_grad():
         valid = [kd(model, translation_sample(task, seed=s))[2] for s in range(2)]
@@ -179,8 +180,11 @@ def test_a_teacher_of_the_other_direction_is_refused_even_with_the_same_dictiona
     # Joined dictionaries make an en-de teacher's dictionaries those of a de-en student.
     teacher_path, _ = save_teacher(tmp_path / "teacher", langs=("en", "de"))
     (tmp_path / "student").mkdir()
-    with pytest.raises(ValueError, match=r"--kd-teacher-path: teacher .* translates en-de, the student de-en; "
-                                         r"give a teacher trained for de-en \(-s de -t en\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"--kd-teacher-path: teacher .* translates en-de, the student de-en; "
+        r"give a teacher trained for de-en \(-s de -t en\)",
+    ):
         student_with_teacher(tmp_path, teacher_path)
 
 
@@ -210,15 +214,22 @@ def test_the_teacher_dictionary_is_found_beside_the_checkpoint(tmp_path, fresh_m
     assert len(kd.teacher.models) == 1
 
 
-@pytest.mark.parametrize("flags, error, message", [
-    ([], ValueError, "--kd-teacher-path is required"),
-    (["--kd-teacher-path", "/nonexistent/checkpoint.pt"], FileNotFoundError, "teacher checkpoint '/nonexistent/checkpoint.pt' not found"),
-    (["--kd-teacher-path", "TEACHER:"], ValueError, "--kd-teacher-path is required"),
-    (["--kd-teacher-path", "GARBAGE"], ValueError, "cannot read teacher checkpoint"),
-    (["--kd-teacher-path", "TEACHER", "--kd-weight", "1.5"], ValueError, r"--kd-weight must be in \[0, 1\]"),
-    (["--kd-teacher-path", "TEACHER", "--kd-temperature", "0"], ValueError, "--kd-temperature must be > 0"),
-    (["--kd-teacher-path", "TEACHER", "--kd-teacher-topk", "-2"], ValueError, "--kd-teacher-topk must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "flags, error, message",
+    [
+        ([], ValueError, "--kd-teacher-path is required"),
+        (
+            ["--kd-teacher-path", "/nonexistent/checkpoint.pt"],
+            FileNotFoundError,
+            "teacher checkpoint '/nonexistent/checkpoint.pt' not found",
+        ),
+        (["--kd-teacher-path", "TEACHER:"], ValueError, "--kd-teacher-path is required"),
+        (["--kd-teacher-path", "GARBAGE"], ValueError, "cannot read teacher checkpoint"),
+        (["--kd-teacher-path", "TEACHER", "--kd-weight", "1.5"], ValueError, r"--kd-weight must be in \[0, 1\]"),
+        (["--kd-teacher-path", "TEACHER", "--kd-temperature", "0"], ValueError, "--kd-temperature must be > 0"),
+        (["--kd-teacher-path", "TEACHER", "--kd-teacher-topk", "-2"], ValueError, "--kd-teacher-topk must be >= 0"),
+    ],
+)
 def test_bad_teacher_flags_fail_when_the_criterion_is_built(tmp_path, flags, error, message):
     teacher_path, _ = save_teacher(tmp_path / "teacher")
     garbage = tmp_path / "garbage.pt"

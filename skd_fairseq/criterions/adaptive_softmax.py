@@ -164,8 +164,9 @@ class AdaptiveScores(Scores):
         if self.candidates == "cluster":
             rows = self.gold_rows()[1:]
             z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]
-            return within_cluster_topk(self._head_logits, z, rows, self.parts.tail_out, self.parts.cutoff,
-                                       target, k, skip)
+            return within_cluster_topk(
+                self._head_logits, z, rows, self.parts.tail_out, self.parts.cutoff, target, k, skip
+            )
         with torch.no_grad():
             z = [self.tail_hidden(i) for i in range(len(self.softmax.tail))]
             head = torch.log_softmax(self._head_logits.float(), dim=-1)

@@ -163,8 +163,10 @@ def adaptive_parts(adaptive_softmax) -> AdaptiveParts:
     for tail in adaptive_softmax.tail:
         # AdaptiveScores applies tail[1] itself, with one mask per position for the whole step.
         if len(tail) != 3 or not isinstance(tail[1], nn.Dropout):
-            raise ValueError("unrecognised adaptive-softmax tail: expected fairseq's Sequential(projection, "
-                             f"Dropout, output), found {tail}")
+            raise ValueError(
+                "unrecognised adaptive-softmax tail: expected fairseq's Sequential(projection, "
+                f"Dropout, output), found {tail}"
+            )
         tail_proj.append(_tail_projection(tail[0]))
         tail_out.append(_tail_output(tail[-1]))
     return AdaptiveParts(cutoff, head_words.detach(), tail_out, [p.detach() for p in tail_proj])

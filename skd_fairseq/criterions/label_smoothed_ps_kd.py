@@ -110,9 +110,7 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
             state = model.state_dict()
         with torch.no_grad():
             self.teacher.load_weights(state)
-        logger.info(
-            f"PS-KD: epoch {epoch} learns from {source} with a_t = {self.teacher_weight():.4f}"
-        )
+        logger.info(f"PS-KD: epoch {epoch} learns from {source} with a_t = {self.teacher_weight():.4f}")
 
     def without_teacher_log(self, training_log, device):
         zero = torch.zeros((), device=device)
@@ -130,4 +128,3 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
         if batches > 0:
             weight = sum(log.get("kd_weight", 0) for log in logging_outputs)
             metrics.log_scalar("kd_weight", utils.item(weight) / batches, round=4)
-

@@ -174,8 +174,9 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
         self.register_buffer("admissible_ids", admissible_ids(len(dictionary), excluded), persistent=False)
         self.seen_targets = SeenTargets(len(dictionary), self.padding_idx)
-        self.neighbour_table = NeighbourTable(self.settings.topk, self.settings.similarity,
-                                              self.settings.neighbour_refresh)
+        self.neighbour_table = NeighbourTable(
+            self.settings.topk, self.settings.similarity, self.settings.neighbour_refresh
+        )
         self._candidates_checked = False
         # --skd-candidates random: a generator seeded from (seed, update, micro-batch, rank), so
         # runs are reproducible and the draws leave fairseq's own random stream (dropout) alone.
@@ -325,15 +326,27 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         if s.weighting == "distance":  # [gold, best other]: their squared distance, from l2
             distance = -scores.pair_similarities(target, entries, "l2")[:, 1]
             loss, nll_loss, top1_loss, w, top1_is_gold = top1_distance_loss(
-                picked, distance, s.sigma, s.weight_max, alpha, self.eps, scores.vocab_size,
-                smooth_loss, pad_mask=pad_mask, reduce=reduce,
+                picked,
+                distance,
+                s.sigma,
+                s.weight_max,
+                alpha,
+                self.eps,
+                scores.vocab_size,
+                smooth_loss,
+                pad_mask=pad_mask,
+                reduce=reduce,
             )
-            return loss, nll_loss, {
-                "skd_loss": top1_loss.detach().sum(),
-                "skd_weight": w.sum(),
-                "skd_top1_gold": top1_is_gold.sum(),
-                "skd_ntokens": real.sum(),
-            }
+            return (
+                loss,
+                nll_loss,
+                {
+                    "skd_loss": top1_loss.detach().sum(),
+                    "skd_weight": w.sum(),
+                    "skd_top1_gold": top1_is_gold.sum(),
+                    "skd_ntokens": real.sum(),
+                },
+            )
         soft_targets, tau = soft_targets_from_similarities(
             scores.pair_similarities(target, entries, s.similarity), s.temperature, s.gold_mass
         )

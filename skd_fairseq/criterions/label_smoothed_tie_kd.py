@@ -98,9 +98,7 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         for iteration in range(self.tie_iterations):
             if iteration > 0:
                 decoder, encoder_out = later_passes
-                net_input["prev_output_tokens"] = self.greedy_decoder_input(
-                    net_input["prev_output_tokens"], net_output
-                )
+                net_input["prev_output_tokens"] = self.greedy_decoder_input(net_input["prev_output_tokens"], net_output)
                 net_output = decode_prefix(decoder, net_input["prev_output_tokens"], encoder_out, net_input)
                 lprobs = self.scores_and_target(model, net_output, sample)[0].full_log_probs("TIE-KD's ranking loss")
             teacher_probs, teacher_ids = self.teacher_targets(model, net_input, teacher_encoder_outs)

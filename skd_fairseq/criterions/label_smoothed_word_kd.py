@@ -69,9 +69,7 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
         if not cfg.kd_temperature > 0:
             raise ValueError(f"--kd-temperature must be > 0, got {cfg.kd_temperature}")
         if cfg.kd_teacher_topk < 0:
-            raise ValueError(
-                f"--kd-teacher-topk must be >= 0 (0: whole vocabulary), got {cfg.kd_teacher_topk}"
-            )
+            raise ValueError(f"--kd-teacher-topk must be >= 0 (0: whole vocabulary), got {cfg.kd_teacher_topk}")
 
     def build_teacher(self, cfg, task):
         """The frozen teacher(s), loaded now, so a bad path or dictionary fails before any training."""

@@ -186,8 +186,13 @@ def check_teacher_task(path: str, teacher_task_cfg, task, flag: str) -> None:
             f"--task {student_name}; a teacher must be trained for the student's task"
         )
     student_cfg = getattr(task, "cfg", None)
-    check_language_pair(path, teacher_task_cfg, getattr(student_cfg, "source_lang", None),
-                        getattr(student_cfg, "target_lang", None), flag)
+    check_language_pair(
+        path,
+        teacher_task_cfg,
+        getattr(student_cfg, "source_lang", None),
+        getattr(student_cfg, "target_lang", None),
+        flag,
+    )
     for role, file_name, student_dict in dictionaries_to_compare(teacher_task_cfg, task):
         teacher_file = find_teacher_dictionary(path, teacher_task_cfg, file_name, flag)
         check_same_dictionary(role, Dictionary.load(teacher_file), teacher_file, student_dict, flag)
