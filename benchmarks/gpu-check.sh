@@ -55,7 +55,8 @@ updates=${updates:-$([ "$smoke" = 1 ] && echo 8 || echo 300)}
 [[ $updates =~ ^[0-9]+$ ]] && [ "$updates" -ge 1 ] || die "--updates must be a positive integer, got '$updates'"
 if [ -n "$multi30k" ]; then
   [ -f "$multi30k/train.de.gz" ] || die "--multi30k '$multi30k' has no train.de.gz (give the raw Multi30k directory)"
-  export MULTI30K_DIR=$(cd "$multi30k" && pwd)
+  MULTI30K_DIR=$(cd "$multi30k" && pwd)
+  export MULTI30K_DIR
 fi
 
 # The environment: offline wheels into OUT_DIR/site, or what the python on PATH has.
@@ -74,7 +75,8 @@ cuda=$("$python" -c 'import torch; print(int(torch.cuda.is_available()))')
 if [ "$smoke" = 0 ] && [ "$cuda" != 1 ]; then
   die "torch sees no CUDA device: this check is for a GPU machine (--smoke runs it on the CPU)"
 fi
-export SKD_DEVICE_PROBE="$(command -v "$python")=$cuda"
+SKD_DEVICE_PROBE="$(command -v "$python")=$cuda"
+export SKD_DEVICE_PROBE
 
 steps=()
 run_step() {  # NAME COMMAND...: runs it, its output in OUT_DIR/NAME.log, its status and time recorded
@@ -91,10 +93,12 @@ bench=("$python" "$repo/benchmarks/bench_criterion.py")
 if [ "$smoke" = 1 ]; then
   base_shape=(--device cpu --tokens 128 --vocab 1000 --dim 32 --topk 8 --repeats 1 --warmup 1)
   topk_shape=(--device cpu --vocab 1000 --dim 32 --chunk-sizes default --methods embedding_topk naive --repeats 1)
+  # shellcheck disable=SC2054  # the cutoffs are one value
   adaptive_shape=(--device cpu --adaptive 200,600 --tokens 128 --vocab 1000 --dim 32 --topk 8 --repeats 1 --warmup 1)
 else
   base_shape=(--device cuda --tokens 8192 --vocab 32000 --dim 512 --topk 8)
   topk_shape=(--device cuda --vocab 50000 --dim 512 --chunk-sizes default --methods embedding_topk naive)
+  # shellcheck disable=SC2054  # the cutoffs are one value
   adaptive_shape=(--device cuda --adaptive 20000,60000 --tokens 2048 --vocab 267744 --dim 1024 --topk 8
                   --refresh-rows 8192 --repeats 5)
 fi

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # IWSLT'14 de->en: fairseq's transformer_iwslt_de_en recipe (examples/translation/README.md).
 # Scores: sacrebleu BLEU (13a) and chrF on the detokenised output against the untokenised
 # references (OUT/raw), case-insensitive because the recipe lowercases everything; plus the

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # Multi30k de->en, the table config's model sized for the 30-minute CPU demo (scripts/demo.sh):
 # 500 updates, no epoch checkpoints, scored with checkpoint_best.pt.
 # shellcheck source=configs/multi30k-de-en.sh

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # Multi30k de->en teacher for the kd-multi30k table: the demo config's data, optimisation
 # and decoding, with a model three times the student's size (3+3 layers, FFN 1024)
 # trained three times longer. On this 2-core CPU that is roughly an hour; the students

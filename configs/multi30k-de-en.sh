@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # Multi30k de->en, trained to convergence on a CPU: the table config of results/multi30k-de-en.md.
 # The model is the demo's (2+2 layers, 256 wide, shared embeddings); it trains for a fixed
 # 18 epochs (2,394 updates), chosen from the baseline's validation curve by

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # Language model on the English side of Multi30k (29,000 training captions, the
 # translation data's 8,000 sentencepieces): a small transformer_lm sized for a CPU,
 # trained to convergence: a fixed 9 epochs (999 updates), chosen from the baseline's validation

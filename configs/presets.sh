@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # Criterion presets for scripts/train.sh --criterion-preset NAME (sourced; bash arrays).
 # Any --skd-* flag given after them on the train.sh command line overrides the preset.
 

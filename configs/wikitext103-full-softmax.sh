@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # WikiText-103 language model with a full softmax: fairseq's transformer_lm recipe
 # (examples/language_model/README.md). Over 267,744 words every micro-batch builds a
 # [tokens x V] log-probability matrix (2 GB in fp32 at 2,048 tokens); configs/wikitext103.sh,

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # WikiText-103 language model: fairseq's standard recipe, transformer_lm_wiki103 (Baevski & Auli,
 # 2019: adaptive input and adaptive softmax, cutoffs 20,000 / 60,000, tied weights and
 # projections; fairseq's examples/language_model/README.adaptive_inputs.md). The recipe trains

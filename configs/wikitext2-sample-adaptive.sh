@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # A small adaptive-softmax language model on the WikiText-2 sample in ../shared/data (issue 16's
 # real run): transformer_lm with adaptive input and softmax, tied weights and projections,
 # cutoffs at 1,000 / 3,000 of a 13,784-word vocabulary (about the 7.5 % / 22 % of

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2054
+# (sourced by the scripts, which read its variables; commas inside flag values are not separators)
 # WMT'14 en->de: transformer base with shared embeddings (fairseq's scaling-NMT settings,
 # 4096 tokens x update-freq 8 per GPU stands for 8 GPUs x 4096; halve --update-freq per doubling).
 # Scores: sacrebleu on detokenised output against the raw newstest2014 references, and the

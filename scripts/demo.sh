@@ -57,7 +57,7 @@ cd "$repo"
 listed=$(bash scripts/train.sh "$config" --criterion-preset --list) || die "could not list the presets of $config"
 for preset in $presets; do  # checked before the first model trains
   grep -qxF "$preset" <<< "$listed" || die "preset '$preset' $(grep -qxF "$preset teacher" <<< "$listed" \
-    && echo "distils from a teacher: see scripts/reproduce.sh kd-multi30k" || echo "is unknown (one of: $(echo $(cut -d' ' -f1 <<< "$listed")))")"
+    && echo "distils from a teacher: see scripts/reproduce.sh kd-multi30k" || echo "is unknown (one of: $(cut -d' ' -f1 <<< "$listed" | paste -sd' '))")"
 done
 say() { echo "[demo] $*"; }
 # Runs a step with its output in a file; on failure, shows the file's last lines and stops.
@@ -88,7 +88,7 @@ extra=(--log-interval 10)  # a progress line every ~15 s on a 2-core CPU
 [ -z "$layers" ] || extra+=(--encoder-layers "$layers" --decoder-layers "$layers")
 [ -z "$dim" ] || extra+=(--encoder-embed-dim "$dim" --decoder-embed-dim "$dim"
                          --encoder-ffn-embed-dim $((2 * dim)) --decoder-ffn-embed-dim $((2 * dim)))
-say "training and scoring: $(echo $presets | wc -w) preset(s) x $(echo $seeds | wc -w) seed(s) in $out; fairseq's log of each run: RUN/train.log"
+say "training and scoring: $(wc -w <<< "$presets") preset(s) x $(wc -w <<< "$seeds") seed(s) in $out; fairseq's log of each run: RUN/train.log"
 results=()
 for seed in $seeds; do
   for preset in $presets; do

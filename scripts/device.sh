@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that run fairseq or the project's python. Puts the project's
 # environment (scripts/setup-env.sh: $SKD_VENV, else .venv beside the checkout) first on PATH
 # when it exists, so the scripts need no activated environment, and sets the bash array
@@ -22,4 +23,5 @@ if [ -z "${cuda:-}" ]; then
 fi
 export SKD_DEVICE_PROBE="$skd_python=$cuda"
 device=()
+# shellcheck disable=SC2034  # read by the script that sources this file
 [ "$cuda" = 1 ] || device=(--cpu)

@@ -99,7 +99,7 @@ signature="data=$data teacher=$teacher beam=$beam lenpen=$lenpen max_len=$max_le
 $(input_identity "${teachers[@]}" "$data/train.$src-$tgt.$src.bin" "$data/train.$src-$tgt.$src.idx")"
 if [ ! -f "$out/.generated" ] || [ "$(cat "$out/.generated")" != "$signature" ]; then
   echo "[distill] translating $pairs training sentences with $teacher (beam $beam, lenpen $lenpen)"
-  rm -rf "$out/bin" "$out/.generated"
+  rm -rf "${out:?}/bin" "${out:?}/.generated"
   fairseq-generate "$data" --user-dir "$repo/skd_fairseq" --path "$teacher" --gen-subset train \
     -s "$src" -t "$tgt" --beam "$beam" --lenpen "$lenpen" --nbest 1 --max-tokens "$max_tokens" \
     --max-len-a "$max_len_a" --max-len-b "$max_len_b" --required-batch-size-multiple 1 "${device[@]}" \
@@ -112,7 +112,7 @@ if [ ! -f "$out/bin/.done" ]; then
   python -m skd_experiments.distilled_targets --generate-output "$out/generate.train.txt" \
     --sentences "$pairs" --prefix "$out/train" -s "$src" -t "$tgt" --on-empty "$on_empty" \
     --summary "$out/distilled.json"
-  rm -rf "$out/bin"
+  rm -rf "${out:?}/bin"
   mkdir -p "$out/bin"
   fairseq-preprocess --source-lang "$src" --target-lang "$tgt" --trainpref "$out/train" \
     --srcdict "$data/dict.$src.txt" --tgtdict "$data/dict.$tgt.txt" --destdir "$out/bin" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the evaluation scripts (evaluate-translation.sh, evaluate-lm.sh), after they
 # define usage() and repo: their shared command line, and which model a run is scored with.
 
@@ -50,6 +51,7 @@ scored_model() {
   else
     model=$run_dir/checkpoint_$checkpoint.pt
     [ -f "$model" ] || die "missing $model"
+    # shellcheck disable=SC2034  # read by the script that sources this file
     checkpoint_label=$checkpoint
   fi
 }

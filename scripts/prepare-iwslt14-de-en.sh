@@ -116,7 +116,7 @@ if [ ! -f "$out/tmp/.train" ] || [ ! -f "$out/raw/valid.$tgt" ]; then
     grep -v -e '<url>' -e '<talkid>' -e '<keywords>' "$orig/train.tags.de-en.$l" \
       | sed -e 's/<title>//g' -e 's/<\/title>//g' -e 's/<description>//g' -e 's/<\/description>//g' \
       > "$out/tmp/train.tags.raw.$l"
-    "${tools[@]}" tokenize --lang $l --workers 2 < "$out/tmp/train.tags.raw.$l" > "$out/tmp/train.tags.tok.$l"
+    "${tools[@]}" tokenize --lang "$l" --workers 2 < "$out/tmp/train.tags.raw.$l" > "$out/tmp/train.tags.tok.$l"
     # raw/valid picks lines by number, so tokenising must keep them one to one.
     [ "$(count "$out/tmp/train.tags.raw.$l")" -eq "$(count "$out/tmp/train.tags.tok.$l")" ] \
       || die "tokenising $orig/train.tags.de-en.$l changed its number of lines (a carriage return inside a line?)"
@@ -143,7 +143,7 @@ if [ ! -f "$out/tmp/.test" ] || [ ! -f "$out/raw/test.$tgt" ]; then
     for t in "${tests[@]}"; do
       "${tools[@]}" segments < "$orig/$t.de-en.$l.xml"
     done > "$out/raw/test.$l"
-    "${tools[@]}" tokenize --lang $l --lowercase < "$out/raw/test.$l" > "$out/tok/test.$l"
+    "${tools[@]}" tokenize --lang "$l" --lowercase < "$out/raw/test.$l" > "$out/tok/test.$l"
   done
   touch "$out/tmp/.test"
 fi
@@ -185,7 +185,7 @@ fi
 # 5. Binarise as fairseq's IWSLT'14 example does (a dictionary per language).
 if [ ! -f "$out/bin/.done" ]; then
   echo "[prepare-iwslt14] fairseq-preprocess"
-  rm -rf "$out/bin"
+  rm -rf "${out:?}/bin"
   fairseq-preprocess --source-lang $src --target-lang $tgt --trainpref "$out/bpe/train" \
     --validpref "$out/bpe/valid" --testpref "$out/bpe/test" --destdir "$out/bin" --workers 2 \
     > "$out/preprocess.log" 2>&1 \

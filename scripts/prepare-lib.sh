@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the prepare scripts and distill-sequence-level.sh (after they define die): what they share about their input.
 
 # What an input file is: its absolute path, size and, up to 64 MiB, its content's sha256 (a fresh

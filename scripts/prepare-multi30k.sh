@@ -136,7 +136,7 @@ fi
 # 4. Binarise with one dictionary for both sides (so embeddings can be shared).
 if [ ! -f "$out/bin/.done" ]; then
   echo "[prepare-multi30k] fairseq-preprocess"
-  rm -rf "$out/bin"
+  rm -rf "${out:?}/bin"
   fairseq-preprocess --source-lang "$src" --target-lang "$tgt" \
     --trainpref "$out/spm/train" --validpref "$out/spm/valid" --testpref "$out/spm/test" \
     --destdir "$out/bin" --joined-dictionary --workers 2 > "$out/preprocess.log" 2>&1 \

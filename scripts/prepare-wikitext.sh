@@ -77,7 +77,7 @@ if [ ! -f "$out/text/.done" ]; then
 fi
 if [ ! -f "$out/bin/.done" ]; then
   echo "[prepare-wikitext] fairseq-preprocess"
-  rm -rf "$out/bin"
+  rm -rf "${out:?}/bin"
   fairseq-preprocess --only-source --trainpref "$out/text/train.tokens" \
     --validpref "$out/text/valid.tokens" --testpref "$out/text/test.tokens" \
     --destdir "$out/bin" --workers 2 > "$out/preprocess.log" 2>&1 \

@@ -97,7 +97,8 @@ for archive in "${archives[@]}"; do
   if [ -f "$raw_dir/$archive" ]; then
     options+=$'\n'$(input_identity "$raw_dir/$archive")
   else
-    options+=$'\n'$(cd "$raw_dir" && input_identity ${files_of[$archive]})  # paths without spaces
+    # shellcheck disable=SC2086  # the archive's files, split on spaces (paths without spaces)
+    options+=$'\n'$(cd "$raw_dir" && input_identity ${files_of[$archive]})
   fi
 done
 refuse_other_options "$out/prepare.options" "$options" -o
@@ -154,7 +155,7 @@ if [ ! -f "$out/tmp/.train" ]; then
   for l in $src $tgt; do
     echo "[prepare-wmt14] tokenising the $l training data"
     for corpus in "${corpora[@]}"; do cat "$(find_file "$corpus.$l")"; done \
-      | "${tools[@]}" tokenize --lang $l --normalize-punct --aggressive-dash --workers "$workers" \
+      | "${tools[@]}" tokenize --lang "$l" --normalize-punct --aggressive-dash --workers "$workers" \
       > "$out/tmp/train.tags.tok.$l"
     awk 'NR % 100 == 0' "$out/tmp/train.tags.tok.$l" > "$out/tok/valid.$l"
     awk 'NR % 100 != 0' "$out/tmp/train.tags.tok.$l" > "$out/tok/train.$l"
@@ -167,7 +168,7 @@ if [ ! -f "$out/tmp/.test" ]; then
   "${tools[@]}" segments < "$test_src" > "$out/raw/test.$src"
   "${tools[@]}" segments < "$test_ref" > "$out/raw/test.$tgt"
   for l in $src $tgt; do
-    "${tools[@]}" tokenize --lang $l --aggressive-dash < "$out/raw/test.$l" > "$out/tok/test.$l"
+    "${tools[@]}" tokenize --lang "$l" --aggressive-dash < "$out/raw/test.$l" > "$out/tok/test.$l"
   done
   touch "$out/tmp/.test"
 fi
@@ -198,7 +199,7 @@ fi
 # 5. Binarise with one dictionary for both languages.
 if [ ! -f "$out/bin/.done" ]; then
   echo "[prepare-wmt14] fairseq-preprocess"
-  rm -rf "$out/bin"
+  rm -rf "${out:?}/bin"
   fairseq-preprocess --source-lang $src --target-lang $tgt --trainpref "$out/bpe/train" \
     --validpref "$out/bpe/valid" --testpref "$out/bpe/test" --destdir "$out/bin" \
     --joined-dictionary --workers "$workers" > "$out/preprocess.log" 2>&1 \

@@ -108,7 +108,7 @@ case "$kind" in
 esac
 # The presets train.sh knows for this config (a config may redefine them), and the teacher-based ones.
 listed=$(bash scripts/train.sh "$config" --criterion-preset --list) || die "could not list the presets of $config"
-known=$(echo $(cut -d' ' -f1 <<< "$listed")) teacher_presets=" $(echo $(awk '$2 == "teacher" {print $1}' <<< "$listed")) "
+known=$(cut -d' ' -f1 <<< "$listed" | paste -sd' ') teacher_presets=" $(awk '$2 == "teacher" {print $1}' <<< "$listed" | paste -sd' ') "
 [ "$kind" = kd ] && known+=" seq-kd seq-word-kd"
 for preset in $presets; do
   [[ " $known " == *" $preset "* ]] || die "unknown preset '$preset' in --presets (one of: $known)"
@@ -145,6 +145,8 @@ if [ "$kind" = kd ]; then
   teacher=$teacher_dir/checkpoint_best.pt
   if [[ " $presets " == *" seq-"* ]]; then
     # shellcheck source=/dev/null
+    # DISTILL_ARGS: set by the teacher's config, sourced in the subshell.
+    # shellcheck disable=SC2153
     mapfile -t distill_args < <(. "$teacher_config"; printf '%s\n' ${DISTILL_ARGS[@]+"${DISTILL_ARGS[@]}"})
     bash scripts/distill-sequence-level.sh --data "$DATA" --teacher "$teacher" -s "$SRC" -t "$TGT" \
       --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
@@ -199,7 +201,7 @@ significance=(--significance)
 if declare -p TABLE_COLUMNS > /dev/null 2>&1; then significance+=(${TABLE_COLUMNS[@]+"${TABLE_COLUMNS[@]}"}); fi
 significance+=(${compare[@]+"${compare[@]}"})
 {
-  echo "# $name: $(echo "$presets" | sed 's/ /, /g')"
+  echo "# $name: ${presets// /, }"
   echo
   trained_at=$(python -m skd_experiments.table_notes commits "${result_files[@]}")
   echo "Produced by \`bash scripts/reproduce.sh $table --seeds \"$seeds\" --presets \"$presets\"\` on"

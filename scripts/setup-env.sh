@@ -37,7 +37,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "[setup-env] installing $torch_spec, then skd-fairseq and its dependencies into $venv"
 "$venv/bin/python" -m pip install -q "$torch_spec"
-"$venv/bin/python" -m pip install -q -e "$repo[experiments,test]"
+"$venv/bin/python" -m pip install -q -e "${repo}[experiments,test]"
 "$venv/bin/python" -c "import skd_fairseq" >/dev/null 2>&1 \
   || { "$venv/bin/python" -c "import skd_fairseq"; echo "setup-env: skd_fairseq does not import" >&2; exit 1; }
 echo "$want" > "$stamp"

@@ -50,7 +50,7 @@ for spec in "${variants[@]}"; do
   read -r -a words <<< "${spec#*=}"
   [ ${#words[@]} -ge 1 ] || die "--variant '$spec' names no preset"
   grep -q "^${words[0]}\( teacher\)\?$" <<< "$listed" \
-    || die "--variant '$spec': unknown preset '${words[0]}' (one of: $(echo $(cut -d' ' -f1 <<< "$listed")))"
+    || die "--variant '$spec': unknown preset '${words[0]}' (one of: $(cut -d' ' -f1 <<< "$listed" | paste -sd' '))"
 done
 results=()
 for spec in "${variants[@]}"; do
@@ -70,6 +70,7 @@ done
   echo
   echo "\`bash scripts/sweep.sh $(realpath --relative-to="$repo" "$config") --seed $seed\` with the variants below, on"
   echo "$(date -u +%Y-%m-%d), commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown); one run per variant,"
+  # shellcheck source=/dev/null
   echo "scored on the validation split only ($(. "$config"; [ "${AVERAGE_LAST:-1}" -gt 1 ] && echo "the average of the last ${AVERAGE_LAST} checkpoints" || echo "checkpoint_best.pt"))."
   echo
   python -m skd_experiments.make_tables "${results[@]}" --flags --training-metrics

@@ -3,14 +3,18 @@
 set -euo pipefail
 
 usage() {
+  local presets
+  # shellcheck source=/dev/null
+  presets=$(. "$(dirname "$0")/../configs/presets.sh"; echo "${PRESETS// /, }")
   cat <<EOF
 Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [--teacher CKPT] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
-the criterion settings of preset NAME (configs/presets.sh: baseline, skd-neighbours,
-skd-predicted, skd-random, rdrop, word-kd, tie-kd, skd-word-kd; a config may redefine
-them for its model) and --user-dir set to the plugin. Extra flags go to fairseq-train last,
-so they override the config and the preset, e.g. --skd-alpha 0.3 or --max-update 200.
+the criterion settings of preset NAME and --user-dir set to the plugin. The presets of
+configs/presets.sh (a config may redefine them for its model, and add its own):
+  $presets
+Extra flags go to fairseq-train last, so they override the config and the preset,
+e.g. --skd-alpha 0.3 or --max-update 200.
 
   --seed N          random seed (default 1)
   --save-dir DIR    checkpoints and logs (default runs/CONFIG/NAME/seedN)
@@ -62,6 +66,7 @@ if [ -n "$teacher" ]; then
     [ -f "$part" ] || die "--teacher: checkpoint '$part' not found"
     resolved+=("$(realpath -- "$part")")
   done
+  # shellcheck disable=SC2034  # read by the teacher-based presets of configs/presets.sh
   KD_TEACHER=$(IFS=:; echo "${resolved[*]}")
 fi
 # shellcheck source=/dev/null
@@ -70,6 +75,8 @@ fi
 # adaptive-softmax baseline of configs/wikitext103.sh).
 # shellcheck source=/dev/null
 . "$config"
+# PRESETS: set by presets.sh in this shell (the usage message reads it in a subshell too).
+# shellcheck disable=SC2031
 if [ "$preset" = --list ]; then  # for the scripts that check their rows before training any
   for p in $PRESETS; do
     v="PRESET_${p//-/_}[*]"
@@ -78,6 +85,7 @@ if [ "$preset" = --list ]; then  # for the scripts that check their rows before 
   exit 0
 fi
 preset_var="PRESET_${preset//-/_}[@]"
+# shellcheck disable=SC2031
 [[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
 preset_args=("${!preset_var}")
 for i in "${!preset_args[@]}"; do

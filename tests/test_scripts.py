@@ -49,6 +49,12 @@ def test_scripts_print_usage(script):
     assert out.startswith("Usage:")
 
 
+def test_train_usage_lists_every_preset():
+    out = run(["bash", SCRIPTS / "train.sh", "-h"]).stdout
+    presets = run(["bash", "-c", f". {REPO / 'configs' / 'presets.sh'}; echo $PRESETS"]).stdout.split()
+    assert len(presets) > 5 and all(f" {p}," in out or f" {p}\n" in out for p in presets)
+
+
 @pytest.mark.parametrize("script", ["evaluate-translation.sh", "evaluate-lm.sh"])
 def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_path):
     config = tmp_path / "config.sh"
