@@ -88,15 +88,24 @@ extra=(--log-interval 10)  # a progress line every ~15 s on a 2-core CPU
 [ -z "$layers" ] || extra+=(--encoder-layers "$layers" --decoder-layers "$layers")
 [ -z "$dim" ] || extra+=(--encoder-embed-dim "$dim" --decoder-embed-dim "$dim"
                          --encoder-ffn-embed-dim $((2 * dim)) --decoder-ffn-embed-dim $((2 * dim)))
-say "training and scoring: $(wc -w <<< "$presets") preset(s) x $(wc -w <<< "$seeds") seed(s) in $out; fairseq's log of each run: RUN/train.log"
+say "training and scoring: $(wc -w <<< "$presets") preset(s) x $(wc -w <<< "$seeds") seed(s) in $out; fairseq's log of each run: $out/PRESET/seedSEED/train.log"
 results=()
+models_left=$(( $(wc -w <<< "$presets") * $(wc -w <<< "$seeds") ))
 for seed in $seeds; do
   for preset in $presets; do
     run_dir=$out/$preset/seed$seed
     mkdir -p "$run_dir"
-    python -m skd_experiments.follow_training --label "$preset seed $seed" --log "$run_dir/train.log" --out "$run_dir/demo-train.out" \
-      -- bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}" \
-      || { echo "[demo] training failed; fairseq's log: $run_dir/train.log" >&2; exit 1; }
+    models_left=$((models_left - 1))
+    train=(bash scripts/train.sh "$config" --criterion-preset "$preset" --seed "$seed" --save-dir "$run_dir" "${extra[@]}")
+    if "${train[@]}" --check-finished > /dev/null 2>&1; then
+      say "$preset seed $seed: already trained ($run_dir)"
+    else
+      # --queued: the progress line estimates the demo's time left from this model's pace.
+      python -m skd_experiments.follow_training --label "$preset seed $seed" --log "$run_dir/train.log" \
+        --out "$run_dir/demo-train.out" --queued "$models_left" -- "${train[@]}" \
+        || { echo "[demo] training failed; fairseq's log: $run_dir/train.log" >&2; exit 1; }
+      say "$preset seed $seed: trained; checkpoints in $run_dir (checkpoint_best.pt is scored)"
+    fi
     if [ "$run_dir/result.test.json" -nt "$run_dir/checkpoint_best.pt" ]; then
       say "$preset seed $seed: already scored ($run_dir/result.test.json)"
     else

@@ -3,16 +3,16 @@
 set -euo pipefail
 
 usage() {
-  local presets
-  # shellcheck source=/dev/null
-  presets=$(. "$(dirname "$0")/../configs/presets.sh"; echo "${PRESETS// /, }")
+  local preset_list
+  # shellcheck source=/dev/null disable=SC2153  # PRESETS: set by presets.sh
+  preset_list=$(. "$(dirname "$0")/../configs/presets.sh"; echo "${PRESETS// /, }")
   cat <<EOF
 Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [--teacher CKPT] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME and --user-dir set to the plugin. The presets of
 configs/presets.sh (a config may redefine them for its model, and add its own):
-  $presets
+  $preset_list
 Extra flags go to fairseq-train last, so they override the config and the preset,
 e.g. --skd-alpha 0.3 or --max-update 200.
 
@@ -57,6 +57,7 @@ done
 die() { echo "train: $*" >&2; exit 1; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 [ -f "$config" ] || die "config '$config' not found (see configs/)"
+# shellcheck source=/dev/null
 [ -n "$preset" ] || die "give --criterion-preset (one of: $(. "$repo/configs/presets.sh"; echo "$PRESETS"))"
 [[ $seed =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$seed'"
 if [ -n "$teacher" ]; then

@@ -5,7 +5,9 @@
 
 The command's own output goes to --out; fairseq's log (--log, written by
 scripts/train.sh) is followed and summarised in one line: update (of the total),
-training loss, last validation perplexity, target tokens/s and the time left. On a
+training loss, last validation perplexity, target tokens/s and the time this model has
+left (with --queued N, also the time left for it and the N models queued after it, at
+this model's pace). On a
 terminal the line is rewritten in place; otherwise (a log file, CI) a line is printed
 every --every seconds. When the command fails, the last lines of --out are printed.
 The command's exit status is passed on.
@@ -50,7 +52,7 @@ class Progress:
         by_epochs = self.max_epoch * self.steps_per_epoch if self.max_epoch and self.steps_per_epoch else 0
         return min(filter(None, [self.max_update, by_epochs]), default=0)
 
-    def line(self, label, elapsed):
+    def line(self, label, elapsed, queued=0):
         if not self.values:
             return f"{label}: starting ({elapsed:.0f} s)"
         updates = int(self.values.get("num_updates", 0))
@@ -61,7 +63,10 @@ class Progress:
         parts.append(f"{float(self.values.get('wps', 0)):,.0f} tok/s")
         ups = float(self.values.get("ups", 0))
         if total and ups > 0:
-            parts.append(f"{max(total - updates, 0) / ups / 60:.1f} min left")
+            left = max(total - updates, 0) / ups / 60
+            parts.append(f"this model {left:.1f} min left")
+            if queued:
+                parts.append(f"all {queued + 1} models ~{left + queued * total / ups / 60:.0f} min left")
         return f"{label}: " + " | ".join(parts)
 
 
@@ -72,6 +77,7 @@ def main():
     parser.add_argument("--out", required=True, help="where the command's own output goes")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between lines when not on a terminal")
     parser.add_argument("--tail", type=int, default=30, help="lines of --out shown when the command fails")
+    parser.add_argument("--queued", type=int, default=0, help="models that train after this one, at its pace")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -95,7 +101,7 @@ def main():
                 for line in complete.decode("utf-8", errors="replace").splitlines():
                     progress.read(line)
             now = time.time()
-            text = progress.line(args.label, now - started)
+            text = progress.line(args.label, now - started, args.queued)
             if tty:
                 sys.stdout.write("\r\033[K" + text)
                 sys.stdout.flush()

@@ -122,6 +122,14 @@ def benchmark_name(column):
     return " ".join(filter(None, column))
 
 
+def column_header(column, label):
+    """ "DATASET PAIR SPLIT: METRIC"; a metric of the validation split ("valid perplexity", beside
+    test BLEU) names its own split: "DATASET PAIR valid: perplexity"."""
+    if label.startswith("valid "):
+        return f"{benchmark_name((*column[:2], 'valid'))}: {label[len('valid ') :]}"
+    return f"{benchmark_name(column)}: {label}"
+
+
 def table(results, metrics, show_flags, extra_columns=()):
     """One Markdown table: rows methods, columns (benchmark x metric), then extra_columns:
     (header, method -> text) pairs."""
@@ -132,7 +140,7 @@ def table(results, metrics, show_flags, extra_columns=()):
     for r in results:
         by[(r["method"], r["dataset"], r["pair"], r["split"])].append(r)
     header = ["method"] + (["settings"] if show_flags else [])
-    header += [f"{benchmark_name(c)}: {label}" for label, _, _ in metrics for c in columns]
+    header += [column_header(c, label) for label, _, _ in metrics for c in columns]
     header += [title for title, _ in extra_columns]
     rows = []
     for m in methods:

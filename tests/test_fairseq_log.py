@@ -211,3 +211,12 @@ def test_the_experiment_tools_start_without_fairseq(module):
     code = f"import sys; sys.modules['fairseq'] = None; import skd_experiments.{module}"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_progress_line_gives_this_models_time_left_and_the_queued_models():
+    progress = Progress()
+    progress.max_update = 300
+    progress.values = {"num_updates": 100.0, "loss": 5.0, "wps": 1000.0, "ups": 0.5}
+    # 200 updates left at 0.5 a second: 6.7 min; two more models of 300 updates: 20 min more.
+    assert progress.line("run", 1.0).endswith("| this model 6.7 min left")
+    assert progress.line("run", 1.0, queued=2).endswith("| this model 6.7 min left | all 3 models ~27 min left")

@@ -468,8 +468,8 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
         ],
         env=env,
     )
-    assert "baseline seed 3: already scored" in again.stdout
-    assert "already finished with these settings" in (run_dir / "demo-train.out").read_text()
+    assert "baseline seed 3: already trained" in again.stdout and "baseline seed 3: already scored" in again.stdout
+    assert "starting" not in again.stdout  # a finished run shows no progress line
     assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
 
 
@@ -1350,7 +1350,7 @@ def test_sweep_scores_the_validation_split_with_training_metrics(multi30k_bin, t
     assert table in proc.stdout and "scored on the validation split only (checkpoint_best.pt)" in table
     assert (
         "| method | settings | multi30k-slice de-en valid: BLEU | multi30k-slice de-en valid: chrF | "
-        "multi30k-slice de-en valid: valid perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |"
+        "multi30k-slice de-en valid: perplexity | skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |"
     ) in table
     row = next(line for line in table.splitlines() if line.startswith("| rnd-rho0.8 |"))
     assert "`skd-random --skd-gold-mass 0.8`" in row and "| 0.800 → 0.800 |" in row
