@@ -217,9 +217,9 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         from skd_fairseq.criterions.fairseq_access import adaptive_parts
 
         parts = adaptive_parts(model.decoder.adaptive_softmax)
-        return (
-            cluster_spaces(parts) if table_criterion.adaptive_candidates != "any" else [Space(embedding_matrix(parts))]
-        )
+        if table_criterion.settings.adaptive_candidates == "any":
+            return [Space(embedding_matrix(parts))]
+        return cluster_spaces(parts)
 
     excluded = table_criterion.excluded_ids
 
@@ -290,7 +290,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
         "dim": dim,
         "topk": topk,
         "adaptive_cutoff": cutoff,
-        "adaptive_candidates": table_criterion.adaptive_candidates if cutoff else None,
+        "adaptive_candidates": table_criterion.settings.adaptive_candidates if cutoff else None,
         "refresh_rows_timed": refresh_rows,
         "distinct_gold_tokens": distinct,
         "variants": rows,

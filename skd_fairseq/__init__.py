@@ -9,8 +9,14 @@ registers the criteria with fairseq.
 
 __version__ = "0.1.0"
 
-from . import cuda_peak
-from .checkpoints import allow_fairseq_checkpoints
+import logging
+
+# fairseq's text-to-speech task logs "Please install tensorboardX" when fairseq is imported; where
+# the plugin is imported first (skd-fairseq-inspect, Python code), that one logger is lowered.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+
+from . import cuda_peak  # noqa: E402
+from .checkpoints import allow_fairseq_checkpoints  # noqa: E402
 
 # Functions on tensors that know nothing of fairseq.
 PURE_MODULES = ("similarity", "neighbours", "losses", "schedule", "distillation", "adaptive", "settings")

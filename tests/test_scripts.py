@@ -323,7 +323,6 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
 def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
     import skd_fairseq.cuda_peak as cuda_peak
 
-    assert run_and_measure.CUDA_PEAK_ENV == cuda_peak.ENV
     # A process that "used CUDA" (torch.cuda faked: no GPU here) and loads the plugin, as fairseq-train does.
     fake = (
         "import torch\n"
