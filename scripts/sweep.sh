@@ -7,7 +7,7 @@ usage() {
 Usage: $(basename "$0") CONFIG --out DIR [--seed N] [--table FILE.md] --variant NAME="PRESET [flags]" [--variant ...]
 
 Trains each variant (a criterion preset of configs/presets.sh plus fairseq flags, e.g.
---variant n-a0.2-t0.1="skd-neighbours --skd-alpha 0.2 --skd-temperature 0.1") with
+--variant n-a0.2-r0.9="skd-neighbours --skd-alpha 0.2 --skd-gold-mass 0.9") with
 scripts/train.sh into DIR/NAME, translates the validation split with the model CONFIG
 scores (its AVERAGE_LAST, else checkpoint_best.pt), and writes the table DIR/sweep.md
 (rows: variants; valid BLEU, chrF and perplexity; skd_gold_q and skd_tau in the first

@@ -122,7 +122,7 @@ if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signatur
   exit 0
 fi
 cmd=(fairseq-train "$DATA" --user-dir "$repo/skd_fairseq" "${FAIRSEQ_ARGS[@]}" "${preset_args[@]}"
-     --seed "$seed" --save-dir "$save_dir" --log-format simple --log-interval 50 "${extra[@]}")
+     --seed "$seed" --save-dir "$save_dir" --log-format json --log-interval 50 "${extra[@]}")
 cmd+=(${device[@]+"${device[@]}"})
 echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"

@@ -2,9 +2,9 @@
 
 fairseq's progress bar prints one record per log interval (``train_inner``), one per
 epoch (``train``) and one per validation (tagged with the subset's name). ``--log-format
-json`` prints each as a JSON object; ``simple`` (what scripts/train.sh asks for, and the
-format of every committed run archive) as text. This module is the project's one reader
-of both: everything else asks it for records and never matches log lines itself.
+json`` (what scripts/train.sh asks for) prints each as a JSON object; ``simple`` (the format
+of the run archives committed before it did) as text. This module is the project's one
+reader of both: everything else asks it for records and never matches log lines itself.
 
   simple: ... | train_inner | epoch 001:     50 / 227 loss=9.1, ..., num_updates=50, ..., wall=31
           ... | train | epoch 001 | loss 8.9 | ... | num_updates 227 | ... | wall 130

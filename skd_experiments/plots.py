@@ -35,7 +35,13 @@ def validation_curve(run_dir, loss_factor=1):
 
 
 def plot(results, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit(
+            "skd-fairseq-tables --plot needs matplotlib, one of the experiments' dependencies: "
+            "pip install 'skd-fairseq[experiments]' (or leave out --plot)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -205,10 +205,11 @@ def frequency_weights(args, cfg, dictionary, dict_path):
 
 def print_row_table(title, key, keys, name, values):
     """A two-row Markdown table: the settings, then the values measured at each."""
+    from skd_experiments.markdown import markdown_table  # the project's one table writer
+
     print(f"\n{title}\n")
-    print(f"| {key} | " + " | ".join(f"{k:g}" for k in keys) + " |")
-    print("|---|" + "---|" * len(keys))
-    print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    header = [key] + [f"{k:g}" for k in keys]
+    print("\n".join(markdown_table(header, [[name] + [f"{v:.3f}" for v in values]])))
 
 
 def plot(path, taus, gold_q, label):
@@ -262,7 +263,12 @@ def main(argv=None):
         "for a joined dictionary (whose counts include the source side)",
     )
     parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
-    parser.add_argument("--gold-masses", type=float, nargs="*", default=list(DEFAULT_GOLD_MASSES))
+    parser.add_argument(
+        "--gold-masses",
+        type=float,
+        nargs="*",
+        help=f"default {' '.join(map(str, DEFAULT_GOLD_MASSES))}, none with dot similarity",
+    )
     parser.add_argument("--plot", help="draw the vocabulary-mean q_gold against tau into this PNG")
     args = parser.parse_args(argv)
 
@@ -295,6 +301,8 @@ def main(argv=None):
             f"{dict_path} has {len(dictionary)} symbols but the checkpoint's output embedding has "
             f"{embeddings.size(0)} rows: give the dictionary the checkpoint was trained with (--dict)"
         )
+    if args.gold_masses is None:  # a gold mass needs cosine or l2
+        args.gold_masses = [] if args.similarity == "dot" else list(DEFAULT_GOLD_MASSES)
     if args.similarity == "dot" and (args.gold_mass is not None or args.gold_masses):
         parser.error("gold masses need --similarity cosine or l2 (give --gold-masses with no value to skip them)")
     for rho in args.gold_masses + ([args.gold_mass] if args.gold_mass is not None else []):

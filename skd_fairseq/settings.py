@@ -9,9 +9,12 @@ convergence, chosen on the validation split): with neither ``--skd-temperature``
 ``--skd-gold-mass`` the soft target keeps a gold mass of 0.75 (a fixed tau 1 would leave the gold
 token about 0.18 of q, and a fixed tau lets the gold mass drift during training), and the
 candidates are only tokens already seen as a training target (+0.43 valid BLEU over the same gold
-mass without it; with a target-side dictionary every token is soon seen, so it changes nothing
-but one sync at each neighbour-table refresh). ``--skd-weighting distance`` is the public code's
-top-1 reading and keeps that code's behaviour: its argmax runs over every token.
+mass without it, on one seed; and with a joined dictionary it keeps source-only pieces from being
+trained towards gold tokens they never are; with a target-side dictionary every token is soon
+seen, so it changes nothing but costs one sync at each neighbour-table refresh, or one per step
+with predicted or random candidates). ``--skd-weighting distance`` is the public code's top-1
+reading and keeps that code's behaviour: its argmax runs over every token. With --skd-alpha 0
+(the teacher-based criteria's default) SKD is off, and so are these defaults.
 """
 
 from dataclasses import dataclass
@@ -38,7 +41,7 @@ class SkdSettings:
     similarity: str
     weighting: str
     temperature: Optional[float]  # None: tau solved per position for ``gold_mass``
-    gold_mass: Optional[float]  # None: a fixed ``temperature`` (or distance weighting)
+    gold_mass: Optional[float]  # None: a fixed ``temperature`` (both None: distance weighting, or SKD off)
     sigma: Optional[float]
     weight_max: float
     adaptive_candidates: Optional[str]
@@ -81,7 +84,8 @@ def skd_settings(cfg, vocab_size: int, n_excluded: int) -> SkdSettings:
         neighbour_refresh=cfg.skd_neighbour_refresh,
         # On by default with the softmax target (the validated setting); the top-1 reading's
         # argmax runs over every token, as in the public code, unless asked otherwise.
-        exclude_unseen=bool(cfg.skd_exclude_unseen) or (weighting == "softmax" and not cfg.skd_include_unseen),
+        exclude_unseen=bool(cfg.skd_exclude_unseen)
+        or (weighting == "softmax" and cfg.skd_alpha > 0 and not cfg.skd_include_unseen),
     )
 
 
@@ -98,6 +102,8 @@ def softmax_target(cfg):
         if not cfg.skd_temperature > 0:
             raise ValueError(f"--skd-temperature must be > 0, got {cfg.skd_temperature}")
         return cfg.skd_temperature, None
+    if cfg.skd_gold_mass is None and cfg.skd_alpha == 0:
+        return None, None  # SKD is off: no soft target is ever built
     gold_mass = DEFAULT_GOLD_MASS if cfg.skd_gold_mass is None else cfg.skd_gold_mass
     try:  # the default 0.75 is above 1/(k+1) for every k >= 1
         check_gold_mass(gold_mass, cfg.skd_topk)

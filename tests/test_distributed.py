@@ -168,3 +168,33 @@ def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_p
         # The logged alpha averages both ranks' values: equal to the schedule only if they agree.
         assert r["skd_alpha"] == pytest.approx(skd_alpha(int(r["num_updates"]) - 1, 0.6, 1, 3), abs=1e-4)
     assert [r["loss"] for r in logged] == pytest.approx([r["loss"] for r in train_logs(single)], abs=2e-3)
+
+
+def seen_split_on_a_rank(rank, init, out):
+    """One gloo rank: its own targets seen, then the split every rank must agree on."""
+    from skd_fairseq.criterions.candidate_state import SeenTargets
+
+    torch.distributed.init_process_group("gloo", init_method=init, world_size=2, rank=rank)
+    try:
+        seen = SeenTargets(vocab_size=12, padding_idx=1)
+        seen.add(torch.tensor([5, 6, 1] if rank == 0 else [6, 9, 10]), num_updates=0)
+        excluded, admissible, counts = seen.split(torch.tensor([0, 1, 2, 3]), lambda s: s.sum().unsqueeze(0), True)
+        torch.save((excluded, admissible, counts, seen.seen.clone()), f"{out}.{rank}")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_the_default_exclusion_agrees_on_the_targets_seen_on_every_rank(tmp_path):
+    """--skd-exclude-unseen (the default) with a neighbour table: at a refresh the ranks all-reduce
+    their seen sets, so every rank searches among the same tokens and builds the same table."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "split"
+    mp.start_processes(
+        seen_split_on_a_rank, args=(f"file://{tmp_path}/rendezvous", str(out)), nprocs=2, start_method="spawn"
+    )
+    results = [torch.load(f"{out}.{rank}") for rank in range(2)]
+    for excluded, admissible, counts, _ in results:
+        assert admissible.tolist() == [5, 6, 9, 10] and counts == [4]  # the union, padding never seen
+        assert excluded.tolist() == [0, 1, 2, 3, 4, 7, 8, 11]
+    assert results[0][3].nonzero().flatten().tolist() == [5, 6]  # each rank keeps its own set

@@ -1,12 +1,12 @@
 """The real fairseq-train / fairseq-generate / fairseq-eval-lm commands on tiny slices of ../shared/data."""
 
-import json
 import re
 
 import pytest
 import torch
 from conftest import USER_DIR, run
 
+from skd_experiments import fairseq_log
 from skd_fairseq.schedule import skd_alpha
 
 TRANSLATION_MODEL = [
@@ -94,13 +94,12 @@ def train(data, save_dir, *args, check=True):
 
 
 def train_logs(output):
-    """The per-update train_inner records of a --log-format json run."""
-    records = []
-    for line in output.splitlines():
-        match = re.search(r"\| train_inner \| (\{.*\})\s*$", line)
-        if match:
-            records.append({k: float(v) for k, v in json.loads(match.group(1)).items()})
-    return records
+    """The per-update train_inner records of a run's log (skd_experiments.fairseq_log reads it)."""
+    return [
+        dict(r.values, epoch=float(r.epoch))
+        for r in fairseq_log.records(output.splitlines())
+        if r.kind == "train_inner"
+    ]
 
 
 def assert_loss_goes_down(records):

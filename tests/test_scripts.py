@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import REPO, require_shared, run, tiny_config, tool
 
-from skd_experiments import plots, run_and_measure, score_translation
+from skd_experiments import fairseq_log, plots, run_and_measure, score_translation
 from skd_experiments.choose_epochs import choose_epoch, validation_curve
 
 SCRIPTS = REPO / "scripts"
@@ -438,7 +438,7 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     assert result["split"] == "valid"
     # The model's validation perplexity, scored without a criterion, is the one fairseq-train logged
     # for the same weights (checkpoint_last.pt after the final validation).
-    logged = [float(line.split("| ppl ")[1].split()[0]) for line in open(run_dir / "train.log") if "| valid |" in line]
+    logged = [r.get("ppl") for r in fairseq_log.validation_records(open(run_dir / "train.log"))]
     assert result["metrics"]["valid_ppl"] == pytest.approx(logged[-1], abs=0.006)
     assert result["metrics"]["valid_tokens"] > 0
     proc = run(
@@ -1471,9 +1471,10 @@ def test_the_top1_and_ps_kd_presets_train_through_train_sh(multi30k_bin, tmp_pat
             "1",
         ]
     )
-    log = (tmp_path / "top1" / "train.log").read_text()
-    inner = re.findall(r"num_updates=(\d+).*", log)
-    assert inner and re.search(r"skd_alpha=1\b.*skd_weight=0\.\d+.*skd_top1_gold=", log)
+    inner = [r for r in fairseq_log.read_records(tmp_path / "top1" / "train.log") if r.kind == "train_inner"]
+    assert inner and any(
+        r.get("skd_alpha") == 1 and 0 < r.get("skd_weight") < 1 and "skd_top1_gold" in r.values for r in inner
+    )
     run(
         [
             "bash",
@@ -1489,5 +1490,6 @@ def test_the_top1_and_ps_kd_presets_train_through_train_sh(multi30k_bin, tmp_pat
             "1",
         ]
     )
-    log = (tmp_path / "ps-kd" / "train.log").read_text()
-    assert "label_smoothed_ps_kd" in log and re.search(r"kd_weight=0\b", log)
+    log = tmp_path / "ps-kd" / "train.log"
+    assert "label_smoothed_ps_kd" in log.read_text()
+    assert any(r.kind == "train_inner" and r.get("kd_weight") == 0 for r in fairseq_log.read_records(log))

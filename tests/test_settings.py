@@ -42,6 +42,13 @@ def test_an_explicit_temperature_or_gold_mass_replaces_the_default():
     assert settings(skd_include_unseen=True).exclude_unseen is False
 
 
+def test_with_skd_off_the_defaults_build_nothing_and_refuse_nothing():
+    # The teacher-based criteria default to --skd-alpha 0: no seen-target set, no soft target.
+    s = settings(skd_alpha=0.0, skd_similarity="dot")
+    assert (s.exclude_unseen, s.temperature, s.gold_mass) == (False, None, None)
+    assert settings(skd_alpha=0.0, skd_exclude_unseen=True).exclude_unseen is True
+
+
 def test_the_top1_reading_keeps_the_public_codes_argmax_over_every_token():
     top1 = dict(skd_weighting="distance", skd_candidates="predicted", skd_topk=1, skd_sigma=0.5)
     s = settings(**top1)

@@ -248,3 +248,13 @@ def test_a_teacher_of_another_task_is_refused(tmp_path):
     lm_cfg = OmegaConf.create({"_name": "language_modeling", "data": str(tmp_path)})
     with pytest.raises(ValueError, match="trained for --task language_modeling, the student runs --task translation"):
         check_teacher_task(teacher_path, lm_cfg, task, "--kd-teacher-path")
+
+
+def test_sequence_level_distillation_refuses_a_teacher_of_the_other_direction(tmp_path):
+    from skd_fairseq.criterions.teacher import check_teacher_data
+
+    teacher_path, _ = save_teacher(tmp_path / "teacher", langs=("en", "de"))
+    data = tmp_path / "teacher" / "data"  # the same dictionaries on both sides
+    with pytest.raises(ValueError, match=r"--teacher: teacher .* translates en-de, the student de-en"):
+        check_teacher_data(teacher_path, str(data), "de", "en", "--teacher")
+    check_teacher_data(teacher_path, str(data), "en", "de", "--teacher")  # its own direction passes
