@@ -10,7 +10,7 @@ import sys
 from scipy import stats
 
 from skd_experiments.markdown import markdown_table
-from skd_experiments.tables import benchmark_name
+from skd_experiments.tables import benchmark_and_metric, benchmark_name
 
 
 def tested_methods(results, reference, methods):
@@ -54,11 +54,12 @@ def seed_test(results, baseline, metrics, methods=None):
                 diffs = [d - b for d, b in pairs]
                 mean, std = statistics.mean(diffs), statistics.stdev(diffs)
                 t, p = paired_t_test(*zip(*pairs))
+                benchmark, metric = benchmark_and_metric(column, label)
                 rows.append(
                     [
-                        benchmark_name(column),
+                        benchmark,
                         method,
-                        label,
+                        metric,
                         ", ".join(map(str, seeds)),
                         ", ".join(f"{d:+.{digits}f}" for d in diffs),
                         f"{mean:+.{digits}f} ± {std:.{digits}f}",

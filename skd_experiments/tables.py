@@ -122,12 +122,16 @@ def benchmark_name(column):
     return " ".join(filter(None, column))
 
 
-def column_header(column, label):
-    """ "DATASET PAIR SPLIT: METRIC"; a metric of the validation split ("valid perplexity", beside
-    test BLEU) names its own split: "DATASET PAIR valid: perplexity"."""
+def benchmark_and_metric(column, label):
+    """("DATASET PAIR SPLIT", METRIC); a metric of the validation split ("valid perplexity", beside
+    test BLEU) names its own split: ("DATASET PAIR valid", "perplexity")."""
     if label.startswith("valid "):
-        return f"{benchmark_name((*column[:2], 'valid'))}: {label[len('valid ') :]}"
-    return f"{benchmark_name(column)}: {label}"
+        return benchmark_name((*column[:2], "valid")), label[len("valid ") :]
+    return benchmark_name(column), label
+
+
+def column_header(column, label):
+    return "{}: {}".format(*benchmark_and_metric(column, label))
 
 
 def table(results, metrics, show_flags, extra_columns=()):

@@ -694,7 +694,7 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
         "| toy de-en test | skd-neighbours | chrF | 1, 2, 3 | +1.00, +2.00, +3.00 | +2.00 ± 1.00 | 3.46 | 0.074 |"
         in out
     )
-    assert "valid perplexity | 1, 2, 3" not in out
+    assert "| perplexity | 1, 2, 3" not in out
     assert (
         "| skd-neighbours | 22.67 ± 1.76 (n=3) | 42.00 ± 1.00 (n=3) | 6.20 ± 0.10 (n=3) | 0.750 → 0.750 | 0.330 → 0.140 |"
         in out
