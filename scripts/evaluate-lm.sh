@@ -28,10 +28,10 @@ parse_eval_args "$@"
 # shellcheck source=/dev/null
 . "$config"
 cd "$repo"
-scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
-
+# The project's python first on PATH before anything runs python (the checkpoint averaging too).
 # shellcheck source=scripts/device.sh
 . "$repo/scripts/device.sh"
+scored_model "$run_dir" "${checkpoint:-${EVAL_CHECKPOINT:-best}}" "${average_last:-${AVERAGE_LAST:-1}}"
 log=$run_dir/eval-lm.$split.log
 echo "[evaluate-lm] fairseq-eval-lm $split with $model"
 fairseq-eval-lm "$DATA" --user-dir "$repo/skd_fairseq" --path "$model" --gen-subset "$split" \
