@@ -27,6 +27,7 @@ import torch
 
 from .losses import gold_mass_soft_targets
 from .neighbours import embedding_topk
+from .settings import DEFAULT_GOLD_MASS
 from .similarity import SIMILARITIES, EmbeddingSimilarity
 
 DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 1.0)
@@ -136,8 +137,6 @@ def trained_setting(cfg):
     if str(criterion.get("skd_weighting", "softmax")) != "softmax":
         return criterion["skd_topk"], None, None, None
     if temperature is None and gold_mass is None:
-        from .settings import DEFAULT_GOLD_MASS
-
         temperature, gold_mass = (None, DEFAULT_GOLD_MASS) if "skd_include_unseen" in criterion else (1.0, None)
     return criterion["skd_topk"], str(criterion.get("skd_similarity", "cosine")), temperature, gold_mass
 
@@ -286,7 +285,7 @@ def main(argv=None):
     args.topk = args.topk if args.topk is not None else trained[0] or 8
     args.similarity = args.similarity or trained[1] or "cosine"
     if args.temperature is None and args.gold_mass is None:
-        args.temperature, args.gold_mass = trained[2:] if trained[2] or trained[3] else (None, 0.75)
+        args.temperature, args.gold_mass = trained[2:] if trained[2] or trained[3] else (None, DEFAULT_GOLD_MASS)
         if args.similarity == "dot" and args.gold_mass is not None:
             args.temperature, args.gold_mass = 1.0, None  # a gold mass needs cosine or l2
     dict_path = args.dict or dictionary_path(cfg, args.checkpoint)

@@ -90,7 +90,7 @@ def skd_settings(cfg, vocab_size: int, n_excluded: int) -> SkdSettings:
 
 
 def softmax_target(cfg):
-    """(temperature, gold mass) of the softmax target: exactly one of them is None."""
+    """(temperature, gold mass) of the softmax target: one of them, or neither when SKD is off."""
     for flag, value in (("--skd-sigma", cfg.skd_sigma), ("--skd-weight-max", cfg.skd_weight_max)):
         if value is not None:
             raise ValueError(f"{flag} belongs to --skd-weighting distance; leave it out with softmax weighting")

@@ -128,10 +128,8 @@ class AdaptiveScores(Scores):
         return loss.sum() if reduce else loss
 
     def data_loss(self, target, epsilon, padding_idx, reduce):
-        """The full NLL (:meth:`nll`) twice, as (loss, nll_loss): the criterion refuses label
-        smoothing on an adaptive softmax before it gets here."""
-        if epsilon > 0:
-            raise ValueError("label smoothing needs the whole distribution, which an adaptive softmax does not compute")
+        """The full NLL (:meth:`nll`) twice, as (loss, nll_loss): ``epsilon`` is 0 here, since the
+        criterion refuses label smoothing on an adaptive softmax before it builds this class."""
         loss = self.nll(target, padding_idx, reduce)
         return loss, loss
 
