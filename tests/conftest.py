@@ -13,27 +13,21 @@ USER_DIR = str(REPO / "skd_fairseq")
 SHARED_DATA = pathlib.Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
 BIN = pathlib.Path(sys.executable).parent
 
-TINY_TRANSFORMER = [
-    "--arch",
-    "transformer",
-    "--share-all-embeddings",
-    "--encoder-layers",
-    "1",
-    "--decoder-layers",
-    "1",
-    "--encoder-embed-dim",
-    "32",
-    "--decoder-embed-dim",
-    "32",
-    "--encoder-ffn-embed-dim",
-    "64",
-    "--decoder-ffn-embed-dim",
-    "64",
-    "--encoder-attention-heads",
-    "2",
-    "--decoder-attention-heads",
-    "2",
-]
+
+def one_layer_transformer(embed_dim, ffn_dim):
+    """Flags of a one-layer, two-head translation transformer with shared embeddings: the tests'
+    models differ only in width."""
+    return (
+        "--arch transformer --share-all-embeddings --encoder-layers 1 --decoder-layers 1"
+        f" --encoder-embed-dim {embed_dim} --decoder-embed-dim {embed_dim}"
+        f" --encoder-ffn-embed-dim {ffn_dim} --decoder-ffn-embed-dim {ffn_dim}"
+        " --encoder-attention-heads 2 --decoder-attention-heads 2"
+    ).split()
+
+
+# In-process models; the fairseq-command and CUDA tests use SMALL_TRANSFORMER.
+TINY_TRANSFORMER = one_layer_transformer(32, 64)
+SMALL_TRANSFORMER = one_layer_transformer(64, 128)
 
 
 def pytest_collection_modifyitems(items):

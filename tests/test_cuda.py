@@ -6,7 +6,7 @@ runs them on a machine that has one (``pytest -m cuda``).
 
 import pytest
 import torch
-from conftest import build_translation, translation_sample
+from conftest import SMALL_TRANSFORMER, build_translation, translation_sample
 from references import brute_force_neighbours, brute_force_similarities
 
 from skd_fairseq.neighbours import DEFAULT_BLOCK_ELEMENTS, embedding_topk
@@ -19,27 +19,6 @@ pytestmark = [
 # Candidates among every token: --skd-exclude-unseen (the default) costs one sync per step with
 # predicted or random candidates, and only at a table refresh with neighbours (its own test).
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5", "--skd-include-unseen"]
-WIDER = [
-    "--arch",
-    "transformer",
-    "--share-all-embeddings",
-    "--encoder-layers",
-    "1",
-    "--decoder-layers",
-    "1",
-    "--encoder-embed-dim",
-    "64",
-    "--decoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--decoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-    "--decoder-attention-heads",
-    "2",
-]
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "l2", "dot"])
@@ -73,7 +52,7 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
     )
     torch.manual_seed(0)
     task, model, criterion, _ = build_translation(
-        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8"], n_words=400, arch_args=WIDER
+        tmp_path, SKD + ["--skd-candidates", mode, "--skd-gold-mass", "0.8"], n_words=400, arch_args=SMALL_TRANSFORMER
     )
     model = model.cuda()
     criterion = criterion.cuda()
@@ -105,7 +84,7 @@ def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, 
         tmp_path,
         base + flags + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
         n_words=400,
-        arch_args=WIDER,
+        arch_args=SMALL_TRANSFORMER,
     )
     model, criterion = model.cuda(), criterion.cuda()
     sample = {

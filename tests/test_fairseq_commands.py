@@ -4,38 +4,12 @@ import re
 
 import pytest
 import torch
-from conftest import USER_DIR, run
+from conftest import SMALL_TRANSFORMER, USER_DIR, run
 
 from skd_experiments import fairseq_log
 from skd_fairseq.schedule import skd_alpha
 
-TRANSLATION_MODEL = [
-    "--task",
-    "translation",
-    "-s",
-    "de",
-    "-t",
-    "en",
-    "--arch",
-    "transformer",
-    "--share-all-embeddings",
-    "--encoder-layers",
-    "1",
-    "--decoder-layers",
-    "1",
-    "--encoder-embed-dim",
-    "64",
-    "--decoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--decoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-    "--decoder-attention-heads",
-    "2",
-]
+TRANSLATION_MODEL = ["--task", "translation", "-s", "de", "-t", "en", *SMALL_TRANSFORMER]
 LM_MODEL = [
     "--task",
     "language_modeling",
