@@ -20,6 +20,12 @@ from skd_experiments.choose_epochs import choose_epoch, validation_curve
 SCRIPTS = REPO / "scripts"
 
 
+def reproduce(tmp_path, table, *args, **run_kwargs):
+    """scripts/reproduce.sh TABLE ARGS, its runs under tmp_path/runs and its tables under tmp_path/results."""
+    out = ["--out", tmp_path / "runs", "--results", tmp_path / "results"]
+    return run(["bash", SCRIPTS / "reproduce.sh", table, *args, *out], **run_kwargs)
+
+
 def write_gz(path, lines):
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.writelines(line + "\n" for line in lines)
@@ -812,21 +818,8 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
             'TABLE_PRESETS="baseline skd-neighbours"\nTABLE_COLUMNS=(--cost --training-metrics)\n'
             'TABLE_COMPARISONS="baseline:skd-neighbours skd-neighbours:ls-matched"\n'
         )
-    proc = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k",
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ],
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    proc = reproduce(
+        tmp_path, "multi30k", "--config", config, "--seeds", "1", env=dict(os.environ, OMP_NUM_THREADS="1")
     )
     table = (tmp_path / "results" / "multi30k-de-en.md").read_text()
     assert table in proc.stdout
@@ -857,40 +850,12 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     ).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
-    again = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k",
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ]
-    )
+    again = reproduce(tmp_path, "multi30k", "--config", config, "--seeds", "1")
     assert "=== [reproduce" not in again.stdout and "other settings" not in again.stderr
     # ... also after the config changed, but then the table says which runs it reused.
     with open(config, "a") as f:
         f.write("FAIRSEQ_ARGS+=(--max-update 9)\n")
-    edited = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k",
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ]
-    )
+    edited = reproduce(tmp_path, "multi30k", "--config", config, "--seeds", "1")
     assert "=== [reproduce" not in edited.stdout
     assert f"{tmp_path / 'runs' / 'baseline' / 'seed1'} finished with other settings" in edited.stderr
     assert (
@@ -1027,23 +992,7 @@ FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm --share-decoder-inp
 EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 AVERAGE_LAST=2
 """)
-    run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k-lm",
-            "--config",
-            config,
-            "--seeds",
-            "2",
-            "--presets",
-            "baseline skd-predicted",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ]
-    )
+    reproduce(tmp_path, "multi30k-lm", "--config", config, "--seeds", "2", "--presets", "baseline skd-predicted")
     result = json.loads((tmp_path / "runs" / "skd-predicted" / "seed2" / "result.test.json").read_text())
     assert result["metrics"]["ppl"] > 1 and result["metrics"]["tokens"] > 1000
     assert result["checkpoint"] == "average of last 2"  # the config's AVERAGE_LAST: updates 3 and 6
@@ -1062,22 +1011,8 @@ AVERAGE_LAST=2
     fresh = json.loads(run_result.read_text())
     del fresh["scores"]
     run_result.write_text(json.dumps(fresh))
-    again = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k-lm",
-            "--config",
-            config,
-            "--seeds",
-            "2",
-            "--presets",
-            "baseline skd-predicted",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ]
+    again = reproduce(
+        tmp_path, "multi30k-lm", "--config", config, "--seeds", "2", "--presets", "baseline skd-predicted"
     )
     assert "baseline, seed 2: evaluating again for per-sample scores" in again.stdout
     assert "fairseq-train" not in again.stdout and json.loads(run_result.read_text())["scores"] == "scores.test.tsv"
@@ -1102,23 +1037,7 @@ FAIRSEQ_ARGS=(--task language_modeling --arch transformer_lm_wiki103 --decoder-l
   --ddp-backend legacy_ddp)
 EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
 """)
-    run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "wikitext103",
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--presets",
-            "baseline skd-neighbours",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ]
-    )
+    reproduce(tmp_path, "wikitext103", "--config", config, "--seeds", "1", "--presets", "baseline skd-neighbours")
     for preset, criterion in (("baseline", "adaptive_loss"), ("skd-neighbours", "label_smoothed_skd")):
         result = json.loads((tmp_path / "runs" / preset / "seed1" / "result.test.json").read_text())
         command = " ".join(result["training"]["command"])
@@ -1138,22 +1057,7 @@ def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, 
     config = tiny_config(tmp_path, multi30k_bin)
     with open(config, "a") as f:
         f.write('TABLE_COMPARISONS="skd-neighbours-ls-matched"\n')
-    proc = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            "multi30k",
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ],
-        check=False,
-    )
+    proc = reproduce(tmp_path, "multi30k", "--config", config, "--seeds", "1", check=False)
     assert proc.returncode == 1 and "'skd-neighbours-ls-matched' is not METHOD:REFERENCE" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -1173,24 +1077,7 @@ def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, 
 )
 def test_reproduce_checks_rows_and_config_before_training(multi30k_bin, tmp_path, table, presets, message):
     config = tiny_config(tmp_path, multi30k_bin)
-    proc = run(
-        [
-            "bash",
-            SCRIPTS / "reproduce.sh",
-            table,
-            "--config",
-            config,
-            "--seeds",
-            "1",
-            "--presets",
-            presets,
-            "--out",
-            tmp_path / "runs",
-            "--results",
-            tmp_path / "results",
-        ],
-        check=False,
-    )
+    proc = reproduce(tmp_path, table, "--config", config, "--seeds", "1", "--presets", presets, check=False)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists()
 
