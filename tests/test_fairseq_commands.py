@@ -67,6 +67,15 @@ def train(data, save_dir, *args, check=True):
     )
 
 
+def eval_lm_perplexity(data, checkpoint):
+    """The perplexity fairseq-eval-lm reports for a checkpoint of the tests' 64-token LMs."""
+    args = ["--tokens-per-sample", "64", "--context-window", "32", "--max-tokens", "2048", "--cpu"]
+    ev = run(["fairseq-eval-lm", data, "--user-dir", USER_DIR, "--path", checkpoint, *args])
+    ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
+    assert ppl, ev.stderr[-2000:]
+    return float(ppl.group(1))
+
+
 def train_logs(output):
     """The per-update train_inner records of a run's log (skd_experiments.fairseq_log reads it)."""
     return [
@@ -178,25 +187,7 @@ def test_language_model_trains_and_evaluates(wikitext_bin, tmp_path, candidates)
     assert all(r["skd_alpha"] == 0.3 for r in records)
     if candidates != "neighbours":
         return  # the checkpoint is the same kind of file whatever the candidates: evaluate once
-    ev = run(
-        [
-            "fairseq-eval-lm",
-            wikitext_bin / "bin",
-            "--user-dir",
-            USER_DIR,
-            "--path",
-            tmp_path / "checkpoint_last.pt",
-            "--tokens-per-sample",
-            "64",
-            "--context-window",
-            "32",
-            "--max-tokens",
-            "2048",
-            "--cpu",
-        ]
-    )
-    ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
-    assert ppl and 1 < float(ppl.group(1)) < 5000
+    assert 1 < eval_lm_perplexity(wikitext_bin / "bin", tmp_path / "checkpoint_last.pt") < 5000
 
 
 def test_random_candidates_at_a_gold_mass_train(multi30k_bin, tmp_path):
@@ -348,25 +339,7 @@ def test_skd_trains_an_adaptive_softmax_language_model_and_it_evaluates(wikitext
     records = train_logs(proc.stdout)
     assert_loss_goes_down(records)
     assert all(r["skd_alpha"] == 0.5 and 0.5 < r["skd_gold_q"] <= 0.8 + 1e-3 for r in records)
-    ev = run(
-        [
-            "fairseq-eval-lm",
-            data,
-            "--user-dir",
-            USER_DIR,
-            "--path",
-            tmp_path / "checkpoint_last.pt",
-            "--tokens-per-sample",
-            "64",
-            "--context-window",
-            "32",
-            "--max-tokens",
-            "2048",
-            "--cpu",
-        ]
-    )
-    ppl = re.search(r"Perplexity: ([0-9.]+)", ev.stdout + ev.stderr)
-    assert ppl and 1 < float(ppl.group(1)) < 5000
+    assert 1 < eval_lm_perplexity(data, tmp_path / "checkpoint_last.pt") < 5000
     # Predicted candidates (the running top-k over every cluster) train too.
     proc = train(
         data, tmp_path / "predicted", *adaptive_lm(data), *skd, "--skd-candidates", "predicted", "--max-update", "6"
