@@ -62,44 +62,29 @@ def write_dictionary(path, n_words, extra=()):
     return d
 
 
-def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANSFORMER, langs=("de", "en")):
-    """(task, model, criterion, cfg) for a tiny transformer (de-en by default) built as fairseq-train would."""
+def build_for_training(data, *args):
+    """(task, model, criterion, cfg) from fairseq-train's arguments, built as fairseq-train would (CPU,
+    no dropout, Adam)."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
+    common = ["--user-dir", USER_DIR, "--cpu", "--dropout", "0", "--optimizer", "adam", "--lr", "1e-3"]
+    cfg = convert_namespace_to_omegaconf(
+        options.parse_args_and_arch(options.get_training_parser(), [data, *common, *args])
+    )
+    task = tasks.setup_task(cfg.task)
+    return task, task.build_model(cfg.model), task.build_criterion(cfg.criterion), cfg
+
+
+def build_translation(tmp_path, criterion_args, n_words=60, arch_args=TINY_TRANSFORMER, langs=("de", "en")):
+    """(task, model, criterion, cfg) for a tiny transformer (de-en by default) built as fairseq-train would."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     for lang in ("de", "en"):
         write_dictionary(data / f"dict.{lang}.txt", n_words)
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(
-        parser,
-        [
-            str(data),
-            "--task",
-            "translation",
-            "-s",
-            langs[0],
-            "-t",
-            langs[1],
-            "--user-dir",
-            USER_DIR,
-            "--cpu",
-            "--dropout",
-            "0",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "1e-3",
-            *arch_args,
-            *criterion_args,
-        ],
+    return build_for_training(
+        str(data), "--task", "translation", "-s", langs[0], "-t", langs[1], *arch_args, *criterion_args
     )
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return task, model, criterion, cfg
 
 
 TINY_ADAPTIVE_LM = [
@@ -124,39 +109,12 @@ TINY_ADAPTIVE_LM = [
 
 def build_language_model(tmp_path, criterion_args, arch_args=TINY_ADAPTIVE_LM, n_words=60):
     """(task, model, criterion, cfg) for a tiny transformer_lm built as fairseq-train would."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
     data = tmp_path / "lm-data"
     data.mkdir(exist_ok=True)
     write_dictionary(data / "dict.txt", n_words)
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(
-        parser,
-        [
-            str(data),
-            "--task",
-            "language_modeling",
-            "--user-dir",
-            USER_DIR,
-            "--cpu",
-            "--dropout",
-            "0",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "1e-3",
-            "--ddp-backend",
-            "legacy_ddp",
-            *arch_args,
-            *criterion_args,
-        ],
+    return build_for_training(
+        str(data), "--task", "language_modeling", "--ddp-backend", "legacy_ddp", *arch_args, *criterion_args
     )
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return task, model, criterion, cfg
 
 
 def lm_sample(task, batch=4, length=12, seed=0):
