@@ -16,6 +16,11 @@ ADAPTIVE_TARGET_STEP_RATIO, ADAPTIVE_TARGET_PEAK_RATIO = 1.15, 1.25
 ADAPTIVE_REFRESH_BEFORE_S, ADAPTIVE_REFRESH_SPEEDUP = 51 * 60, 15
 
 
+def _at_most(target, value, limit, where):
+    """One check of a report: value <= limit on the shape described by where (target says what, and the limit)."""
+    return {"target": target, "value": value, "result": "PASS" if value <= limit else "FAIL", "shape": where}
+
+
 def check_targets(report):
     """PASS/FAIL of the step-time and peak-memory targets on the shapes that have them."""
     checks = []
@@ -35,47 +40,22 @@ def check_targets(report):
             else ""
         )
         if adaptive and report["device"] == "cpu":  # the loss part, and the refresh on its own
-            ratio = default["ratio_to_baseline"]
-            checks.append(
-                {
-                    "target": f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}",
-                    "value": ratio,
-                    "result": "PASS" if ratio <= limit else "FAIL",
-                    "shape": where,
-                }
-            )
+            step = f"step-time ratio (R = {report['refresh']}, refresh excluded) <= {limit}"
+            checks.append(_at_most(step, default["ratio_to_baseline"], limit, where))
             limit_s = ADAPTIVE_REFRESH_BEFORE_S / ADAPTIVE_REFRESH_SPEEDUP
-            checks.append(
-                {
-                    "target": f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
-                    f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)",
-                    "value": default["refresh_s"],
-                    "result": "PASS" if default["refresh_s"] <= limit_s else "FAIL",
-                    "shape": where,
-                }
+            refresh = (
+                f"table refresh <= {limit_s:.0f} s ({ADAPTIVE_REFRESH_SPEEDUP}x faster than "
+                f"the {ADAPTIVE_REFRESH_BEFORE_S / 60:.0f} min of the whole-space search)"
             )
+            checks.append(_at_most(refresh, default["refresh_s"], limit_s, where))
         else:
-            ratio = default["amortised_ratio_to_baseline"]
-            checks.append(
-                {
-                    "target": f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}",
-                    "value": ratio,
-                    "result": "PASS" if ratio <= limit else "FAIL",
-                    "shape": where,
-                }
-            )
+            step = f"step-time ratio (R = {report['refresh']}, refresh amortised) <= {limit}"
+            checks.append(_at_most(step, default["amortised_ratio_to_baseline"], limit, where))
         base = rows["baseline"]["peak_bytes"]
         peaks = [default["peak_bytes"], default.get("refresh_step_peak_bytes")]
         if base and None not in peaks:
-            ratio = max(peaks) / base
-            checks.append(
-                {
-                    "target": f"peak-memory ratio (worst step: a table refresh) <= {peak_limit}",
-                    "value": ratio,
-                    "result": "PASS" if ratio <= peak_limit else "FAIL",
-                    "shape": where,
-                }
-            )
+            peak = f"peak-memory ratio (worst step: a table refresh) <= {peak_limit}"
+            checks.append(_at_most(peak, max(peaks) / base, peak_limit, where))
         else:
             checks.append(
                 {
