@@ -207,26 +207,26 @@ def require_shared(name):
     return path
 
 
+def prepare_multi30k_slice(out):
+    """The prepare-multi30k.sh command of the multi30k_bin fixture: tests that rerun it with the
+    same options (a resume) or add one (the language-model side) start from this list."""
+    slice_options = ["--train-lines", "2000", "--eval-lines", "100", "--vocab-size", "1000"]
+    return [
+        "bash",
+        REPO / "scripts" / "prepare-multi30k.sh",
+        "-r",
+        require_shared("multi30k"),
+        "-o",
+        out,
+        *slice_options,
+    ]
+
+
 @pytest.fixture(scope="session")
 def multi30k_bin(tmp_path_factory):
     """Multi30k de-en, first 2,000 training and 100 valid/test pairs, 1,000 sentencepieces."""
     out = tmp_path_factory.mktemp("multi30k")
-    run(
-        [
-            "bash",
-            REPO / "scripts" / "prepare-multi30k.sh",
-            "-r",
-            require_shared("multi30k"),
-            "-o",
-            out,
-            "--train-lines",
-            "2000",
-            "--eval-lines",
-            "100",
-            "--vocab-size",
-            "1000",
-        ]
-    )
+    run(prepare_multi30k_slice(out))
     return out
 
 

@@ -8,7 +8,7 @@ import tarfile
 import zipfile
 
 import pytest
-from conftest import REPO, run
+from conftest import REPO, prepare_multi30k_slice, run
 
 from skd_experiments import score_translation, text_tools
 
@@ -325,22 +325,7 @@ def test_score_translation_lowercase_and_the_shared_compound_split():
 
 
 def test_prepare_multi30k_language_model_side(multi30k_bin):
-    from conftest import require_shared
-
-    args = [
-        "bash",
-        SCRIPTS / "prepare-multi30k.sh",
-        "-r",
-        require_shared("multi30k"),
-        "-o",
-        multi30k_bin,
-        "--train-lines",
-        "2000",
-        "--eval-lines",
-        "100",
-        "--vocab-size",
-        "1000",
-    ]
+    args = prepare_multi30k_slice(multi30k_bin)
     proc = run(args + ["--lm", "fr"], check=False)
     assert proc.returncode == 1 and "--lm must be one side of the pair (de or en)" in proc.stderr
     run(args + ["--lm", "en"])

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, require_shared, run, tiny_config, tool
+from conftest import REPO, prepare_multi30k_slice, run, tiny_config, tool
 
 from skd_experiments import fairseq_log, plots, run_and_measure, score_translation
 from skd_experiments.choose_epochs import choose_epoch, validation_curve
@@ -174,20 +174,7 @@ def test_prepare_multi30k_rejects_bad_options(tmp_path, flags, message):
 
 
 def test_prepare_multi30k_resumes_and_refuses_other_options(multi30k_bin):
-    args = [
-        "bash",
-        SCRIPTS / "prepare-multi30k.sh",
-        "-r",
-        require_shared("multi30k"),
-        "-o",
-        multi30k_bin,
-        "--train-lines",
-        "2000",
-        "--eval-lines",
-        "100",
-        "--vocab-size",
-        "1000",
-    ]
+    args = prepare_multi30k_slice(multi30k_bin)
     before = (multi30k_bin / "bin" / "train.de-en.en.bin").stat().st_mtime_ns
     out = run(args).stdout
     assert "fairseq-preprocess" not in out and "ready" in out
@@ -387,27 +374,9 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     out = tmp_path / "demo"
     env = dict(os.environ, SKD_VENV=sys.prefix)  # the environment running the tests
-    proc = run(
-        [
-            "bash",
-            SCRIPTS / "demo.sh",
-            "--config",
-            config,
-            "--out",
-            out,
-            "--max-update",
-            "6",
-            "--layers",
-            "1",
-            "--dim",
-            "48",
-            "--presets",
-            "baseline skd-predicted",
-            "--seeds",
-            "3",
-        ],
-        env=env,
-    )
+    demo = ["bash", SCRIPTS / "demo.sh", "--config", config, "--out", out, "--max-update", "6", "--layers", "1"]
+    demo += ["--dim", "48", "--seeds", "3"]
+    proc = run([*demo, "--presets", "baseline skd-predicted"], env=env)
     table = proc.stdout[proc.stdout.index("| method |") :]
     assert (out / "curves.png").exists() and "validation curves:" in proc.stdout
     # One progress line per model (printed once at the end when not on a terminal), no fairseq log.
@@ -452,27 +421,7 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     )
     assert proc.returncode == 1 and "needs that many update or epoch checkpoints" in proc.stderr
     # Re-running the demo resumes from the checkpoints: no update is done again.
-    again = run(
-        [
-            "bash",
-            SCRIPTS / "demo.sh",
-            "--config",
-            config,
-            "--out",
-            out,
-            "--max-update",
-            "6",
-            "--layers",
-            "1",
-            "--dim",
-            "48",
-            "--presets",
-            "baseline",
-            "--seeds",
-            "3",
-        ],
-        env=env,
-    )
+    again = run([*demo, "--presets", "baseline"], env=env)
     assert "baseline seed 3: already trained" in again.stdout and "baseline seed 3: already scored" in again.stdout
     assert "starting" not in again.stdout  # a finished run shows no progress line
     assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
