@@ -10,6 +10,9 @@ from conftest import REPO, run, tiny_config
 
 from skd_experiments import criterion_targets, peak_memory
 
+# bench_criterion.py at a tiny shape: N 64 tokens, V 300, D 16, k 4, one timed repeat.
+TINY_CRITERION_SHAPE = "--tokens 64 --vocab 300 --dim 16 --topk 4 --repeats 1 --warmup 1".split()
+
 
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     out = tmp_path / "report.json"
@@ -17,18 +20,7 @@ def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
         [
             sys.executable,
             REPO / "benchmarks" / "bench_criterion.py",
-            "--tokens",
-            "64",
-            "--vocab",
-            "300",
-            "--dim",
-            "16",
-            "--topk",
-            "4",
-            "--repeats",
-            "1",
-            "--warmup",
-            "1",
+            *TINY_CRITERION_SHAPE,
             "--json",
             out,
         ]
@@ -51,18 +43,7 @@ def test_bench_criterion_adaptive_softmax_on_a_tiny_shape(tmp_path):
             REPO / "benchmarks" / "bench_criterion.py",
             "--adaptive",
             "100,200",
-            "--tokens",
-            "64",
-            "--vocab",
-            "300",
-            "--dim",
-            "16",
-            "--topk",
-            "4",
-            "--repeats",
-            "1",
-            "--warmup",
-            "1",
+            *TINY_CRITERION_SHAPE,
             "--refresh-rows",
             "60",
             "--adaptive-candidates",

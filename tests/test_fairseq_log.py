@@ -47,6 +47,21 @@ def json_line(tag, stats):
     return f"t | INFO | {tag} | {json.dumps({k: v if k == 'epoch' else str(v) for k, v in stats.items()})}"
 
 
+# An update logged before a resume and again after it (by the resumed run, with its own speed and clock).
+LOGGED_BEFORE_THE_RESUME = {
+    "epoch": 2,
+    "update": 1.5,
+    "loss": 7.0,
+    "nll_loss": 6.8,
+    "ppl": 111.4,
+    "wps": 3000,
+    "ups": 1.5,
+    "num_updates": 150,
+    "lr": 0.0005,
+    "train_wall": 30,
+    "wall": 103,
+}
+
 JSON = [
     CONFIG,
     json_line(
@@ -91,39 +106,9 @@ JSON = [
             "train_wall": 70,
         },
     ),
-    json_line(
-        "train_inner",
-        {
-            "epoch": 2,
-            "update": 1.5,
-            "loss": 7.0,
-            "nll_loss": 6.8,
-            "ppl": 111.4,
-            "wps": 3000,
-            "ups": 1.5,
-            "num_updates": 150,
-            "lr": 0.0005,
-            "train_wall": 30,
-            "wall": 103,
-        },
-    ),
+    json_line("train_inner", LOGGED_BEFORE_THE_RESUME),
     LOADED,
-    json_line(
-        "train_inner",
-        {
-            "epoch": 2,
-            "update": 1.5,
-            "loss": 7.0,
-            "nll_loss": 6.8,
-            "ppl": 111.4,
-            "wps": 2000,
-            "ups": 1.5,
-            "num_updates": 150,
-            "lr": 0.0005,
-            "train_wall": 30,
-            "wall": 33,
-        },
-    ),
+    json_line("train_inner", dict(LOGGED_BEFORE_THE_RESUME, wps=2000, wall=33)),  # the same update again
     json_line(
         "valid",
         {
