@@ -232,7 +232,8 @@ def plot(path, taus, gold_q, label):
     fig.savefig(path, dpi=120)
 
 
-def main(argv=None):
+def build_parser():
+    """skd-fairseq-inspect's command line."""
     parser = argparse.ArgumentParser(
         prog="skd-fairseq-inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -269,12 +270,44 @@ def main(argv=None):
         help=f"default {' '.join(map(str, DEFAULT_GOLD_MASSES))}, none with dot similarity",
     )
     parser.add_argument("--plot", help="draw the vocabulary-mean q_gold against tau into this PNG")
+    return parser
+
+
+def print_word_neighbours(args, dictionary, embeddings, word_ids, neighbours, sims):
+    """Each word's neighbours with their q and similarity, at the listing's tau or rho."""
+    from .losses import skd_soft_targets
+
+    ids = torch.tensor(word_ids)
+    setting = f"rho {args.gold_mass:g}" if args.gold_mass is not None else f"tau {args.temperature:g}"
+    q, tau = skd_soft_targets(
+        embeddings,
+        ids,
+        neighbours[ids],
+        args.similarity,
+        temperature=args.temperature,
+        gold_mass=args.gold_mass,
+        return_temperature=True,
+    )
+    print()
+    print(f"Neighbours and q at {setting} (similarity in brackets):")
+    print()
+    for row, word_id in enumerate(ids.tolist()):
+        parts = [
+            f"{dictionary[c]} {float(q[row, j + 1]):.3f} ({float(sims[word_id, j + 1]):.2f})"
+            for j, c in enumerate(neighbours[word_id].tolist())
+        ]
+        solved = f", tau {float(tau[row]):.3f}" if args.gold_mass is not None else ""
+        print(f"{dictionary[word_id]} (q_gold {float(q[row, 0]):.3f}{solved}): " + ", ".join(parts))
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     from fairseq.data import Dictionary
 
     from .criterions.fairseq_access import excluded_token_ids
-    from .losses import check_gold_mass, skd_soft_targets
+    from .losses import check_gold_mass
 
     if not os.path.exists(args.checkpoint):
         parser.error(f"checkpoint {args.checkpoint} not found")
@@ -341,27 +374,7 @@ def main(argv=None):
         )
     found, missing = resolve_words(dictionary, args.words)
     if found:
-        ids = torch.tensor(found)
-        setting = f"rho {args.gold_mass:g}" if args.gold_mass is not None else f"tau {args.temperature:g}"
-        q, tau = skd_soft_targets(
-            embeddings,
-            ids,
-            neighbours[ids],
-            args.similarity,
-            temperature=args.temperature,
-            gold_mass=args.gold_mass,
-            return_temperature=True,
-        )
-        print()
-        print(f"Neighbours and q at {setting} (similarity in brackets):")
-        print()
-        for row, word_id in enumerate(ids.tolist()):
-            parts = [
-                f"{dictionary[c]} {float(q[row, j + 1]):.3f} ({float(sims[word_id, j + 1]):.2f})"
-                for j, c in enumerate(neighbours[word_id].tolist())
-            ]
-            solved = f", tau {float(tau[row]):.3f}" if args.gold_mass is not None else ""
-            print(f"{dictionary[word_id]} (q_gold {float(q[row, 0]):.3f}{solved}): " + ", ".join(parts))
+        print_word_neighbours(args, dictionary, embeddings, found, neighbours, sims)
     for message in missing:
         print(f"skd-fairseq-inspect: {message}", file=sys.stderr)
     if args.plot:
