@@ -13,6 +13,7 @@ setup(
     entry_points={
         "console_scripts": [
             "skd-fairseq-inspect=skd_fairseq.inspection:main",
+            "skd-fairseq-cache-teacher=skd_fairseq.cache_teacher:main",
             # The experiment tools a user runs by hand (the shell scripts run the others with python -m).
             "skd-fairseq-tables=skd_experiments.make_tables:main",
             "skd-fairseq-archive-runs=skd_experiments.archive_runs:main",

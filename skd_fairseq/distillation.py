@@ -5,6 +5,8 @@ temperature T (p^(T) = softmax(log p / T), which is softmax(logits / T)):
 
     p_t^(T) = mean over the teachers of p_teacher^(T)          (probability space, fp32, no gradient)
     q       = p_t^(T), or its top-K entries renormalised         (--kd-teacher-topk K)
+            = softmax(log p_t * T_c / T) over the K tokens a teacher cache stored at T_c
+              (--kd-teacher-cache: :func:`cached_teacher_distribution`)
     KL      = sum_w q(w) (log q(w) - log p_s^(T)(w))
     L       = (1 - beta) L_data + beta L_teacher,   L_teacher = T^2 KL  (word-level KD)
 
@@ -19,34 +21,27 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 where it is in half precision (fp16/bf16); fp32 and fp64 stay as they are."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def tempered_log_probs(lprobs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log p^(T) in fp32 from log-probabilities (or logits): log_softmax(x / T)."""
+    """log p^(T) in fp32 (fp64 for fp64 input) from log-probabilities (or logits): log_softmax(x / T)."""
     if temperature == 1.0:
-        return lprobs.float()
-    return torch.log_softmax(lprobs.float() / temperature, dim=-1)
+        return at_least_fp32(lprobs)
+    return torch.log_softmax(at_least_fp32(lprobs) / temperature, dim=-1)
 
 
-def teacher_distribution(
-    teacher_lprobs: Iterable[torch.Tensor],
-    temperature: float,
-    topk: int = 0,
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """q: the teachers' tempered distributions averaged in probability space.
+def averaged_teacher_probs(teacher_lprobs: Iterable[torch.Tensor], temperature: float) -> torch.Tensor:
+    """p_t^(T): the teachers' tempered distributions averaged in probability space, [N, V] in fp32
+    (fp64 for fp64 teachers).
 
-    Args:
-        teacher_lprobs: one [N, V] tensor of log-probabilities per teacher (consumed one at
-            a time, so an ensemble costs one [N, V] buffer, not one per teacher).
-        temperature: T > 0.
-        topk: 0 keeps all V entries; K >= 1 keeps each position's K most probable tokens,
-            renormalised to sum to 1.
-
-    Returns:
-        (probs, ids): fp32 [N, V] and None, or fp32 [N, K] and LongTensor [N, K]; no gradient.
+    ``teacher_lprobs``: one [N, V] tensor of log-probabilities per teacher, consumed one at a
+    time (an ensemble costs one [N, V] buffer, not one per teacher). No gradient.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if topk < 0:
-        raise ValueError(f"topk must be >= 0, got {topk}")
     with torch.no_grad():
         probs, count = None, 0
         for lprobs in teacher_lprobs:
@@ -54,13 +49,84 @@ def teacher_distribution(
             probs = p if probs is None else probs.add_(p)
             count += 1
         if probs is None:
-            raise ValueError("teacher_distribution needs at least one teacher")
-        if count > 1:
-            probs.div_(count)
-        if topk == 0 or topk >= probs.size(-1):
-            return probs, None
-        top, ids = probs.topk(topk, dim=-1)
-        return top.div_(top.sum(dim=-1, keepdim=True)), ids
+            raise ValueError("a teacher distribution needs at least one teacher")
+        return probs.div_(count) if count > 1 else probs
+
+
+def teacher_distribution(
+    teacher_lprobs: Iterable[torch.Tensor],
+    temperature: float,
+    topk: int = 0,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """q: :func:`averaged_teacher_probs`, all of it or its top K renormalised.
+
+    Args:
+        teacher_lprobs: one [N, V] tensor of log-probabilities per teacher.
+        temperature: T > 0.
+        topk: 0 keeps all V entries; K >= 1 keeps each position's K most probable tokens,
+            renormalised to sum to 1.
+
+    Returns:
+        (probs, ids): [N, V] and None, or [N, K] and LongTensor [N, K] (most probable first), in
+        fp32 (fp64 for fp64 teachers); no gradient.
+    """
+    if topk < 0:
+        raise ValueError(f"topk must be >= 0, got {topk}")
+    probs = averaged_teacher_probs(teacher_lprobs, temperature)
+    if topk == 0 or topk >= probs.size(-1):
+        return probs, None
+    top, ids = probs.topk(topk, dim=-1)
+    return top.div_(top.sum(dim=-1, keepdim=True)), ids
+
+
+def teacher_topk_log_probs(
+    teacher_lprobs: Iterable[torch.Tensor], temperature: float, k: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What a teacher cache stores per position: the K most probable tokens of
+    :func:`averaged_teacher_probs` (most probable first) and their log-probabilities, not
+    renormalised (so the mass the top K keep stays visible). No gradient."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    probs = averaged_teacher_probs(teacher_lprobs, temperature)
+    top, ids = probs.topk(min(k, probs.size(-1)), dim=-1)
+    return top.log_(), ids
+
+
+def cached_teacher_distribution(
+    stored_lprobs: torch.Tensor,
+    ids: torch.Tensor,
+    cache_temperature: float,
+    temperature: float,
+    topk: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """q at temperature T from a cache's top-K log-probabilities stored at temperature T_c.
+
+    For one teacher, stored = logits / T_c - log Z, so softmax(stored * T_c / T) over the kept
+    tokens is p^(T) renormalised over them: exactly :func:`teacher_distribution` with the same
+    ``topk``. For an ensemble (averaged in probability space at T_c) that holds at T = T_c only;
+    the caller refuses other temperatures.
+
+    Args:
+        stored_lprobs: [N, K] log-probabilities, most probable first (any float dtype).
+        ids: [N, K] their token ids.
+        cache_temperature, temperature: T_c and T, both > 0.
+        topk: keep the first ``topk`` of the K (0: all K); at most K.
+
+    Returns:
+        (probs, ids): [N, k] renormalised, fp32 (fp64 from fp64 storage), and LongTensor [N, k];
+        no gradient.
+    """
+    if not (cache_temperature > 0 and temperature > 0):
+        raise ValueError(f"temperatures must be > 0, got {cache_temperature} and {temperature}")
+    stored = stored_lprobs.size(-1)
+    if not 0 <= topk <= stored:
+        raise ValueError(f"topk must be in [0, {stored}] (the tokens the cache keeps), got {topk}")
+    k = topk or stored
+    with torch.no_grad():
+        scaled = at_least_fp32(stored_lprobs[:, :k])
+        if cache_temperature != temperature:
+            scaled = scaled * (cache_temperature / temperature)
+        return torch.softmax(scaled, dim=-1), ids[:, :k].long()
 
 
 def kl_to_teacher(

@@ -134,6 +134,16 @@ def lm_sample(task, batch=4, length=12, seed=0):
     }
 
 
+def save_checkpoint(path, task, model, criterion, cfg):
+    """Write ``model`` as a fairseq checkpoint with fairseq's own Trainer, as fairseq-train would."""
+    from fairseq.trainer import Trainer
+
+    trainer = Trainer(cfg, task, model, criterion)
+    trainer.consolidate_optimizer()  # what fairseq's checkpoint_utils.save_checkpoint calls first
+    trainer.save_checkpoint(str(path), {})
+    return str(path)
+
+
 def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER, langs=("de", "en"), criterion_args=None):
     """(path, model): a teacher checkpoint written by fairseq's own Trainer; its dictionaries
     are in directory/data, where the checkpoint's task config points."""
@@ -141,13 +151,7 @@ def save_teacher(directory, n_words=60, seed=0, arch_args=TINY_TRANSFORMER, lang
     torch.manual_seed(seed)
     ls = criterion_args or ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
     task, model, criterion, cfg = build_translation(directory, ls, n_words=n_words, arch_args=arch_args, langs=langs)
-    from fairseq.trainer import Trainer
-
-    path = directory / "checkpoint.pt"
-    trainer = Trainer(cfg, task, model, criterion)
-    trainer.consolidate_optimizer()  # what fairseq's checkpoint_utils.save_checkpoint calls first
-    trainer.save_checkpoint(str(path), {})
-    return str(path), model
+    return save_checkpoint(directory / "checkpoint.pt", task, model, criterion, cfg), model
 
 
 def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):

@@ -72,6 +72,11 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
                 "--kd-teacher-path: PS-KD's teacher is the student of the previous epoch; leave it out "
                 "(word-level KD from a trained teacher is --criterion label_smoothed_word_kd)"
             )
+        if cfg.kd_teacher_cache:
+            raise ValueError(
+                "--kd-teacher-cache: PS-KD's teacher is the student of the previous epoch, which no "
+                "cache holds; leave it out"
+            )
         if cfg.kd_weight is not None:
             raise ValueError("--kd-weight: PS-KD weighs its teacher by a_t = a_T * t / T; set a_T with --ps-kd-alpha")
         if cfg.kd_temperature != 1.0:

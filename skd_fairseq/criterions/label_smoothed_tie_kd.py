@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..distillation import kl_to_teacher, tempered_log_probs, tie_ranking_loss
 from .fairseq_access import decode_prefix, encode_source
 from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
-from .teacher import registered_task_name
+from .teacher import TeacherEnsemble, registered_task_name
 
 
 @dataclass
@@ -46,12 +46,6 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         # Flags first: loading the teacher takes a while.
         if cfg.tie_iterations < 1:
             raise ValueError(f"--tie-iterations must be >= 1, got {cfg.tie_iterations}")
-        kept = cfg.kd_teacher_topk or len(task.target_dictionary)
-        if not 1 <= cfg.tie_topk <= kept:
-            raise ValueError(
-                f"--tie-topk must be in [1, {kept}] (the teacher tokens kept by --kd-teacher-topk, "
-                f"else the vocabulary), got {cfg.tie_topk}"
-            )
         if cfg.tie_iterations > 1 and registered_task_name(task) == "language_modeling":
             raise ValueError(
                 "--tie-iterations > 1 re-runs a translation decoder on its own predictions; "
@@ -61,6 +55,29 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         self.tie_topk = cfg.tie_topk
         self.tie_iterations = cfg.tie_iterations
         self._later_passes = None
+
+    def check_kept_tokens(self, cfg, kept: int) -> None:
+        if not 1 <= cfg.tie_topk <= kept:
+            raise ValueError(
+                f"--tie-topk must be in [1, {kept}] (the teacher tokens kept by --kd-teacher-topk, "
+                f"else those --kd-teacher-cache holds, else the vocabulary), got {cfg.tie_topk}"
+            )
+
+    def build_teacher(self, cfg, task):
+        """With --kd-teacher-cache the first pass reads the cache; the later passes feed the
+        student's own predictions, which no cache holds, and run the teacher of --kd-teacher-path
+        (checked to be the cache's)."""
+        if self.teacher_cache is None or cfg.tie_iterations == 1:
+            return super().build_teacher(cfg, task)
+        if not cfg.kd_teacher_path:
+            raise ValueError(
+                f"--kd-teacher-cache with --tie-iterations {cfg.tie_iterations}: passes 2 to "
+                f"{cfg.tie_iterations} decode the student's own predictions, which no cache holds; give "
+                "the teacher too (--kd-teacher-path, the checkpoint(s) the cache was built from), or "
+                "--tie-iterations 1"
+            )
+        self.teacher_cache.check_teachers(cfg.kd_teacher_path.split(":"), "--kd-teacher-path")
+        return TeacherEnsemble.from_checkpoints(cfg.kd_teacher_path, task)
 
     def student_forward(self, model, sample):
         if not (model.training and self.tie_iterations > 1 and self.kd_weight > 0):
@@ -101,7 +118,9 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                 net_input["prev_output_tokens"] = self.greedy_decoder_input(net_input["prev_output_tokens"], net_output)
                 net_output = decode_prefix(decoder, net_input["prev_output_tokens"], encoder_out, net_input)
                 lprobs = self.scores_and_target(model, net_output, sample)[0].full_log_probs("TIE-KD's ranking loss")
-            teacher_probs, teacher_ids = self.teacher_targets(model, net_input, teacher_encoder_outs)
+            teacher_probs, teacher_ids = self.teacher_targets(
+                model, sample, net_input, teacher_encoder_outs, cached=iteration == 0
+            )
             student = tempered_log_probs(lprobs, self.kd_temperature)
             kl = kl_to_teacher(student, teacher_probs, teacher_ids, pad_mask=pad_mask, reduce=reduce)
             rank = tie_ranking_loss(
