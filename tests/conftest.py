@@ -283,6 +283,44 @@ def translation_teacher(multi30k_bin, tmp_path_factory):
     return save_dir / "checkpoint_last.pt"
 
 
+@pytest.fixture(scope="session")
+def translation_teacher_cache(translation_teacher, multi30k_bin, tmp_path_factory):
+    """skd-fairseq-cache-teacher's cache (top 8) of translation_teacher over the slice's training
+    split, built from a copy of the checkpoint that is deleted afterwards: a run that reads the
+    cache cannot load the teacher."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("translation-teacher-cache")
+    copy = out / "teacher.pt"
+    shutil.copy(translation_teacher, copy)
+    cache = out / "cache"
+    run(
+        [
+            "skd-fairseq-cache-teacher",
+            multi30k_bin / "bin",
+            "--user-dir",
+            USER_DIR,
+            "--cpu",
+            "-s",
+            "de",
+            "-t",
+            "en",
+            "--path",
+            copy,
+            "--subset",
+            "train",
+            "--topk",
+            "8",
+            "--out",
+            cache,
+            "--log-format",
+            "simple",
+        ]
+    )
+    copy.unlink()
+    return cache
+
+
 @pytest.fixture
 def fresh_metrics():
     """An empty fairseq metrics registry, as fairseq-train starts with."""

@@ -114,6 +114,7 @@ def assert_same_weights(a, b):
     [
         ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
         ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
+        ["--criterion", "label_smoothed_word_kd", "--kd-teacher-cache", "CACHE", "--skd-candidates", "predicted"],
         [
             "--criterion",
             "label_smoothed_tie_kd",
@@ -139,12 +140,14 @@ def assert_same_weights(a, b):
             "0",
         ],
     ],
-    ids=["skd-predicted", "word-kd+skd", "tie-kd", "skd-adaptive-softmax"],
+    ids=["skd-predicted", "word-kd+skd", "word-kd-cached+skd", "tie-kd", "skd-adaptive-softmax"],
 )
-def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, translation_teacher, criterion):
+def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, request, criterion):
     # Candidates among every token: the seen-target set of the default --skd-exclude-unseen grows
     # micro-batch by micro-batch, which one process and two ranks take in a different order.
-    args = [str(translation_teacher) if a == "TEACHER" else a for a in criterion] + SCHEDULE + ["--skd-include-unseen"]
+    fixtures = {"TEACHER": "translation_teacher", "CACHE": "translation_teacher_cache"}
+    args = [str(request.getfixturevalue(fixtures[a])) if a in fixtures else a for a in criterion]
+    args += SCHEDULE + ["--skd-include-unseen"]
     data = multi30k_bin / "bin"
     single = run(
         [

@@ -422,6 +422,24 @@ def test_kd_criteria_train_from_a_teacher_and_compose_with_skd(multi30k_bin, tmp
     assert state["model"].keys() == torch.load(teacher, weights_only=True)["model"].keys()
 
 
+@pytest.mark.slow
+def test_word_kd_trains_resumes_and_validates_from_a_teacher_cache(multi30k_bin, tmp_path, translation_teacher_cache):
+    """The cache's teacher checkpoint no longer exists (see the fixture): the run loads none."""
+    data, student = multi30k_bin / "bin", tmp_path / "student"
+    args = [*TRANSLATION_MODEL, *WORD_KD, "--kd-teacher-cache", translation_teacher_cache]
+    args += ["--kd-temperature", "2", "--validate-interval-updates", "4", "--no-epoch-checkpoints"]
+    first = train(data, student, *args, "--max-update", "4", "--save-interval-updates", "4")
+    resumed = train(data, student, *args, "--max-update", "8")
+    records = train_logs(first.stdout) + train_logs(resumed.stdout)
+    assert [int(r["num_updates"]) for r in records] == list(range(1, 9))
+    assert all(r["kd_kl"] > 0 for r in records)
+    valid = [r for r in fairseq_log.records((first.stdout + resumed.stdout).splitlines()) if r.kind == "valid"]
+    assert [int(r.values["num_updates"]) for r in valid] == [4, 8]
+    # Another split's name for training: refused before any step, naming the fix.
+    proc = train(data, tmp_path / "other", *args, "--train-subset", "valid", "--max-update", "1", check=False)
+    assert proc.returncode != 0 and "build the cache with --subset valid" in proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="module")
 def lm_teacher(wikitext_bin, tmp_path_factory):
     """A full-softmax language model trained for 10 updates, the teacher of the LM KD tests."""
