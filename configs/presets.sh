@@ -64,21 +64,31 @@ PS_KD_ALPHA=0.2
 PRESET_ps_kd=(
   --criterion label_smoothed_ps_kd --label-smoothing 0.1 --ps-kd-alpha "$PS_KD_ALPHA"
 )
-# Teacher-based presets: the teacher comes from KD_TEACHER (scripts/train.sh --teacher CKPT).
-# word-kd: Kim & Rush's word-level KD, beta 0.5, T 1; tie-kd: TIE-KD with the authors'
-# WMT'14 settings (beta 0.5, k 5, 3 passes); skd-word-kd: word-level KD with the
+# Teacher-based presets: the teacher comes from KD_TEACHER (scripts/train.sh --teacher CKPT), or
+# its cache from KD_TEACHER_CACHE (--teacher-cache DIR, written by skd-fairseq-cache-teacher):
+# word-kd and skd-word-kd then read the teacher's stored top K instead of running it; tie-kd's
+# first pass reads it and its later passes, which decode the student's own predictions, run the
+# teacher, so it takes both. word-kd: Kim & Rush's word-level KD, beta 0.5, T 1; tie-kd: TIE-KD with
+# the authors' WMT'14 settings (beta 0.5, k 5, 3 passes); skd-word-kd: word-level KD with the
 # skd-neighbours settings inside the student loss.
+if [ -n "${KD_TEACHER_CACHE:-}" ]; then
+  KD_TEACHER_SOURCE=(--kd-teacher-cache "$KD_TEACHER_CACHE")
+  TIE_TEACHER_SOURCE=(--kd-teacher-cache "$KD_TEACHER_CACHE" --kd-teacher-path "${KD_TEACHER:-}")
+else
+  KD_TEACHER_SOURCE=(--kd-teacher-path "${KD_TEACHER:-}")
+  TIE_TEACHER_SOURCE=(--kd-teacher-path "${KD_TEACHER:-}")
+fi
 PRESET_word_kd=(
   --criterion label_smoothed_word_kd --label-smoothing 0.1
-  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0
+  "${KD_TEACHER_SOURCE[@]}" --kd-weight 0.5 --kd-temperature 1.0
 )
 PRESET_tie_kd=(
   --criterion label_smoothed_tie_kd --label-smoothing 0.1
-  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0 --tie-topk 5 --tie-iterations 3
+  "${TIE_TEACHER_SOURCE[@]}" --kd-weight 0.5 --kd-temperature 1.0 --tie-topk 5 --tie-iterations 3
 )
 PRESET_skd_word_kd=(
   --criterion label_smoothed_word_kd --label-smoothing 0.1
-  --kd-teacher-path "${KD_TEACHER:-}" --kd-weight 0.5 --kd-temperature 1.0
+  "${KD_TEACHER_SOURCE[@]}" --kd-weight 0.5 --kd-temperature 1.0
   --skd-candidates neighbours "${SKD_TUNED[@]}"
 )
 PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random skd-top1 ps-kd rdrop word-kd tie-kd skd-word-kd"

@@ -18,11 +18,15 @@ TABLE is one of:
                 a small adaptive-softmax LM on the WikiText-2 sample in ../shared/data
                 (configs/wikitext2-sample-adaptive.sh; CPU)
   kd-multi30k   SKD beside teacher-based KD on Multi30k de->en: trains the teacher
-                (configs/multi30k-de-en-teacher.sh) into OUT/teacher, distils the
-                training set with it (scripts/distill-sequence-level.sh, OUT/distilled),
-                then the student rows (configs/multi30k-de-en-demo.sh): baseline,
-                skd-neighbours, word-kd, seq-kd (baseline on the distilled data),
-                seq-word-kd (word-kd on it), tie-kd, skd-word-kd; with a cost table
+                (configs/multi30k-de-en-teacher.sh) into OUT/teacher, stores its top 8
+                per training target once (skd-fairseq-cache-teacher, OUT/teacher-cache;
+                TEACHER_CACHE_TOPK in the config sets K), distils the training set with
+                it (scripts/distill-sequence-level.sh, OUT/distilled), then the student
+                rows (configs/multi30k-de-en-demo.sh): baseline, skd-neighbours, word-kd
+                and skd-word-kd (from the cache), seq-kd (baseline on the distilled data),
+                seq-word-kd (word-kd on it, from a cache of it), tie-kd (first pass from
+                the cache); every row scored with beam search and with greedy decoding;
+                with a cost table
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then skd-fairseq-tables writes RESULTS/TABLE.md (mean
@@ -135,6 +139,10 @@ done
 extra=()
 [ "$kind" = lm ] && extra=(--label-smoothing 0)
 if declare -p TABLE_EXTRA_ARGS > /dev/null 2>&1; then extra=(${TABLE_EXTRA_ARGS[@]+"${TABLE_EXTRA_ARGS[@]}"}); fi
+teacher_cache_for() {  # teacher_cache_for DATA_BIN DIR: the teacher's stored top K over DATA_BIN's train split
+  [ -f "$2/manifest.json" ] || skd-fairseq-cache-teacher "$1" --user-dir "$repo/skd_fairseq" -s "$SRC" -t "$TGT" \
+    --path "$teacher" --subset train --topk "${TEACHER_CACHE_TOPK:-8}" --out "$2" ${device[@]+"${device[@]}"}
+}
 if [ "$kind" = kd ]; then
   teacher_dir=$out/teacher
   if [ ! -f "$teacher_dir/result.test.json" ]; then
@@ -142,7 +150,17 @@ if [ "$kind" = kd ]; then
     bash scripts/train.sh "$teacher_config" --criterion-preset baseline --seed 1 --save-dir "$teacher_dir" --method teacher
     bash scripts/evaluate-translation.sh "$teacher_config" --run-dir "$teacher_dir" --split test
   fi
+  # The teacher is the model its evaluation scored: the average of its last epochs where its config
+  # averages them (written by evaluate-translation.sh), else its best checkpoint.
+  # shellcheck source=/dev/null
+  teacher_average=$(. "$teacher_config"; echo "${AVERAGE_LAST:-1}")
   teacher=$teacher_dir/checkpoint_best.pt
+  [ "$teacher_average" -le 1 ] || teacher=$teacher_dir/checkpoint_avg$teacher_average.pt
+  [ -f "$teacher" ] || die "the teacher's scored model $teacher is missing: run scripts/evaluate-translation.sh $teacher_config --run-dir $teacher_dir"
+  # The word-level rows read the teacher from its cache (built once), not by running it every step.
+  if [[ " $presets " == *" word-kd "* || " $presets " == *" skd-word-kd "* || " $presets " == *" tie-kd "* ]]; then
+    teacher_cache_for "$DATA" "$out/teacher-cache"
+  fi
   if [[ " $presets " == *" seq-"* ]]; then
     # shellcheck source=/dev/null
     # DISTILL_ARGS: set by the teacher's config, sourced in the subshell.
@@ -150,6 +168,7 @@ if [ "$kind" = kd ]; then
     mapfile -t distill_args < <(. "$teacher_config"; printf '%s\n' ${DISTILL_ARGS[@]+"${DISTILL_ARGS[@]}"})
     bash scripts/distill-sequence-level.sh --data "$DATA" --teacher "$teacher" -s "$SRC" -t "$TGT" \
       --out "$out/distilled" ${distill_args[@]+"${distill_args[@]}"}
+    [[ " $presets " != *" seq-word-kd "* ]] || teacher_cache_for "$out/distilled/bin" "$out/distilled-cache"
   fi
 fi
 result_files=() stale=()
@@ -161,7 +180,8 @@ for seed in $seeds; do
     if [ "$kind" = kd ]; then
       case "$preset" in  # sequence-level rows: a preset trained on the distilled data
         seq-kd) row=(--criterion-preset baseline --data "$out/distilled/bin") ;;
-        seq-word-kd) row=(--criterion-preset word-kd --data "$out/distilled/bin") ;;
+        seq-word-kd) row=(--criterion-preset word-kd --data "$out/distilled/bin" --teacher-cache "$out/distilled-cache") ;;
+        word-kd|skd-word-kd|tie-kd) row+=(--teacher-cache "$out/teacher-cache") ;;
       esac
       row+=(--method "$preset" --teacher "$teacher")
     fi
@@ -191,6 +211,11 @@ for seed in $seeds; do
       bash scripts/evaluate-lm.sh "$config" --run-dir "$run_dir" --split test
     fi
     result_files+=("$result")
+    if [ "$kind" = kd ]; then  # and greedy decoding, beside the beam (Kim & Rush's headline is greedy)
+      [ -f "$run_dir/result.test.greedy.json" ] \
+        || bash scripts/evaluate-translation.sh "$config" --run-dir "$run_dir" --split test --greedy
+      result_files+=("$run_dir/result.test.greedy.json")
+    fi
   done
 done
 

@@ -7,7 +7,7 @@ usage() {
   # shellcheck source=/dev/null disable=SC2153  # PRESETS: set by presets.sh
   preset_list=$(. "$(dirname "$0")/../configs/presets.sh"; echo "${PRESETS// /, }")
   cat <<EOF
-Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [--teacher CKPT] [FAIRSEQ FLAGS...]
+Usage: $(basename "$0") CONFIG --criterion-preset NAME [--seed N] [--save-dir DIR] [--method LABEL] [--data BIN] [--teacher CKPT] [--teacher-cache DIR] [FAIRSEQ FLAGS...]
 
 Runs fairseq-train with the data, model and optimisation of CONFIG (a file in configs/),
 the criterion settings of preset NAME and --user-dir set to the plugin. The presets of
@@ -27,6 +27,11 @@ e.g. --skd-alpha 0.3 or --max-update 200.
                     e.g. the output of scripts/distill-sequence-level.sh
   --teacher CKPT    the teacher checkpoint(s) of the teacher-based presets (a:b for an
                     ensemble; sets KD_TEACHER, which those presets read)
+  --teacher-cache DIR
+                    the teacher's outputs stored by skd-fairseq-cache-teacher for CONFIG's
+                    training split (sets KD_TEACHER_CACHE): word-kd and skd-word-kd read it
+                    instead of running the teacher; tie-kd reads it in its first pass and
+                    needs --teacher for the later ones
 
 Prepares the data first when CONFIG's data directory is missing. Re-running the same
 command resumes an interrupted run from DIR/checkpoint_last.pt and leaves a finished one
@@ -39,7 +44,7 @@ EOF
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 case "$1" in -h|--help) usage; exit 0 ;; esac
 config=$(realpath -m -- "$1"); shift
-preset="" seed=1 save_dir="" method="" data_override="" teacher="" check_finished=0 extra=()
+preset="" seed=1 save_dir="" method="" data_override="" teacher="" teacher_cache="" check_finished=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --criterion-preset) preset=$2; shift 2 ;;
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
     --method) method=$2; shift 2 ;;
     --data) data_override=$(realpath -m -- "$2"); shift 2 ;;
     --teacher) teacher=$2; shift 2 ;;
+    --teacher-cache) teacher_cache=$2; shift 2 ;;
     --check-finished) check_finished=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) extra+=("$1"); shift ;;
@@ -70,6 +76,12 @@ if [ -n "$teacher" ]; then
   # shellcheck disable=SC2034  # read by the teacher-based presets of configs/presets.sh
   KD_TEACHER=$(IFS=:; echo "${resolved[*]}")
 fi
+if [ -n "$teacher_cache" ]; then
+  [ -f "$teacher_cache/manifest.json" ] \
+    || die "--teacher-cache: '$teacher_cache' holds no teacher cache (no manifest.json); build one with skd-fairseq-cache-teacher"
+  # shellcheck disable=SC2034  # read by the teacher-based presets of configs/presets.sh
+  KD_TEACHER_CACHE=$(realpath -- "$teacher_cache")
+fi
 # shellcheck source=/dev/null
 . "$repo/configs/presets.sh"
 # The config after the presets: a config may redefine a preset for its model (e.g. the
@@ -81,7 +93,11 @@ fi
 if [ "$preset" = --list ]; then  # for the scripts that check their rows before training any
   for p in $PRESETS; do
     v="PRESET_${p//-/_}[*]"
-    if [[ " ${!v} " == *" --kd-teacher-path "* ]]; then echo "$p teacher"; else echo "$p"; fi
+    if [[ " ${!v} " == *" --kd-teacher-path "* || " ${!v} " == *" --kd-teacher-cache "* ]]; then
+      echo "$p teacher"
+    else
+      echo "$p"
+    fi
   done
   exit 0
 fi
@@ -91,7 +107,8 @@ preset_var="PRESET_${preset//-/_}[@]"
 preset_args=("${!preset_var}")
 for i in "${!preset_args[@]}"; do
   if [ "${preset_args[$i]}" = --kd-teacher-path ] && [ -z "${preset_args[$((i + 1))]}" ]; then
-    die "preset '$preset' distils from a teacher: give --teacher CKPT (or set KD_TEACHER)"
+    [ -z "$teacher_cache" ] || die "preset '$preset' runs the teacher beside the cache (its later passes decode the student's own predictions): give --teacher CKPT too, the checkpoint the cache was built from"
+    die "preset '$preset' distils from a teacher: give --teacher CKPT (or set KD_TEACHER), or --teacher-cache DIR"
   fi
 done
 name=$(basename "$config" .sh)
@@ -129,5 +146,6 @@ printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.t
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
 python -m skd_experiments.run_and_measure --log "$save_dir/train.log" --summary "$save_dir/train.json" \
   --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" data="$data_override" \
+    teacher_cache="${KD_TEACHER_CACHE:-}" \
   -- "${cmd[@]}"
 printf '%s' "$signature" > "$save_dir/.finished"

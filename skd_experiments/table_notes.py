@@ -12,6 +12,7 @@ teacher, its scores and cost.
 import argparse
 import collections
 import json
+import os
 
 from skd_experiments.results import run_fields
 
@@ -27,7 +28,9 @@ def commits(paths):
 
 def conditions(paths, cuda):
     """Where the runs were trained and how long they took, in two sentences."""
-    trainings = [read(p).get("training", {}) for p in paths]
+    # One run may have several result files (beam and greedy decoding): count it once.
+    runs = {os.path.dirname(os.path.realpath(p)): p for p in paths}
+    trainings = [read(p).get("training", {}) for p in runs.values()]
     if cuda:  # scripts/device.sh's probe: torch sees a GPU
         import torch
 

@@ -29,6 +29,8 @@ def load(paths):
         result["settings"] = result["flags"]
         result["run_dir"] = os.path.dirname(os.path.realpath(path))  # result paths are relative to it
         result.setdefault("pair", "")
+        if result.get("decoding") == "greedy":  # its own benchmark column beside beam search's
+            result["split"] = f"{result['split']} greedy"
         results.append(result)
     return results
 
@@ -143,14 +145,20 @@ def table(results, metrics, show_flags, extra_columns=()):
     by = collections.defaultdict(list)
     for r in results:
         by[(r["method"], r["dataset"], r["pair"], r["split"])].append(r)
+    # header -> (metric key, digits, column); a validation-split metric of the runs (their valid
+    # perplexity) once, not once per decoding of the test split.
+    shown = {}
+    for label, key, digits in metrics:
+        for c in columns:
+            shown.setdefault(column_header(c, label), (key, digits, c))
     header = ["method"] + (["settings"] if show_flags else [])
-    header += [column_header(c, label) for label, _, _ in metrics for c in columns]
+    header += list(shown)
     header += [title for title, _ in extra_columns]
     rows = []
     for m in methods:
         row = [m] + ([f"`{settings[m]}`"] if show_flags else [])
-        for _, key, digits in metrics:
-            row += [cell([x["metrics"][key] for x in by[(m, *c)] if key in x["metrics"]], digits) for c in columns]
+        for key, digits, c in shown.values():
+            row.append(cell([x["metrics"][key] for x in by[(m, *c)] if key in x["metrics"]], digits))
         row += [text(m) for _, text in extra_columns]
         rows.append(row)
     return markdown_table(header, rows)

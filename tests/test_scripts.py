@@ -657,6 +657,28 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     assert "skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |" in out
 
 
+def test_make_tables_puts_greedy_decoding_beside_beam_search(tmp_path):
+    """evaluate-translation.sh --greedy writes result.test.greedy.json (decoding "greedy"): its own
+    columns and tests, while the runs' validation perplexity stays one column."""
+    refs = [f"the cat number {i} sat on the mat ." for i in range(10)]
+    files = []
+    for method, beam, greedy in (("baseline", 20.0, 18.0), ("seq-kd", 21.0, 20.5)):
+        path = write_result(tmp_path / method, method, 1, refs, refs, beam, 40.0)
+        result = json.loads(path.read_text())
+        result["metrics"]["valid_ppl"] = 6.0
+        path.write_text(json.dumps(dict(result, decoding="beam")))
+        greedy_path = tmp_path / method / "result.test.greedy.json"
+        result["metrics"]["bleu"] = greedy
+        greedy_path.write_text(json.dumps(dict(result, decoding="greedy")))
+        files += [path, greedy_path]
+    out = run([*tool("make_tables"), *files, "--significance"]).stdout
+    header = next(line for line in out.splitlines() if line.startswith("| method |"))
+    assert header.count("valid: perplexity") == 1
+    assert "toy de-en test: BLEU | toy de-en test greedy: BLEU |" in header
+    assert "| seq-kd | 21.00 (n=1) | 20.50 (n=1) |" in out
+    assert "| toy de-en test greedy | seq-kd |" in out  # the bootstrap against the greedy baseline
+
+
 def test_make_tables_compares_rows_with_another_reference(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
@@ -842,7 +864,9 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     table = (tmp_path / "results" / "kd-multi30k-de-en.md").read_text()
     assert table in proc.stdout
     assert table.index("Teacher (`") < table.index("| method |")
-    assert "| seq-word-kd | `word-kd --data distilled/bin` |" in table
+    assert "| seq-word-kd | `word-kd --data distilled/bin --teacher-cache distilled-cache` |" in table
+    assert "de-en test: BLEU | multi30k-slice de-en test greedy: BLEU |" in table
+    assert "(2 runs)" in table and "Training time of the 2 runs" in table
     assert "| cost vs baseline: time × / memory × |" in table and "| 1.000 / 1.000 |" in table
     assert "Training cost (means over seeds; ratios to baseline; peak memory: host resident set):" in table
     assert "| baseline | " in table.split("Training cost")[1] and "| 1.000 |" in table
@@ -850,7 +874,11 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert json.loads((runs / "teacher" / "result.test.json").read_text())["updates"] == 8
     result = json.loads((runs / "seq-word-kd" / "seed1" / "result.test.json").read_text())
     assert result["method"] == "seq-word-kd" and result["seed"] == 1 and result["updates"] == 4
-    assert result["flags"] == "word-kd --data distilled/bin" and result["commit"] and result["evaluation_commit"]
+    assert (
+        result["flags"] == "word-kd --data distilled/bin --teacher-cache distilled-cache"
+        and result["commit"]
+        and result["evaluation_commit"]
+    )
     assert result["wall_time_s"] > 0 and result["tokens_per_s"] > 0 and result["peak_memory_mib"] > 0
     # The distilled targets are the teacher's translations, in corpus order; valid/test keep references.
     distilled = runs / "distilled"
@@ -865,7 +893,14 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
         assert (distilled / "bin" / name).read_bytes() == (data / name).read_bytes()
     command_line = (runs / "seq-word-kd" / "seed1" / "command.txt").read_text()
     assert command_line.startswith(f"fairseq-train {runs / 'distilled' / 'bin'} ")
-    assert f"--kd-teacher-path {runs / 'teacher' / 'checkpoint_best.pt'}" in command_line
+    # word-kd on the distilled data reads a cache of the teacher on that data, not the teacher.
+    assert f"--kd-teacher-cache {runs / 'distilled-cache'}" in command_line
+    assert "--kd-teacher-path" not in command_line
+    manifest = json.loads((runs / "distilled-cache" / "manifest.json").read_text())
+    assert manifest["teachers"][0]["path"] == str(runs / "teacher" / "checkpoint_best.pt")
+    assert manifest["data"] == str(runs / "distilled" / "bin") and manifest["sentences"] == 200
+    greedy = json.loads((runs / "baseline" / "seed1" / "result.test.greedy.json").read_text())
+    assert greedy["decoding"] == "greedy" and greedy["generate_args"].endswith("--beam 1")
     again = run(command)
     assert "=== [reproduce" not in again.stdout and "translating" not in again.stdout
     proc = run(

@@ -388,3 +388,17 @@ def test_the_cache_command_refuses_bad_arguments(translation_setup, tmp_path):
     with pytest.raises(SystemExit, match=r"teacher .* translates en-de, the student de-en"):
         build_cache(data, en_de, tmp_path / "c", *TRANSLATION)
     assert not (tmp_path / "c" / MANIFEST).exists()
+
+
+def test_the_teacher_presets_read_a_cache_given_to_train_sh(translation_setup, tmp_path):
+    """configs/presets.sh with KD_TEACHER_CACHE (train.sh --teacher-cache): word-kd and skd-word-kd
+    read the cache alone; tie-kd reads it in its first pass and runs the teacher after."""
+    from test_criterion import preset_arguments
+
+    data, teacher = translation_setup
+    cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
+    presets = preset_arguments({"KD_TEACHER": teacher, "KD_TEACHER_CACHE": cache})
+    for name in ("word-kd", "skd-word-kd", "tie-kd"):
+        _, _, criterion, _ = build_for_training(data, *TRANSLATION, *TINY_TRANSFORMER, *presets[name])
+        assert criterion.teacher_cache is not None, name
+        assert (criterion.teacher is not None) == (name == "tie-kd"), name
