@@ -24,6 +24,11 @@ timed) and EVERY with --skd-neighbour-refresh 1 (a refresh at every update); the
 STEADY's step time with the refresh amortised over R updates, t_STEADY + (t_EVERY - t_STEADY) / R,
 and its memory is the larger of the two peaks (the worst step is a refresh step).
 
+--target NAME=TIME,MEMORY judges a variant against the first: PASS when its step-time ratio is
+at most TIME and its peak-memory ratio at most MEMORY, else FAIL, one line each (issue 45: the
+cached teacher, --target "word-kd-cached=1.10,1.05" beside --variant word-kd-cached="word-kd
+--teacher-cache DIR").
+
 The WikiText-103 model (benchmarks/README.md): synthetic_lm_data.py builds data with its
 267,744-word dictionary, then
   bench_train.py --config configs/wikitext103.sh --updates 4 --skip-updates 1 --log-interval 1 \
@@ -105,6 +110,12 @@ def main():
         help="STEADY=EVERY: STEADY's step time with EVERY's refresh cost amortised over --refresh",
     )
     parser.add_argument("--refresh", type=int, default=50, help="the table period R of --amortise")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="NAME=TIME,MEMORY: PASS when variant NAME's step-time and peak-memory ratios are at most these",
+    )
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="'-' for stdout")
     args = parser.parse_args()
@@ -125,6 +136,16 @@ def main():
         amortised.append((steady, every))
     if args.refresh < 1:
         parser.error(f"--refresh must be >= 1, got {args.refresh}")
+    targets = []
+    for spec in args.target:
+        name, _, limits = spec.partition("=")
+        try:
+            time_limit, memory_limit = (float(x) for x in limits.split(","))
+        except ValueError:
+            parser.error(f"--target {spec!r}: expected NAME=TIME,MEMORY, e.g. word-kd-cached=1.10,1.05")
+        if name not in names:
+            parser.error(f"--target {spec!r}: {name!r} is not one of the variants {names}")
+        targets.append((name, time_limit, memory_limit))
 
     results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
     memory_kinds = set()
@@ -177,6 +198,20 @@ def main():
                 "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"]),
             }
         )
+    checks = []
+    for name, time_limit, memory_limit in targets:
+        for what, key, limit in (
+            ("step-time", "step_time_ratio", time_limit),
+            ("peak-memory", "peak_memory_ratio", memory_limit),
+        ):
+            value = by_name[name][key]
+            checks.append(
+                {
+                    "target": f"{name}: {what} ratio to {variants[0][0]} <= {limit}",
+                    "value": value,
+                    "result": "PASS" if value <= limit else "FAIL",
+                }
+            )
     report = {
         "benchmark": "bench_train",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -189,6 +224,7 @@ def main():
         "commit": commit(),
         "peak_memory": sorted(memory_kinds),
         "variants": rows,
+        "targets": checks,
     }
     common = f", every variant with `{args.common}`" if args.common else ""
     lines = [
@@ -210,6 +246,10 @@ def main():
         )
     header = ["variant", "tokens/s (median; per round)", "step-time ratio", "peak memory MiB", "memory ratio"]
     lines += markdown_table(header, table, align="llrrr")
+    if checks:
+        lines += ["", "Targets:", ""] + [f"- {c['result']}: {c['target']} (measured {c['value']:.3f})" for c in checks]
+        for c in checks:
+            print(f"[bench_train] {c['result']}: {c['target']} (measured {c['value']:.3f})", file=sys.stderr)
     write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
 
 

@@ -183,7 +183,7 @@ def test_bench_topk_runs_each_method_and_states_its_target(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_path):
+def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_path, translation_teacher_cache):
     out = tmp_path / "train.json"
     run(
         [
@@ -205,10 +205,16 @@ def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_pat
             "skd=skd-neighbours --skd-neighbour-refresh 4",
             "--variant",
             "skd-R1=skd-neighbours --skd-neighbour-refresh 1",
+            "--variant",
+            f"kd-cached=word-kd --teacher-cache {translation_teacher_cache}",
             "--amortise",
             "skd=skd-R1",
             "--refresh",
             "4",
+            "--target",
+            "kd-cached=100,100",
+            "--target",
+            "skd-R1=0.001,100",
             "--common",
             "--max-tokens 512",
             "--json",
@@ -232,6 +238,19 @@ def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_pat
     t, t1 = rows["skd"]["step_time_ratio"], rows["skd-R1"]["step_time_ratio"]
     assert amortised["step_time_ratio"] == pytest.approx(t + (t1 - t) / 4, abs=1e-3)
     assert amortised["peak_memory_ratio"] == max(rows["skd"]["peak_memory_ratio"], rows["skd-R1"]["peak_memory_ratio"])
+    # --target: PASS or FAIL per ratio, against the first variant.
+    assert [(c["target"], c["result"]) for c in report["targets"]] == [
+        ("kd-cached: step-time ratio to baseline <= 100.0", "PASS"),
+        ("kd-cached: peak-memory ratio to baseline <= 100.0", "PASS"),
+        ("skd-R1: step-time ratio to baseline <= 0.001", "FAIL"),
+        ("skd-R1: peak-memory ratio to baseline <= 100.0", "PASS"),
+    ]
+    assert report["targets"][0]["value"] == rows["kd-cached"]["step_time_ratio"]
+    proc = run(
+        [sys.executable, REPO / "benchmarks" / "bench_train.py", "--variant", "a=baseline", "--target", "a=1.1"],
+        check=False,
+    )
+    assert proc.returncode == 2 and "expected NAME=TIME,MEMORY" in proc.stderr
     proc = run(
         [sys.executable, REPO / "benchmarks" / "bench_train.py", "--variant", "a=baseline", "--amortise", "a=b"],
         check=False,
