@@ -140,6 +140,10 @@ extra=()
 [ "$kind" = lm ] && extra=(--label-smoothing 0)
 if declare -p TABLE_EXTRA_ARGS > /dev/null 2>&1; then extra=(${TABLE_EXTRA_ARGS[@]+"${TABLE_EXTRA_ARGS[@]}"}); fi
 teacher_cache_for() {  # teacher_cache_for DATA_BIN DIR: the teacher's stored top K over DATA_BIN's train split
+  if [ -f "$2/manifest.json" ] && ! python -m skd_experiments.teacher_cache_check "$2" "$teacher" 2> /dev/null; then
+    echo "[reproduce] $2 was built from an earlier teacher: building it again"
+    rm -rf "$2"
+  fi
   [ -f "$2/manifest.json" ] || skd-fairseq-cache-teacher "$1" --user-dir "$repo/skd_fairseq" -s "$SRC" -t "$TGT" \
     --path "$teacher" --subset train --topk "${TEACHER_CACHE_TOPK:-8}" --out "$2" ${device[@]+"${device[@]}"}
 }

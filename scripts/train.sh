@@ -81,6 +81,7 @@ if [ -n "$teacher_cache" ]; then
     || die "--teacher-cache: '$teacher_cache' holds no teacher cache (no manifest.json); build one with skd-fairseq-cache-teacher"
   # shellcheck disable=SC2034  # read by the teacher-based presets of configs/presets.sh
   KD_TEACHER_CACHE=$(realpath -- "$teacher_cache")
+  cache_topk=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["topk"])' "$KD_TEACHER_CACHE/manifest.json")
 fi
 # shellcheck source=/dev/null
 . "$repo/configs/presets.sh"
@@ -105,6 +106,16 @@ preset_var="PRESET_${preset//-/_}[@]"
 # shellcheck disable=SC2031
 [[ " $PRESETS " == *" $preset "* ]] || die "unknown preset '$preset' (one of: $PRESETS)"
 preset_args=("${!preset_var}")
+if [ -n "$teacher_cache" ]; then
+  # A cache given to a preset that does not read it would be recorded but never used.
+  [[ " ${preset_args[*]} " == *" --kd-teacher-cache "* ]] \
+    || die "--teacher-cache: preset '$preset' does not read a teacher cache (word-kd, skd-word-kd and tie-kd do); leave it out"
+  # A teacher retrained since the cache was built would leave word-KD learning from the old one.
+  if [ -n "$teacher" ]; then
+    (cd "$repo" && python3 -m skd_experiments.teacher_cache_check "$KD_TEACHER_CACHE" "$KD_TEACHER") \
+      || die "--teacher-cache $teacher_cache is not the cache of --teacher $teacher: rebuild it with skd-fairseq-cache-teacher"
+  fi
+fi
 for i in "${!preset_args[@]}"; do
   if [ "${preset_args[$i]}" = --kd-teacher-path ] && [ -z "${preset_args[$((i + 1))]}" ]; then
     [ -z "$teacher_cache" ] || die "preset '$preset' runs the teacher beside the cache (its later passes decode the student's own predictions): give --teacher CKPT too, the checkpoint the cache was built from"
@@ -146,6 +157,6 @@ printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.t
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
 python -m skd_experiments.run_and_measure --log "$save_dir/train.log" --summary "$save_dir/train.json" \
   --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" data="$data_override" \
-    teacher_cache="${KD_TEACHER_CACHE:-}" \
+    teacher_cache="${KD_TEACHER_CACHE:-}" teacher_cache_topk="${cache_topk:-}" \
   -- "${cmd[@]}"
 printf '%s' "$signature" > "$save_dir/.finished"

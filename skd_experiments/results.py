@@ -19,12 +19,15 @@ def run_fields(training):
     data = (
         f"--data {os.path.join(*os.path.normpath(training['data']).split(os.sep)[-2:])}" if training.get("data") else ""
     )
-    # --teacher-cache: the cache directory's name (the teacher presets read it instead of the teacher).
+    # --teacher-cache: the cache directory's name and the K teacher tokens it keeps (the teacher
+    # presets read it instead of the teacher, and then learn from the top K, not all of V).
     cache = training.get("teacher_cache")
-    cache = f"--teacher-cache {os.path.basename(os.path.normpath(cache))}" if cache else ""
+    if cache:
+        topk = training.get("teacher_cache_topk")
+        cache = f"--teacher-cache {os.path.basename(os.path.normpath(cache))}" + (f" (top {topk})" if topk else "")
     return {
         "method": training.get("method") or training.get("preset"),
-        "flags": " ".join(filter(None, [training.get("preset"), training.get("extra_flags"), data, cache])),
+        "flags": " ".join(filter(None, [training.get("preset"), training.get("extra_flags"), data, cache or ""])),
         "seed": int(training["seed"]) if str(training.get("seed", "")).isdigit() else training.get("seed"),
         "updates": training.get("updates"),
         "wall_time_s": training.get("fairseq_wall_s"),

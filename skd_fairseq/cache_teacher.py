@@ -33,7 +33,10 @@ from .criterions.teacher_cache import (
     FLOAT_BITS,
     MANIFEST,
     TeacherCacheWriter,
+    check_cacheable,
+    data_sha256,
     file_sha256,
+    split_data_files,
     target_positions,
     target_sizes,
     task_description,
@@ -150,6 +153,8 @@ def write_cache(args, cfg, task, teacher, dataset):
             task_description(task),
             teachers=[{"path": os.path.abspath(p), "sha256": file_sha256(p)} for p in teacher.paths],
             data=os.path.abspath(utils.split_paths(cfg.task.data)[0]),
+            data_files=[os.path.basename(f) for f in split_data_files(task, args.subset)],
+            data_sha256=data_sha256(split_data_files(task, args.subset)),
             temperature=args.temperature,
             target_offset=offsets.pop() if offsets else 0,
             teacher_device=str(device),
@@ -167,8 +172,9 @@ def main(argv=None):
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     try:
+        check_cacheable(task, args.subset, "skd-fairseq-cache-teacher")
         teacher = TeacherEnsemble.from_checkpoints(args.path, task, flag="--path")
-        task.load_dataset(args.subset, combine=False, epoch=1)
+        task.load_dataset(args.subset, combine=True, epoch=1)  # as fairseq-train loads its training split
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"skd-fairseq-cache-teacher: {err}")
     dataset = task.dataset(args.subset)

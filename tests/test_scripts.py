@@ -864,7 +864,7 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     table = (tmp_path / "results" / "kd-multi30k-de-en.md").read_text()
     assert table in proc.stdout
     assert table.index("Teacher (`") < table.index("| method |")
-    assert "| seq-word-kd | `word-kd --data distilled/bin --teacher-cache distilled-cache` |" in table
+    assert "| seq-word-kd | `word-kd --data distilled/bin --teacher-cache distilled-cache (top 8)` |" in table
     assert "de-en test: BLEU | multi30k-slice de-en test greedy: BLEU |" in table
     assert "(2 runs)" in table and "Training time of the 2 runs" in table
     assert "| cost vs baseline: time × / memory × |" in table and "| 1.000 / 1.000 |" in table
@@ -950,10 +950,40 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert not (tmp_path / "y" / "generate.train.txt").exists()
 
 
-def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path):
+def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path, translation_teacher, translation_teacher_cache):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd"], check=False)
     assert proc.returncode == 1 and "preset 'word-kd' distils from a teacher: give --teacher CKPT" in proc.stderr
+    train = ["bash", SCRIPTS / "train.sh", config, "--criterion-preset"]
+    cache = ["--teacher-cache", translation_teacher_cache]
+    for args, message in [
+        (["baseline", *cache], "preset 'baseline' does not read a teacher cache"),
+        (["word-kd", "--teacher-cache", tmp_path], "holds no teacher cache (no manifest.json)"),
+        (["tie-kd", *cache], "preset 'tie-kd' runs the teacher beside the cache"),
+    ]:
+        proc = run([*train, *args], check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"not the teacher")
+    proc = run([*train, "tie-kd", *cache, "--teacher", other], check=False)
+    assert proc.returncode == 1 and "is not the cache of --teacher" in proc.stderr
+    # The cache's own teacher (its checkpoint's bytes) is accepted: the run trains from the cache.
+    proc = run(
+        [
+            *train,
+            "word-kd",
+            *cache,
+            "--teacher",
+            translation_teacher,
+            "--save-dir",
+            tmp_path / "run",
+            "--max-update",
+            "2",
+        ]
+    )
+    summary = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert summary["teacher_cache"] == str(translation_teacher_cache) and summary["teacher_cache_topk"] == "8"
+    assert "--kd-teacher-cache" in (tmp_path / "run" / "command.txt").read_text()
     proc = run(
         ["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd", "--teacher", tmp_path / "x.pt"],
         check=False,

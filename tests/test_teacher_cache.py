@@ -140,7 +140,7 @@ def translation_setup(tmp_path):
 
 def train_batch(task):
     """The whole training split as one batch, collated by the task's (cached) dataset."""
-    task.load_dataset("train")
+    task.load_dataset("train", combine=True)  # as fairseq-train loads it (shards included)
     dataset = task.dataset("train")
     return dataset.collater([dataset[i] for i in range(len(dataset))])
 
@@ -164,15 +164,17 @@ def assert_same_loss_and_grads(a, b, rtol):
         assert float((ga - gb).abs().max()) <= rtol * scale
 
 
-def cached_and_online(data, teacher, cache, flags, k, arch=TINY_TRANSFORMER, task_args=TRANSLATION):
+def cached_and_online(data, teacher, cache, flags, k, arch=TINY_TRANSFORMER, task_args=TRANSLATION, cached_extra=()):
     """Loss and gradients of the same student on the same batch, teacher read from the cache and
     run online with --kd-teacher-topk k."""
     torch.manual_seed(5)
-    task, model, cached, _ = build_for_training(data, *task_args, *arch, *flags, "--kd-teacher-cache", cache)
+    task, model, cached, _ = build_for_training(
+        data, *task_args, *arch, *flags, "--kd-teacher-cache", cache, *cached_extra
+    )
     _, _, online, _ = build_for_training(
         data, *task_args, *arch, *flags, "--kd-teacher-path", teacher, "--kd-teacher-topk", str(k)
     )
-    assert cached.teacher is None  # no teacher loaded
+    assert (cached.teacher is None) == (not cached_extra)  # no teacher loaded, unless given for later passes
     sample = train_batch(task)
     model.train()
     return loss_and_grads(cached, model, sample), loss_and_grads(online, model, sample)
@@ -198,6 +200,60 @@ def test_cached_teacher_gives_the_online_loss_and_gradients(translation_setup, t
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+def test_tie_kd_later_passes_run_the_teacher_beside_the_cache(translation_setup, tmp_path):
+    data, teacher = translation_setup
+    cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "5")
+    flags = TIE_KD + ["--kd-weight", "0.6", "--tie-topk", "4", "--tie-iterations", "2"]
+    cached, online = cached_and_online(data, teacher, cache, flags, 5, cached_extra=["--kd-teacher-path", teacher])
+    assert_same_loss_and_grads(cached, online, rtol=1e-5)
+
+
+def test_an_ensemble_cache_gives_the_online_ensemble_loss(translation_setup, tmp_path):
+    data, teacher = translation_setup
+    second, _ = save_teacher(tmp_path / "second", seed=2)
+    ensemble = f"{teacher}:{second}"
+    cache = build_cache(data, ensemble, tmp_path / "cache", *TRANSLATION, "--topk", "5", "--temperature", "2")
+    flags = WORD_KD + ["--kd-temperature", "2"]
+    cached, online = cached_and_online(data, ensemble, cache, flags, 5)
+    assert_same_loss_and_grads(cached, online, rtol=1e-5)
+
+
+def test_ignore_prefix_size_drops_the_same_cached_positions(translation_setup, tmp_path):
+    data, teacher = translation_setup
+    cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "5")
+    flags = WORD_KD + ["--ignore-prefix-size", "1"]
+    cached, online = cached_and_online(data, teacher, cache, flags, 5)
+    assert_same_loss_and_grads(cached, online, rtol=1e-5)
+
+
+def test_a_sharded_split_is_cached_as_fairseq_train_combines_it(translation_setup, tmp_path):
+    data, teacher = translation_setup
+    write_split(f"{data}/train1.de-en.de", N_WORDS, [4, 6, 3], 7)
+    write_split(f"{data}/train1.de-en.en", N_WORDS, [5, 2, 8], 8)
+    # --upsample-primary 1: fairseq 0.12's default -1 breaks its own ConcatDataset of shards.
+    shards = [*TRANSLATION, "--upsample-primary", "1"]
+    cache = build_cache(data, teacher, tmp_path / "cache", *shards, "--topk", "5")
+    manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
+    assert manifest["sentences"] == 15 and len(manifest["data_files"]) == 4
+    cached, online = cached_and_online(data, teacher, cache, WORD_KD, 5, task_args=shards)
+    assert_same_loss_and_grads(cached, online, rtol=1e-5)
+
+
+def test_the_cached_split_pickles_for_data_loader_workers(translation_setup, tmp_path):
+    import pickle
+
+    data, teacher = translation_setup
+    cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
+    task, _, _, _ = build_for_training(data, *TRANSLATION, *TINY_TRANSFORMER, *WORD_KD, "--kd-teacher-cache", cache)
+    task.load_dataset("train")
+    dataset = task.dataset("train")
+    copy = pickle.loads(pickle.dumps(dataset))
+    samples = [dataset[i] for i in (3, 0, 7)]
+    a, b = dataset.collater(samples), copy.collater(samples)
+    assert torch.equal(a["teacher_cache"]["ids"], b["teacher_cache"]["ids"])
+    assert torch.equal(a["teacher_cache"]["lprobs"], b["teacher_cache"]["lprobs"])
+
+
 def test_the_manifest_counts_and_sizes_and_a_float16_cache(translation_setup, tmp_path):
     data, teacher = translation_setup
     build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "6")
@@ -220,6 +276,19 @@ def test_cached_word_kd_on_an_adaptive_softmax_language_model(tmp_path):
     cache = build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], "--tokens-per-sample", "16", "--topk", "4")
     flags = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
     cached, online = cached_and_online(data, teacher, cache, flags, 4, arch=TINY_ADAPTIVE_LM, task_args=LM_TASK)
+    assert_same_loss_and_grads(cached, online, rtol=1e-5)
+
+
+def test_cached_word_kd_on_a_language_model_with_a_beginning_of_sentence_token(tmp_path):
+    data = lm_data(tmp_path / "lm", lengths=(12, 7, 14, 9, 15, 11, 6, 3))  # whole sentences fit 16 with bos
+    teacher = save_lm_teacher(tmp_path / "teacher", data)
+    # (break mode complete: fairseq 0.12's eos mode calls numpy.compat, gone from numpy 2)
+    layout = ["--tokens-per-sample", "16", "--sample-break-mode", "complete", "--add-bos-token"]
+    cache = build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], *layout, "--topk", "4")
+    assert json.loads((tmp_path / "cache" / MANIFEST).read_text())["target_offset"] == 1
+    arch = [*TINY_LM, "--sample-break-mode", "complete", "--add-bos-token"]
+    flags = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
+    cached, online = cached_and_online(data, teacher, cache, flags, 4, arch=arch, task_args=LM_TASK)
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
@@ -261,6 +330,16 @@ def test_a_cache_of_another_split_is_refused(translation_setup, tmp_path):
     refused(data, cache, *WORD_KD, match=r"holds split 'valid', training reads --train-subset 'train'", load=False)
 
 
+def test_a_cache_of_other_data_is_refused_by_the_sha256_of_its_files(translation_setup, tmp_path):
+    data, teacher = translation_setup
+    cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
+    # The same targets, another source (noised or back-translated data): the teacher's outputs differ.
+    other = tmp_path / "other"
+    translation_data(other)
+    write_split(other / "train.de-en.de", N_WORDS, [max(2, n - 1) for n in (5, 9, 3, 7, 6, 8, 4, 10, 5, 6, 2, 7)], 99)
+    refused(str(other), cache, *WORD_KD, match=r"is not the data the cache was built from", load=False)
+
+
 @pytest.mark.parametrize(
     "lengths, message",
     [
@@ -270,10 +349,27 @@ def test_a_cache_of_another_split_is_refused(translation_setup, tmp_path):
     ids=["count", "lengths"],
 )
 def test_a_cache_of_other_data_is_refused_when_the_split_loads(translation_setup, tmp_path, lengths, message):
+    """Where the split's files cannot be hashed (a raw-text format: no data_sha256 in the manifest),
+    its samples are compared when it loads."""
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
+    manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
+    assert manifest["data_files"] == ["train.de-en.de.bin", "train.de-en.en.bin"]
+    del manifest["data_sha256"]
+    (tmp_path / "cache" / MANIFEST).write_text(json.dumps(manifest))
     other = translation_data(tmp_path / "other", lengths=lengths)
     refused(other, cache, *WORD_KD, match=message)
+
+
+def test_samples_that_differ_from_run_to_run_cannot_be_cached(tmp_path, translation_setup):
+    data = lm_data(tmp_path / "lm")
+    teacher = save_lm_teacher(tmp_path / "teacher", data)
+    crop = ["--tokens-per-sample", "16", "--shorten-method", "random_crop"]
+    with pytest.raises(SystemExit, match=r"random_crop crops split 'train' at random"):
+        build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], *crop)
+    tdata, tteacher = translation_setup
+    with pytest.raises(SystemExit, match=r"names several directories"):
+        build_cache(f"{tdata}:{tdata}", tteacher, tmp_path / "c2", *TRANSLATION)
 
 
 def test_a_language_model_cache_of_another_block_layout_is_refused(tmp_path):
@@ -348,14 +444,21 @@ def test_an_ensemble_cache_serves_its_own_temperature_only(translation_setup, tm
     )
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "manifest"])
+@pytest.mark.parametrize("damage", ["missing", "missing-index", "truncated", "manifest", "manifest-key"])
 def test_a_damaged_cache_is_refused(translation_setup, tmp_path, damage):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
     lprobs = tmp_path / "cache" / "train.topk-lprobs.bin"
+    manifest = tmp_path / "cache" / MANIFEST
     if damage == "missing":
         lprobs.unlink()
         message = r"train.topk-lprobs.bin is missing"
+    elif damage == "missing-index":
+        (tmp_path / "cache" / "train.topk-ids.idx").unlink()
+        message = r"train.topk-ids.idx is missing"
+    elif damage == "manifest-key":
+        manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "topk"}))
+        message = r"lacks topk"
     elif damage == "truncated":
         lprobs.write_bytes(lprobs.read_bytes()[:-16])
         message = r"is truncated or not this cache's"

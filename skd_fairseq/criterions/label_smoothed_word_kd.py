@@ -97,7 +97,7 @@ class LabelSmoothedWordKdCriterion(LabelSmoothedSkdCriterion):
             return None
         cache = TeacherCache(cfg.kd_teacher_cache)
         cache.check_task(task)
-        cache.check_split(cfg.train_subset)
+        cache.check_split(task, cfg.train_subset)
         cache.check_topk(cfg.kd_teacher_topk, "--kd-teacher-topk")
         cache.check_temperature(cfg.kd_temperature)
         attach_teacher_cache(task, cache, task.target_dictionary.pad())

@@ -20,6 +20,7 @@ the rest of the batch: a step reads them without a host-device copy of its own.
 """
 
 import hashlib
+import itertools
 import json
 import os
 from typing import Dict, List, Optional, Tuple
@@ -32,6 +33,19 @@ from .teacher import registered_task_name
 
 FORMAT = "skd-fairseq teacher cache 1"
 MANIFEST = "manifest.json"
+REQUIRED_KEYS = (
+    "split",
+    "topk",
+    "dtype",
+    "temperature",
+    "teachers",
+    "files",
+    "sentences",
+    "target_tokens",
+    "task",
+    "dictionaries",
+    "layout",
+)
 # Storage dtype -> (float dtype, integer dtype of the same width that holds its bits).
 FLOAT_BITS = {
     "float32": (torch.float32, torch.int32),
@@ -80,6 +94,66 @@ def task_description(task) -> Dict[str, object]:
         layout_keys = TRANSLATION_LAYOUT
     layout = {key: _plain(getattr(cfg, key, None)) for key in layout_keys}
     return {"task": name, "dictionaries": dictionaries, "layout": layout}
+
+
+def _task_cfg(task):
+    return getattr(task, "cfg", None) or getattr(task, "args", None)
+
+
+def check_cacheable(task, split: str, flag: str) -> None:
+    """Refuse the settings under which a split's samples are not the same in every run: several
+    data directories (fairseq reads another one each epoch), a random crop seeded by --seed, or
+    padding rows added to language-model batches."""
+    cfg = _task_cfg(task)
+    data = str(getattr(cfg, "data", "") or "")
+    if len(data.split(os.pathsep)) > 1:
+        raise ValueError(
+            f"{flag}: DATA '{data}' names several directories, which fairseq reads one per epoch; a "
+            "teacher cache covers one: train on one directory (shards in it, train, train1, ..., are fine)"
+        )
+    shorten, splits = getattr(cfg, "shorten_method", None), getattr(cfg, "shorten_data_split_list", "") or ""
+    if str(shorten) == "random_crop" and (split in splits.split(",") or not splits):
+        raise ValueError(
+            f"{flag}: --shorten-method random_crop crops split '{split}' at random (seeded by --seed), so "
+            "no two runs see the same samples; use --shorten-method truncate, or leave the split out of "
+            "--shorten-data-split-list"
+        )
+    if getattr(cfg, "pad_to_fixed_bsz", False):
+        raise ValueError(f"{flag}: --pad-to-fixed-bsz adds padding samples to batches, which a cache has no rows for")
+
+
+def split_data_files(task, split: str) -> List[str]:
+    """The binarised files a split is read from (its shards split, split1, ... as fairseq combines
+    them), or [] where they are not found (raw-text formats)."""
+    cfg = _task_cfg(task)
+    data = str(cfg.data).split(os.pathsep)[0]
+    source, target = getattr(cfg, "source_lang", None), getattr(cfg, "target_lang", None)
+    files = []
+    for k in itertools.count():
+        name = split + (str(k) if k > 0 else "")
+        if source and target:
+            shard = []
+            for pair in (f"{source}-{target}", f"{target}-{source}"):
+                found = [os.path.join(data, f"{name}.{pair}.{lang}.bin") for lang in (source, target)]
+                if all(os.path.isfile(f) for f in found):
+                    shard = found
+                    break
+        else:
+            shard = [f for f in [os.path.join(data, f"{name}.bin")] if os.path.isfile(f)]
+        if not shard:
+            return files
+        files += shard
+
+
+def data_sha256(files: List[str]) -> Optional[str]:
+    """sha256 of the files' names and contents (None for no files): the split's tokens."""
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(os.path.basename(path).encode("utf-8") + b"\0")
+        digest.update(file_sha256(path).encode("ascii"))
+    return digest.hexdigest()
 
 
 def _plain(value):
@@ -191,6 +265,9 @@ class TeacherCache:
                 f"{self.manifest.get('format')!r}, expected {FORMAT!r}); {rebuild} again"
             )
         m = self.manifest
+        missing = [key for key in REQUIRED_KEYS if key not in m]
+        if missing:
+            raise ValueError(f"{flag}: {path} lacks {', '.join(missing)}; {rebuild} again")
         self.split, self.topk, self.dtype = m["split"], int(m["topk"]), m["dtype"]
         self.temperature = float(m["temperature"])
         self.teachers: List[Dict[str, str]] = m["teachers"]
@@ -248,11 +325,22 @@ class TeacherCache:
                     f"uses {option} {value}, so samples and their target positions differ; {fix}"
                 )
 
-    def check_split(self, split: str) -> None:
+    def check_split(self, task, split: str) -> None:
+        """Training reads the cache's split, and that split holds the tokens it was built from
+        (their sha256: a changed source or target with the same lengths is caught here)."""
         if split != self.split:
             raise ValueError(
                 f"{self.flag}: the cache holds split '{self.split}', training reads --train-subset "
                 f"'{split}'; build the cache with --subset {split}"
+            )
+        check_cacheable(task, split, self.flag)
+        files = split_data_files(task, split)
+        digest, cached = data_sha256(files), self.manifest.get("data_sha256")
+        if digest and cached and digest != cached:
+            raise ValueError(
+                f"{self.flag}: split '{split}' of the training data ({', '.join(files)}) is not the data the "
+                f"cache was built from ({self.manifest.get('data')}; compared by sha256 of its files): build "
+                "the cache from this data"
             )
 
     def check_topk(self, k: int, flag: str) -> None:
