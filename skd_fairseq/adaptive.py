@@ -22,12 +22,13 @@ blocks of the cluster's vocabulary by :class:`ClusterLogNormaliser`, which keeps
 stays one block at a time.
 """
 
+import functools
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .neighbours import Space
+from .neighbours import Space, skip_mask
 
 # Cluster vocabulary columns per block of the log-normaliser and the running top-k:
 # at most this many fp32 values ([rows, block]) at once (64 MiB).
@@ -58,9 +59,16 @@ class AdaptiveParts:
         return self.head_words.size(1)
 
 
+@functools.lru_cache(maxsize=64)
+def cutoff_tensor(cutoff: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``cutoff`` as a LongTensor on ``device``, built once per (cutoff, device): a tensor made from
+    a Python list per step would be a blocking host-to-device copy on a GPU."""
+    return torch.tensor(cutoff, dtype=torch.long, device=device)
+
+
 def cluster_of(ids: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
     """0 for head ids, i + 1 for ids of tail cluster i."""
-    return torch.bucketize(ids, torch.tensor(cutoff[:-1], device=ids.device), right=True)
+    return torch.bucketize(ids, cutoff_tensor(tuple(cutoff[:-1]), ids.device), right=True)
 
 
 def indices_by_row(member: torch.Tensor) -> List[Optional[torch.Tensor]]:
@@ -75,17 +83,16 @@ def indices_by_row(member: torch.Tensor) -> List[Optional[torch.Tensor]]:
 
 
 def embedding_rows(parts: AdaptiveParts, ids: torch.Tensor) -> torch.Tensor:
-    """e_w for ``ids`` [n]: fp32 [n, D], no gradient (one host sync)."""
+    """e_w for ``ids`` [n]: fp32 [n, D], no gradient, no host sync: every cluster's rows are
+    computed for all ids (at a clamped id) and the id's own cluster is kept, which costs n x d_i x D
+    per tail and never groups the ids on the host."""
     with torch.no_grad():
         ids = ids.reshape(-1)
-        out = torch.empty(ids.numel(), parts.dim, dtype=torch.float32, device=ids.device)
-        clusters = torch.arange(len(parts.cutoff), device=ids.device).unsqueeze(1)
-        head, *tails = indices_by_row(cluster_of(ids, parts.cutoff).unsqueeze(0).eq(clusters))
-        if head is not None:
-            out[head] = parts.head_words[ids[head]].float()
-        for i, (rows, out_w, proj) in enumerate(zip(tails, parts.tail_out, parts.tail_proj)):
-            if rows is not None:
-                out[rows] = out_w[ids[rows] - parts.cutoff[i]].float() @ proj.float()
+        cluster = cluster_of(ids, parts.cutoff).unsqueeze(1)
+        out = parts.head_words[ids.clamp(max=parts.cutoff[0] - 1)].float()
+        for i, (out_w, proj) in enumerate(zip(parts.tail_out, parts.tail_proj)):
+            local = (ids - parts.cutoff[i]).clamp(0, out_w.size(0) - 1)
+            out = torch.where(cluster.eq(i + 1), out_w[local].float() @ proj.float(), out)
         return out
 
 
@@ -238,7 +245,7 @@ def running_topk(
         head_lprobs: [N, c_0 + n] log-softmax of the head.
         cluster_inputs: per tail cluster, z_i [N, d_i] for every position (no gradient needed).
         tail_out, cutoff: as :func:`entry_log_probs`.
-        exclude: ids never returned; target: [N] gold ids.
+        exclude: ids never returned, or a boolean mask [V] of them; target: [N] gold ids.
 
     Returns:
         LongTensor [N, k], most probable first.
@@ -246,8 +253,7 @@ def running_topk(
     with torch.no_grad():
         n = head_lprobs.size(0)
         c0 = cutoff[0]
-        skip = torch.zeros(cutoff[-1], dtype=torch.bool, device=head_lprobs.device)
-        skip[exclude] = True
+        skip = skip_mask(exclude, cutoff[-1], head_lprobs.device)
         best_val = torch.full((n, k), float("-inf"), device=head_lprobs.device)
         best_idx = torch.zeros((n, k), dtype=torch.long, device=head_lprobs.device)
 
@@ -298,8 +304,9 @@ def rows_by_cluster(target: torch.Tensor, cutoff: Sequence[int]) -> List[Optiona
 
 
 def cluster_pools(admissible: torch.Tensor, target: torch.Tensor, cutoff: Sequence[int]):
-    """(lo, hi) [N]: the slice of the sorted ``admissible`` ids that lies in each target's cluster."""
-    bounds = torch.searchsorted(admissible, torch.tensor([0] + list(cutoff), device=admissible.device))
+    """(lo, hi) [N]: the slice of the sorted ``admissible`` ids that lies in each target's cluster
+    (entries >= V after the admissible ids, :meth:`SeenTargets.admissible`'s padding, lie in none)."""
+    bounds = torch.searchsorted(admissible, cutoff_tensor((0, *cutoff), admissible.device))
     cluster = cluster_of(target, cutoff)
     return bounds[cluster], bounds[cluster + 1]
 

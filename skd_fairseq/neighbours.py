@@ -22,19 +22,35 @@ IdsLike = Union[torch.Tensor, Iterable[int]]
 
 
 def _as_ids(ids: IdsLike, device: torch.device) -> torch.Tensor:
-    ids = torch.as_tensor(ids if isinstance(ids, torch.Tensor) else list(ids), dtype=torch.long)
+    if not isinstance(ids, torch.Tensor):
+        ids = torch.as_tensor(list(ids), dtype=torch.long)
     return ids.to(device).reshape(-1)
+
+
+def is_mask(exclude) -> bool:
+    """Whether ``exclude`` is a boolean mask [V] (True: never a candidate) rather than ids."""
+    return isinstance(exclude, torch.Tensor) and exclude.dtype == torch.bool
+
+
+def skip_mask(exclude: Optional[IdsLike], vocab_size: int, device: torch.device) -> torch.Tensor:
+    """A boolean mask [V] of the ids never returned, from ids or a mask (taken as it is)."""
+    if is_mask(exclude):
+        return exclude.to(device)
+    skip = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    if exclude is not None:
+        skip[_as_ids(exclude, device)] = True
+    return skip
 
 
 def excluded_count(exclude: Optional[IdsLike], vocab_size: int) -> int:
     """How many distinct valid ids ``exclude`` holds, counted without a device sync.
 
-    A tensor already on an accelerator is taken to hold distinct ids (its numel),
-    as the criterion builds it; anything else is deduplicated on the host.
+    A tensor is taken to hold distinct ids (its numel), as the criterion builds it (on any
+    device, so the CPU runs the GPU's code path); anything else is deduplicated on the host.
     """
     if exclude is None:
         return 0
-    if isinstance(exclude, torch.Tensor) and exclude.device.type != "cpu":
+    if isinstance(exclude, torch.Tensor):
         return exclude.numel()
     ids = _as_ids(exclude, torch.device("cpu"))
     if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -88,11 +104,14 @@ def _grouped_topk(scores: torch.Tensor, k: int, group: int = _TOPK_GROUP) -> tor
     return columns.gather(1, best)
 
 
-def _topk_skipping(scores: torch.Tensor, excluded: torch.Tensor, own: torch.Tensor, k: int) -> torch.LongTensor:
+def _topk_skipping(
+    scores: torch.Tensor, excluded: Optional[torch.Tensor], own: torch.Tensor, k: int
+) -> torch.LongTensor:
     """Top ``k`` column ids of each row of a block ``scores`` (overwritten), never an
-    ``excluded`` id nor the row's ``own`` id."""
+    ``excluded`` id (None: none) nor the row's ``own`` id."""
     # Only the excluded columns are written (no pass over the whole block).
-    scores.index_fill_(1, excluded, float("-inf"))
+    if excluded is not None:
+        scores.index_fill_(1, excluded, float("-inf"))
     scores.scatter_(1, own.unsqueeze(1), float("-inf"))
     return _grouped_topk(scores, k)
 
@@ -276,32 +295,39 @@ def predicted_topk(
 
     With few excluded ids, takes the top ``k + 1 + |exclude|`` of each row (enough to
     survive every skip) and keeps the first ``k`` admissible ones, so the [N, V] scores
-    are never copied. With more than ``MASK_EXCLUDED_ABOVE``, copies ``chunk_size`` rows
-    at a time (default: as many as fit in 2^25 values, as :func:`embedding_topk`), sets
-    the excluded and gold scores to -inf and takes their top ``k``: memory
-    O(chunk_size x V) beyond ``lprobs``.
+    are never copied. With more than ``MASK_EXCLUDED_ABOVE``, or a mask, copies
+    ``chunk_size`` rows at a time (default: as many as fit in 2^25 values, as
+    :func:`embedding_topk`), sets the excluded and gold scores to -inf and takes their top
+    ``k``: memory O(chunk_size x V) beyond ``lprobs``.
 
     Args:
         lprobs: [N, V] scores (log-probabilities); not differentiated.
         target: [N] gold ids.
-        exclude: ids never returned.
+        exclude: ids never returned, or a boolean mask [V] of them; a mask's count is not
+            read (that would sync a GPU): the caller makes sure k ids besides the target remain.
         chunk_size: rows per block on the masking path.
 
     Returns:
         LongTensor [N, k], highest score first.
     """
     vocab_size = lprobs.size(-1)
-    n_excluded = excluded_count(exclude, vocab_size)
+    mask = exclude if is_mask(exclude) else None
+    n_excluded = 0 if mask is not None else excluded_count(exclude, vocab_size)
     check_k(k, vocab_size, n_excluded)
     with torch.no_grad():
         lprobs = lprobs.detach()
-        if n_excluded > MASK_EXCLUDED_ABOVE:
+        if mask is not None or n_excluded > MASK_EXCLUDED_ABOVE:
             rows = _block_rows(chunk_size, vocab_size)
-            excluded = _as_ids(exclude, lprobs.device)
+            excluded = None if mask is not None else _as_ids(exclude, lprobs.device)
             out = torch.empty(lprobs.size(0), k, dtype=torch.long, device=lprobs.device)
             for start in range(0, lprobs.size(0), rows):
                 block = lprobs[start : start + rows].clone()
-                out[start : start + rows] = _topk_skipping(block, excluded, target[start : start + rows], k)
+                own = target[start : start + rows]
+                if mask is not None:
+                    block.masked_fill_(mask, float("-inf"))
+                    out[start : start + rows] = _topk_skipping(block, None, own, k)
+                else:
+                    out[start : start + rows] = _topk_skipping(block, excluded, own, k)
             return out
         top = lprobs.topk(k + 1 + n_excluded, dim=-1).indices
         skip = top.eq(target.unsqueeze(-1))
@@ -326,6 +352,7 @@ def random_candidates(
     admissible: torch.Tensor,
     generator: Optional[torch.Generator] = None,
     pools=None,
+    admissible_count: Optional[torch.Tensor] = None,
 ) -> torch.LongTensor:
     """``k`` distinct ids per position, drawn uniformly from ``admissible`` without the gold id.
 
@@ -341,6 +368,9 @@ def random_candidates(
         pools: optional (lo, hi) [N]: each row draws from ``admissible[lo:hi]`` only (the gold
             id's cluster of an adaptive softmax), which must hold the gold id's position and
             at least k other ids (not checked here: that would sync).
+        admissible_count: optional device scalar: only the first ``admissible_count`` entries
+            of ``admissible`` are ids, the rest padding >= V (a set whose size only the device
+            knows, :meth:`SeenTargets.admissible`); the default pool is then those entries.
 
     Returns:
         LongTensor [N, k] in no particular order.
@@ -349,7 +379,11 @@ def random_candidates(
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= m - 1:
         raise ValueError(f"k={k!r} is out of range: it must be an integer in [1, {m - 1}] for {m} admissible ids")
     n = target.numel()
-    lo, hi = pools if pools is not None else (torch.zeros_like(target), torch.full_like(target, m))
+    if pools is not None:
+        lo, hi = pools
+    else:
+        lo = torch.zeros_like(target)
+        hi = torch.full_like(target, m) if admissible_count is None else admissible_count.expand_as(target)
     # Where the gold id sits among the admissible ids, and whether it is one of them.
     gold_pos = torch.searchsorted(admissible, target).clamp_max_(m - 1)
     gold_admissible = admissible[gold_pos].eq(target)

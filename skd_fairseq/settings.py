@@ -11,8 +11,8 @@ token about 0.18 of q, and a fixed tau lets the gold mass drift during training)
 candidates are only tokens already seen as a training target (+0.43 valid BLEU over the same gold
 mass without it, on one seed; and with a joined dictionary it keeps source-only pieces from being
 trained towards gold tokens they never are; with a target-side dictionary every token is soon
-seen, so it changes nothing but costs one sync at each neighbour-table refresh, or one per step
-with predicted or random candidates). ``--skd-weighting distance`` is the public code's top-1
+seen, so it changes nothing but costs one sync at each neighbour-table refresh, and with predicted
+or random candidates in the first steps only). ``--skd-weighting distance`` is the public code's top-1
 reading and keeps that code's behaviour: its argmax runs over every token. With --skd-alpha 0
 (the teacher-based criteria's default) SKD is off, and so are these defaults.
 """

@@ -16,8 +16,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
 ]
 
-# Candidates among every token: --skd-exclude-unseen (the default) costs one sync per step with
-# predicted or random candidates, and only at a table refresh with neighbours (its own test).
+# Candidates among every token, unless a test says otherwise.
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1", "--skd-alpha", "0.5", "--skd-include-unseen"]
 
 
@@ -72,27 +71,31 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
     assert all(sims_dtype == torch.float32 and q.dtype == torch.float32 for sims_dtype, (q, _) in targets)
 
 
-@pytest.mark.parametrize(
-    "mode, flags", [("neighbours", []), ("predicted", []), ("random", []), ("neighbours", ["--skd-exclude-unseen"])]
-)
-def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode, flags):
-    """After the table is built (neighbours, R > 0), the criterion's part of a step (scores,
-    candidates, q, loss, logs) and its backward never wait for the device; with the default
-    --skd-exclude-unseen neither, between refreshes."""
-    base = [f for f in SKD if f != "--skd-include-unseen"] if flags else SKD
+def to_cuda(sample):
+    return {
+        k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
+        for k, v in sample.items()
+    }
+
+
+@pytest.mark.parametrize("unseen", [[], ["--skd-include-unseen"]], ids=["exclude-unseen", "include-unseen"])
+@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
+def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, mode, unseen):
+    """After the first step (the table built, every pool holding k + 1 seen targets), the
+    criterion's part of a step (scores, candidates, q, loss, logs) and its backward never wait
+    for the device, with or without the exclusion of unseen targets (tests/test_host_syncs.py
+    proves the same on the CPU for every path)."""
+    base = [f for f in SKD if f != "--skd-include-unseen"]
     task, model, criterion, _ = build_translation(
         tmp_path,
-        base + flags + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
+        base + unseen + ["--skd-candidates", mode, "--skd-gold-mass", "0.8", "--skd-neighbour-refresh", "50"],
         n_words=400,
         arch_args=SMALL_TRANSFORMER,
     )
     model, criterion = model.cuda(), criterion.cuda()
-    sample = {
-        k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v.cuda() if torch.is_tensor(v) else v)
-        for k, v in translation_sample(task, batch=16, src_len=12, tgt_len=14).items()
-    }
+    sample = to_cuda(translation_sample(task, batch=16, src_len=12, tgt_len=14))
     model.train()
-    criterion(model, sample)  # update 0: builds the table (one sync allowed there)
+    criterion(model, sample)  # update 0: builds the table, counts the seen targets (syncs allowed there)
     criterion.set_num_updates(1)
     net_output = model(**sample["net_input"])  # fairseq's encoder itself syncs (padding_mask.any())
     torch.cuda.synchronize()
@@ -104,6 +107,41 @@ def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, 
         torch.cuda.set_sync_debug_mode("default")
     loss.backward()
     assert torch.isfinite(loss) and float(log["skd_ntokens"]) > 0
+
+
+@pytest.mark.parametrize("adaptive", ["cluster", "any"])
+@pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
+def test_an_adaptive_softmax_step_syncs_once_to_group_positions_by_cluster(tmp_path, fresh_metrics, mode, adaptive):
+    """On an adaptive softmax the one sync of a steady step is the grouping of positions by
+    cluster that the tail projections need (fairseq's adaptive_loss makes one per cluster)."""
+    import warnings
+
+    from conftest import build_language_model, lm_sample
+
+    flags = ["--skd-candidates", mode, "--skd-adaptive-candidates", adaptive]
+    task, model, criterion, _ = build_language_model(
+        tmp_path, ["--criterion", "label_smoothed_skd", "--label-smoothing", "0", *flags]
+    )
+    model, criterion = model.cuda(), criterion.cuda()
+    model.train()
+    for seed in range(6):  # every cluster holds k + 1 seen targets, the table is built
+        criterion.set_num_updates(seed)
+        criterion(model, to_cuda(lm_sample(task, seed=seed)))
+    sample = to_cuda(lm_sample(task, seed=6))
+    criterion.set_num_updates(6)
+    net_output = model(**sample["net_input"])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores, target = criterion.scores_and_target(model, net_output, sample)
+            loss, _, _ = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, syncs
+    loss.backward()
 
 
 def test_a_refresh_step_needs_at_most_the_fp32_embedding_and_one_block_more():

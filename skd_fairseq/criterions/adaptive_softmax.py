@@ -21,7 +21,7 @@ from ..adaptive import (
     within_cluster_topk,
 )
 from ..losses import pair_similarities
-from ..neighbours import Space, check_k
+from ..neighbours import Space, check_k, skip_mask
 from ..settings import ADAPTIVE_CANDIDATES
 from ..similarity import EmbeddingSimilarity
 from .fairseq_access import adaptive_parts
@@ -157,8 +157,7 @@ class AdaptiveScores(Scores):
         """The k most probable tokens (no gradient), never the target nor an excluded id: of the
         target's cluster (``cluster``) or of the whole distribution (``any``), a block at a time."""
         self.hidden()  # outside no_grad: the loss reuses it (and the tails' masks and projections)
-        skip = torch.zeros(self.vocab_size, dtype=torch.bool, device=target.device)
-        skip[exclude] = True
+        skip = skip_mask(exclude, self.vocab_size, target.device)
         if self.candidates == "cluster":
             rows = self.gold_rows()[1:]
             z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]

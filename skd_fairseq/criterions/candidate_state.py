@@ -56,6 +56,7 @@ class SeenTargets(torch.nn.Module):
         self.padding_idx = padding_idx
         self.register_buffer("seen", torch.zeros(vocab_size, dtype=torch.bool), persistent=False)
         self._resume_checked = False
+        self._enough = False  # every pool has held k + 1 seen tokens: it does from then on
 
     def add(self, target: torch.Tensor, num_updates: int) -> None:
         """Mark ``target``'s tokens as seen (index_fill_, then clear padding: a boolean mask
@@ -72,6 +73,28 @@ class SeenTargets(torch.nn.Module):
                 )
         self.seen.index_fill_(0, target, True)
         self.seen[self.padding_idx] = False
+
+    def enough(self, excluded_ids: torch.Tensor, seen_per_pool, needed: int) -> bool:
+        """Whether every candidate pool holds ``needed`` seen tokens outside ``excluded_ids``. It
+        reads the counts (one sync) only until they do: the set only grows, so from then on it
+        answers without looking (random and predicted candidates' steady steps make no sync)."""
+        if not self._enough:
+            seen = self.seen.clone()
+            seen[excluded_ids] = False
+            self._enough = min(seen_per_pool(seen).tolist()) >= needed
+        return self._enough
+
+    def admissible(self, excluded_ids: torch.Tensor):
+        """(skip mask [V], admissible [V], count): the tokens not yet seen or excluded as a mask,
+        and the seen ones ascending followed by padding >= V, of which ``count`` (a device
+        scalar) are ids. Fixed shapes, so no sync: what ``predicted_topk`` and
+        ``random_candidates`` take (their ``exclude`` mask, and ``admissible`` with
+        ``admissible_count``)."""
+        allowed = self.seen.clone()
+        allowed[excluded_ids] = False
+        ids = torch.arange(allowed.numel(), device=allowed.device)
+        admissible = torch.where(allowed, ids, ids + allowed.numel()).sort().values
+        return ~allowed, admissible, allowed.sum()
 
     def split(self, excluded_ids: torch.Tensor, seen_per_pool, all_ranks: bool):
         """(excluded ids, admissible ids, seen per pool): the unseen and the seen tokens, each

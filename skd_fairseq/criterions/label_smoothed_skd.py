@@ -141,8 +141,9 @@ class LabelSmoothedSkdCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
             "help": "candidates only among tokens already seen as a training target: the default with "
             "--skd-weighting softmax; with distance weighting, the top-1 prediction among them too. With a "
             "joined dictionary, source-only pieces are never targets, and SKD alone would train their "
-            "output embeddings towards the gold tokens they are candidates of (costs a device sync per "
-            "step with random or predicted candidates, and at each neighbour-table refresh)"
+            "output embeddings towards the gold tokens they are candidates of (costs a device sync at "
+            "each neighbour-table refresh, and with random or predicted candidates in the first steps "
+            "only, until every candidate pool holds k + 1 seen tokens)"
         },
     )
     skd_include_unseen: bool = field(
@@ -283,19 +284,27 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         return {key: torch.zeros((), device=device) for key in keys}
 
     def candidate_exclusions(self, scores, target):
-        """(excluded ids, admissible ids, enough) for the candidates: the special and filler symbols
+        """(excluded, admissible, enough) for the candidates: the special and filler symbols
         and, with --skd-exclude-unseen, the tokens not yet seen as a target; ``enough`` is False
-        while fewer than k + 1 tokens have been (with cluster candidates: in some cluster). With a
-        cached neighbour table the seen set is not read (both ids are None: the table applies)."""
+        while fewer than k + 1 tokens have been (with cluster candidates: in some cluster).
+        ``excluded``: ids, or a mask [V]; ``admissible``: sorted ids, or (ids padded with >= V,
+        their count) for random candidates among the seen tokens. With a cached neighbour table
+        both are None (the table applies). Only a neighbour-table refresh, and the steps before
+        every pool has k + 1 seen tokens, read counts on the host."""
         if not self.settings.exclude_unseen:
             return self.excluded_ids, self.admissible_ids, True
-        neighbours = self.settings.candidates == "neighbours"
-        if neighbours and not self.neighbour_table.is_stale(self.num_updates, target.device):
-            return None, None, True
-        excluded, admissible, counts = self.seen_targets.split(
-            self.excluded_ids, scores.seen_per_cluster, all_ranks=neighbours
-        )
-        return excluded, admissible, min(counts) >= self.settings.topk + 1
+        needed = self.settings.topk + 1
+        if self.settings.candidates == "neighbours":
+            if not self.neighbour_table.is_stale(self.num_updates, target.device):
+                return None, None, True
+            excluded, admissible, counts = self.seen_targets.split(
+                self.excluded_ids, scores.seen_per_cluster, all_ranks=True
+            )
+            return excluded, admissible, min(counts) >= needed
+        if not self.seen_targets.enough(self.excluded_ids, scores.seen_per_cluster, needed):
+            return None, None, False
+        skip, admissible, count = self.seen_targets.admissible(self.excluded_ids)
+        return skip, (admissible, count), True
 
     def pick_candidates(self, scores, target, excluded, admissible):
         """[N, k] candidates of each position, by --skd-candidates."""
@@ -304,7 +313,9 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             return scores.topk(k, excluded, target)
         if mode == "random":
             generator = self.random_generator(target.device)
-            return random_candidates(target, k, admissible, generator, pools=scores.random_pools(admissible, target))
+            admissible, count = admissible if isinstance(admissible, tuple) else (admissible, None)
+            pools = scores.random_pools(admissible, target)
+            return random_candidates(target, k, admissible, generator, pools=pools, admissible_count=count)
         return self.neighbour_table.candidates(scores.neighbour_spaces, target, excluded, self.num_updates)
 
     def compute_skd_loss(self, scores, target, alpha, reduce):
