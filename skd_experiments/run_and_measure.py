@@ -95,7 +95,7 @@ def main():
         os.remove(cuda_file)
     # Imported here: the plugin's package imports fairseq, which the other functions of this
     # module (read by the tables) do not need.
-    from skd_fairseq.cuda_peak import ENV as CUDA_PEAK_ENV
+    from skd_fairseq import CUDA_PEAK_ENV
 
     env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
 

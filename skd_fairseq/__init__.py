@@ -15,13 +15,20 @@ import logging
 # the plugin is imported first (skd-fairseq-inspect, Python code), that one logger is lowered.
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
-from . import cuda_peak  # noqa: E402
+import os  # noqa: E402
+
 from .checkpoints import allow_fairseq_checkpoints  # noqa: E402
 
 # Functions on tensors that know nothing of fairseq.
 PURE_MODULES = ("similarity", "neighbours", "losses", "schedule", "distillation", "adaptive", "settings")
+# Set by the tools that measure a run (skd_experiments/run_and_measure.py, behind scripts/train.sh):
+# only then does the plugin report the process's peak GPU memory (skd_fairseq/cuda_peak.py).
+CUDA_PEAK_ENV = "SKD_FAIRSEQ_CUDA_PEAK_FILE"
 
 allow_fairseq_checkpoints()
-cuda_peak.install()
+if os.environ.get(CUDA_PEAK_ENV):
+    from . import cuda_peak
+
+    cuda_peak.install(os.environ[CUDA_PEAK_ENV])
 
 from . import criterions  # noqa: E402,F401  (registers the criteria)

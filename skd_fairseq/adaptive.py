@@ -261,10 +261,7 @@ def running_topk(
             nonlocal best_val, best_idx
             values = values.masked_fill(skip[ids], float("-inf"))
             values = values.masked_fill(ids.eq(target.unsqueeze(1)), float("-inf"))
-            all_val = torch.cat([best_val, values], 1)
-            all_idx = torch.cat([best_idx, ids], 1)
-            top = all_val.topk(k, dim=1)
-            best_val, best_idx = top.values, all_idx.gather(1, top.indices)
+            best_val, best_idx = _merge_topk(best_val, best_idx, values, ids, k)
 
         head_ids = torch.arange(c0, device=head_lprobs.device)
         merge(head_lprobs[:, :c0].float(), head_ids.expand(n, c0))

@@ -2,7 +2,8 @@
 
 ``skd_experiments/run_and_measure.py`` (behind ``scripts/train.sh``) records the host's peak
 resident memory of the run, which says nothing about the GPU. When it sets
-``SKD_FAIRSEQ_CUDA_PEAK_FILE``, every process that loads the plugin and used CUDA
+``SKD_FAIRSEQ_CUDA_PEAK_FILE``, and only then (the plugin imports this module then only), every
+process that loads the plugin and used CUDA
 appends one JSON line, ``{"pid", "device", "peak_bytes"}`` with
 ``torch.cuda.max_memory_allocated``, as it exits. The hook is a multiprocessing
 finaliser rather than ``atexit``: the per-GPU workers fairseq spawns leave through
@@ -15,8 +16,6 @@ import os
 
 import torch
 
-ENV = "SKD_FAIRSEQ_CUDA_PEAK_FILE"
-
 
 def report(path: str) -> None:
     """Append this process's CUDA peak to ``path``; nothing when it never used CUDA."""
@@ -28,7 +27,7 @@ def report(path: str) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-def install() -> None:
-    path = os.environ.get(ENV)
-    if path:
-        multiprocessing.util.Finalize(None, report, args=(path,), exitpriority=0)
+def install(path: str) -> None:
+    """Report to ``path`` when this process exits (the plugin calls it only when a measuring tool
+    set ``skd_fairseq.CUDA_PEAK_ENV``)."""
+    multiprocessing.util.Finalize(None, report, args=(path,), exitpriority=0)

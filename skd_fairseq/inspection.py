@@ -204,11 +204,12 @@ def frequency_weights(args, cfg, dictionary, dict_path):
 
 def print_row_table(title, key, keys, name, values):
     """A two-row Markdown table: the settings, then the values measured at each."""
-    from skd_experiments.markdown import markdown_table  # the project's one table writer
+    # tabulate comes with fairseq (through sacrebleu); the plugin never imports skd_experiments.
+    from tabulate import tabulate
 
     print(f"\n{title}\n")
     header = [key] + [f"{k:g}" for k in keys]
-    print("\n".join(markdown_table(header, [[name] + [f"{v:.3f}" for v in values]])))
+    print(tabulate([[name] + [f"{v:.3f}" for v in values]], header, tablefmt="github", disable_numparse=True))
 
 
 def plot(path, taus, gold_q, label):

@@ -184,6 +184,22 @@ def label_smoothed_skd_loss(
     return skd_loss_from_entries(picked, soft_targets, alpha, epsilon, lprobs.size(-1), smooth_loss, pad_mask, reduce)
 
 
+def _check_mix(alpha: float, epsilon: float, smooth_loss, vocab_size) -> None:
+    """The arguments every mix of label smoothing with an SKD term shares."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if epsilon > 0 and (smooth_loss is None or vocab_size is None):
+        raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
+
+
+def _label_smoothed(nll_loss, smooth_loss, epsilon: float, vocab_size):
+    """fairseq's label-smoothed loss from the NLL and -sum_w log p(w) (None: no smoothing)."""
+    if smooth_loss is None:
+        return nll_loss
+    eps_i = epsilon / (vocab_size - 1)
+    return (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
+
+
 def skd_loss_from_entries(
     picked: torch.Tensor,
     soft_targets: torch.Tensor,
@@ -208,10 +224,7 @@ def skd_loss_from_entries(
     Returns:
         (loss, nll_loss, skd_loss).
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if epsilon > 0 and (smooth_loss is None or vocab_size is None):
-        raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
+    _check_mix(alpha, epsilon, smooth_loss, vocab_size)
     nll_loss = -picked[:, :1]
     skd_loss = -(soft_targets * picked).sum(dim=-1, keepdim=True)
     if pad_mask is not None:
@@ -225,22 +238,27 @@ def skd_loss_from_entries(
     if reduce:
         nll_loss, skd_loss = nll_loss.sum(), skd_loss.sum()
         smooth_loss = smooth_loss.sum() if smooth_loss is not None else None
-    if smooth_loss is None:
-        ls_loss = nll_loss
-    else:
-        eps_i = epsilon / (vocab_size - 1)
-        ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
+    ls_loss = _label_smoothed(nll_loss, smooth_loss, epsilon, vocab_size)
     if alpha == 0:
         return ls_loss, nll_loss, skd_loss
     return (1.0 - alpha) * ls_loss + alpha * skd_loss, nll_loss, skd_loss
 
 
+class ArgumentError(ValueError):
+    """A bad value of one argument of a pure function, named in ``argument`` so that a caller
+    (the criterion's flag checks) can name its own flag for it without reading the message."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
 def check_distance_weighting(sigma: float, weight_max: float) -> None:
     """sigma > 0 and w_max in (0, 1] for :func:`distance_weights`."""
     if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+        raise ArgumentError("sigma", f"sigma must be > 0, got {sigma}")
     if not 0.0 < weight_max <= 1.0:
-        raise ValueError(f"the weight cap must be in (0, 1], got {weight_max}")
+        raise ArgumentError("weight_max", f"the weight cap must be in (0, 1], got {weight_max}")
 
 
 def distance_weights(squared_distances: torch.Tensor, sigma: float, weight_max: float) -> torch.Tensor:
@@ -286,21 +304,14 @@ def top1_distance_loss(
         (loss, nll_loss, top1_loss, weight [N], top1_is_gold [N] bool): top1_loss is
         -log p(yhat); weight and top1_is_gold are 0 / False at padding.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if epsilon > 0 and (smooth_loss is None or vocab_size is None):
-        raise ValueError("label smoothing (epsilon > 0) needs smooth_loss and vocab_size")
+    _check_mix(alpha, epsilon, smooth_loss, vocab_size)
     with torch.no_grad():
         top1_is_gold = picked[:, 0].detach() >= picked[:, 1].detach()
         squared = torch.where(top1_is_gold, torch.zeros_like(other_squared_distance), other_squared_distance)
         weight = distance_weights(squared, sigma, weight_max)
     nll_loss = -picked[:, 0]
     top1_loss = -torch.where(top1_is_gold, picked[:, 0], picked[:, 1])
-    if smooth_loss is None:
-        ls_loss = nll_loss
-    else:
-        eps_i = epsilon / (vocab_size - 1)
-        ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss.squeeze(-1)
+    ls_loss = _label_smoothed(nll_loss, None if smooth_loss is None else smooth_loss.squeeze(-1), epsilon, vocab_size)
     loss = (1.0 - alpha * weight) * ls_loss + (alpha * weight) * top1_loss
     if pad_mask is not None:
         real = ~pad_mask.squeeze(-1)

@@ -20,9 +20,12 @@ reading and keeps that code's behaviour: its argmax runs over every token. With 
 from dataclasses import dataclass
 from typing import Optional
 
-from .losses import check_distance_weighting, check_gold_mass, check_gold_mass_similarity
+from .losses import ArgumentError, check_distance_weighting, check_gold_mass, check_gold_mass_similarity
 from .neighbours import check_k
 from .schedule import check_schedule
+
+# The flag of each argument of check_distance_weighting.
+DISTANCE_FLAGS = {"sigma": "--skd-sigma", "weight_max": "--skd-weight-max"}
 
 CANDIDATE_MODES = ("neighbours", "predicted", "random")
 WEIGHTINGS = ("softmax", "distance")
@@ -133,9 +136,8 @@ def distance_weighting(cfg):
     weight_max = cfg.skd_weight_max if cfg.skd_weight_max is not None else DEFAULT_WEIGHT_MAX
     try:
         check_distance_weighting(cfg.skd_sigma, weight_max)
-    except ValueError as err:
-        flag = "--skd-sigma" if str(err).startswith("sigma") else "--skd-weight-max"
-        raise ValueError(f"{flag}: {err}") from None
+    except ArgumentError as err:
+        raise ValueError(f"{DISTANCE_FLAGS[err.argument]}: {err}") from None
     if cfg.skd_temperature is not None or cfg.skd_gold_mass is not None:
         raise ValueError(
             "--skd-temperature and --skd-gold-mass shape the softmax target; --skd-weighting distance "

@@ -315,6 +315,7 @@ def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
 @pytest.mark.slow
 def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
     import skd_fairseq.cuda_peak as cuda_peak
+    from skd_fairseq import CUDA_PEAK_ENV
 
     # A process that "used CUDA" (torch.cuda faked: no GPU here) and loads the plugin, as fairseq-train does.
     fake = (
@@ -326,7 +327,7 @@ def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
         "import skd_fairseq\n"
     )
     peak_file = tmp_path / "peaks"
-    env = dict(os.environ, **{cuda_peak.ENV: str(peak_file)})
+    env = dict(os.environ, **{CUDA_PEAK_ENV: str(peak_file)})
     subprocess.run([sys.executable, "-c", fake], check=True, env=env, cwd=REPO)
     subprocess.run([sys.executable, "-c", fake.replace("3 << 20", "5 << 20")], check=True, env=env, cwd=REPO)
     assert run_and_measure.read_cuda_peak_mib(str(peak_file)) == 5.0  # the largest process
@@ -334,6 +335,11 @@ def test_the_plugin_reports_its_cuda_peak_when_it_exits(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     cuda_peak.report(str(peak_file))
     assert len(peak_file.read_text().splitlines()) == 2
+    # Opt-in: without the variable (every run that no measuring tool started) the plugin loads no hook.
+    env.pop(CUDA_PEAK_ENV)
+    probe = "import sys, skd_fairseq; print('skd_fairseq.cuda_peak' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False"
 
 
 def small_slice(multi30k_bin, out, lines=300):
