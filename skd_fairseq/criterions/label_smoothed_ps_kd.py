@@ -6,7 +6,9 @@ epoch t - 1 and a_t = a_T * t / T over T epochs (:func:`skd_fairseq.schedule.pro
 The cross-entropy to that target is (1 - a_t) L_ls + a_t CE(p_{t-1}, p), which is word-level KD
 (:mod:`.label_smoothed_word_kd`) with beta = a_t, T = 1 and the previous epoch's student as the
 frozen teacher: this criterion computes its loss as (1 - a_t) L_ls + a_t KL(p_{t-1} || p), which
-differs from the cross-entropy by the constant a_t H(p_{t-1}) only (the same gradient).
+differs from the cross-entropy by the constant a_t H(p_{t-1}) only (the same gradient). It holds
+the same teacher term as word-KD (:class:`.teacher_term.TeacherTerm`, T = 1), not word-KD's flags:
+its teacher, weight and temperature are its own.
 
 The teacher is a frozen copy of the student taken at every epoch boundary (one more model in
 memory, one more forward per step, no backward). Caching p_{t-1} instead would store a
@@ -16,7 +18,6 @@ V-dimensional distribution per training token (Multi30k: about 380k target token
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from fairseq import utils
@@ -26,28 +27,20 @@ from omegaconf import II
 
 from ..schedule import check_progressive_alpha, progressive_alpha
 from .fairseq_access import relay_begin_epoch
-from .label_smoothed_word_kd import LabelSmoothedWordKdCriterion, LabelSmoothedWordKdCriterionConfig
 from .teacher import TeacherEnsemble, epoch_end_weights
+from .teacher_term import LabelSmoothedTeacherCriterion, LabelSmoothedTeacherCriterionConfig, TeacherTerm
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class LabelSmoothedPsKdCriterionConfig(LabelSmoothedWordKdCriterionConfig):
+class LabelSmoothedPsKdCriterionConfig(LabelSmoothedTeacherCriterionConfig):
     ps_kd_alpha: float = field(
         default=0.8,
         metadata={
             "help": "a_T in [0, 1]: in epoch t of T (--max-epoch) the target is (1 - a_t) * label-smoothed "
             "one-hot + a_t * the previous epoch's prediction, a_t = a_T * t / T (0 in epoch 1)"
         },
-    )
-    kd_teacher_path: str = field(
-        default="",
-        metadata={"help": "not used: PS-KD's teacher is the student of the previous epoch"},
-    )
-    kd_weight: Optional[float] = field(
-        default=None,
-        metadata={"help": "not used: PS-KD's teacher weight is a_t (--ps-kd-alpha)"},
     )
     max_epoch: int = II("optimization.max_epoch")
     save_dir: str = II("checkpoint.save_dir")
@@ -56,40 +49,18 @@ class LabelSmoothedPsKdCriterionConfig(LabelSmoothedWordKdCriterionConfig):
 
 
 @register_criterion("label_smoothed_ps_kd", dataclass=LabelSmoothedPsKdCriterionConfig)
-class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
+class LabelSmoothedPsKdCriterion(LabelSmoothedTeacherCriterion):
     def __init__(self, task, cfg: LabelSmoothedPsKdCriterionConfig):
         super().__init__(task, cfg)
+        check_progressive_alpha(cfg.ps_kd_alpha, cfg.max_epoch)
+        # The first epoch has no teacher; begin_epoch takes one from the second on.
+        self.teacher_term = TeacherTerm(1.0, cfg.kd_teacher_topk, self.ignore_prefix_size)
         self.alpha_final = cfg.ps_kd_alpha
         self.max_epoch = cfg.max_epoch
         self.checkpoints = (cfg.save_dir, cfg.restore_file, cfg.checkpoint_suffix or "")
         self.epoch = None  # the epoch being trained; None before fairseq begins one
         self._epoch_trained_here = None  # the last epoch this process began
         relay_begin_epoch(task, self)
-
-    def check_teacher_flags(self, cfg) -> None:
-        if cfg.kd_teacher_path:
-            raise ValueError(
-                "--kd-teacher-path: PS-KD's teacher is the student of the previous epoch; leave it out "
-                "(word-level KD from a trained teacher is --criterion label_smoothed_word_kd)"
-            )
-        if cfg.kd_teacher_cache:
-            raise ValueError(
-                "--kd-teacher-cache: PS-KD's teacher is the student of the previous epoch, which no "
-                "cache holds; leave it out"
-            )
-        if cfg.kd_weight is not None:
-            raise ValueError("--kd-weight: PS-KD weighs its teacher by a_t = a_T * t / T; set a_T with --ps-kd-alpha")
-        if cfg.kd_temperature != 1.0:
-            raise ValueError(
-                f"--kd-temperature {cfg.kd_temperature}: PS-KD's target is the previous epoch's plain "
-                "prediction; leave --kd-temperature at 1"
-            )
-        if cfg.kd_teacher_topk < 0:
-            raise ValueError(f"--kd-teacher-topk must be >= 0 (0: whole vocabulary), got {cfg.kd_teacher_topk}")
-        check_progressive_alpha(cfg.ps_kd_alpha, cfg.max_epoch)
-
-    def build_teacher(self, cfg, task):
-        return None  # the first epoch has no teacher; begin_epoch takes one from the second on
 
     def teacher_weight(self) -> float:
         if self.epoch is None or self.teacher is None:
@@ -104,13 +75,13 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedWordKdCriterion):
         resumed = self._epoch_trained_here != epoch - 1
         self.epoch, self._epoch_trained_here = epoch, epoch
         if epoch <= 1:
-            self.teacher = None
+            self.teacher_term.teacher = None
             return
         state, source = None, "the weights at the end of the previous epoch"
         if resumed:
             state, source = epoch_end_weights(epoch, *self.checkpoints)
         if self.teacher is None:
-            self.teacher = TeacherEnsemble.from_model(model)
+            self.teacher_term.teacher = TeacherEnsemble.from_model(model)
         if state is None:
             state = model.state_dict()
         with torch.no_grad():

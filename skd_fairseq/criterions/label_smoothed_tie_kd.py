@@ -111,6 +111,7 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         teacher_encoder_outs = (
             self.teacher.encode(net_input, like=next(model.parameters())) if self.tie_iterations > 1 else None
         )
+        term = self.teacher_term
         total = kl_sum = rank_sum = 0.0
         for iteration in range(self.tie_iterations):
             if iteration > 0:
@@ -118,15 +119,15 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
                 net_input["prev_output_tokens"] = self.greedy_decoder_input(net_input["prev_output_tokens"], net_output)
                 net_output = decode_prefix(decoder, net_input["prev_output_tokens"], encoder_out, net_input)
                 lprobs = self.scores_and_target(model, net_output, sample)[0].full_log_probs("TIE-KD's ranking loss")
-            teacher_probs, teacher_ids = self.teacher_targets(
+            teacher_probs, teacher_ids = term.targets(
                 model, sample, net_input, teacher_encoder_outs, cached=iteration == 0
             )
-            student = tempered_log_probs(lprobs, self.kd_temperature)
+            student = tempered_log_probs(lprobs, term.temperature)
             kl = kl_to_teacher(student, teacher_probs, teacher_ids, pad_mask=pad_mask, reduce=reduce)
             rank = tie_ranking_loss(
                 student.exp(), teacher_probs, teacher_ids, self.tie_topk, pad_mask=pad_mask, reduce=reduce
             )
-            total = total + self.kd_temperature**2 * kl + rank
+            total = total + term.temperature**2 * kl + rank
             kl_sum = kl_sum + kl.detach().sum()
             rank_sum = rank_sum + rank.detach().sum()
         n = self.tie_iterations
