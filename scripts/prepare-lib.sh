@@ -31,13 +31,20 @@ refuse_other_options() {
   die "$(dirname "$stamp") was prepared with other options (${was:-$(paste -sd ' ' "$stamp")}); use another $flag or delete it"
 }
 
-# download URL FILE FIX: fetch URL into FILE (through FILE.part) unless FILE is there already;
-# FIX tells the user what to do when it fails.
+# download URL FILE FIX [CHECK ARGS...]: fetch URL into FILE (through FILE.part) unless FILE is there
+# already; FIX tells the user what to do when it fails. With CHECK, the download is kept only when
+# CHECK ARGS... FILE.part succeeds (else it prints what is wrong): a cut-off or wrong file is not
+# taken as done, and the next run fetches it again.
 download() {
-  local url=$1 file=$2 fix=$3
+  local url=$1 file=$2 fix=$3 problem
+  shift 3
   [ -s "$file" ] && return 0
   mkdir -p "$(dirname "$file")"
   echo "[$(basename "$0" .sh)] downloading $url"
   curl -fsSL --retry 3 -o "$file.part" "$url" || die "could not download $url (the host may have moved): $fix"
+  if [ $# -gt 0 ] && ! problem=$("$@" "$file.part"); then
+    rm -f "$file.part"
+    die "downloaded $url but it $problem, so it was not kept: $fix"
+  fi
   mv "$file.part" "$file"
 }

@@ -14,8 +14,9 @@ Options:
   -s, --src LANG       source language: de, en, fr or cs (default: de)
   -t, --tgt LANG       target language (default: en)
   -r, --raw-dir DIR    directory with the dataset's raw files, {train,val,test_2016_flickr}.LANG.gz
-                       (default: \$MULTI30K_DIR; when unset, they are downloaded from
-                       https://github.com/multi30k/dataset, data/task1/raw/)
+                       (default: \$MULTI30K_DIR; when unset, they are downloaded into OUT/download
+                       from \$MULTI30K_URL/NAME, the base URL defaulting to data/task1/raw/ of
+                       https://github.com/multi30k/dataset: MULTI30K_URL names a mirror)
   -o, --out DIR        output directory (default: data/multi30k.SRC-TGT)
   --vocab-size N       joint sentencepiece vocabulary size (default: 8000)
   --train-lines N      keep only the first N training pairs (quick runs and tests)
@@ -68,14 +69,21 @@ mkdir -p "$out"
 
 # 1. Raw files: given directory, or download.
 declare -A expected=([train]=29000 [val]=1014 [test_2016_flickr]=1000)
+# gzip_lines N FILE: FILE is a gzip file of N lines; else says what it is instead.
+gzip_lines() {
+  local n
+  n=$(gzip -cd "$2" | wc -l) || { echo "is not a readable gzip file"; return 1; }
+  [ "$n" -eq "$1" ] || { echo "has $n lines, expected $1"; return 1; }
+}
 if [ -z "$raw_dir" ]; then
   raw_dir=$out/download
   mkdir -p "$raw_dir"
-  url=https://github.com/multi30k/dataset/raw/master/data/task1/raw
+  url=${MULTI30K_URL:-https://github.com/multi30k/dataset/raw/master/data/task1/raw}
   for split in train val test_2016_flickr; do
     for lang in "$src" "$tgt"; do
       download "$url/$split.$lang.gz" "$raw_dir/$split.$lang.gz" \
-        "download data/task1/raw/ of https://github.com/multi30k/dataset by hand and pass --raw-dir (or set MULTI30K_DIR)"
+        "download data/task1/raw/ of https://github.com/multi30k/dataset by hand and pass --raw-dir (or set MULTI30K_DIR), or set MULTI30K_URL to a mirror" \
+        gzip_lines "${expected[$split]}"
     done
   done
 fi
@@ -96,8 +104,7 @@ refuse_other_options "$out/prepare.options" "$options" --out
 for split in train val test_2016_flickr; do
   for lang in "$src" "$tgt"; do
     f=$raw_dir/$split.$lang.gz
-    n=$(gzip -cd "$f" | wc -l) || die "$f is not a readable gzip file"
-    [ "$n" -eq "${expected[$split]}" ] || die "$f has $n lines, expected ${expected[$split]} (truncated or wrong file?)"
+    problem=$(gzip_lines "${expected[$split]}" "$f") || die "$f $problem (truncated or wrong file?)"
   done
 done
 # Recorded once the input is known good, so a failed first try does not pin the options.
