@@ -1,16 +1,17 @@
-"""Shared fixtures: tiny in-process fairseq setups and tiny slices of ../shared/data."""
+"""Shared fixtures: tiny in-process fairseq setups and tiny slices of Multi30k and the WikiText-2
+sample (tests/data_sources.py finds them: SKD_SHARED_DATA, ../shared/data, or a download)."""
 
 import os
 import pathlib
 import subprocess
 import sys
 
+import data_sources
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "skd_fairseq")
-SHARED_DATA = pathlib.Path(os.environ.get("SKD_SHARED_DATA", REPO.parent / "shared" / "data"))
 BIN = pathlib.Path(sys.executable).parent
 
 
@@ -203,12 +204,13 @@ def tool(module):
 
 
 def require_shared(name):
-    path = SHARED_DATA / name
-    if not path.is_dir():
-        pytest.fail(
-            f"{path} is missing: the tests need ../shared/data beside the checkout (or SKD_SHARED_DATA pointing at it)"
-        )
-    return path
+    """The directory of dataset NAME, "multi30k" or "wikitext-2-sample", found by
+    tests/data_sources.py (SKD_SHARED_DATA, ../shared/data or a download); when it is neither local
+    nor downloadable, the test fails with what to set."""
+    try:
+        return data_sources.locate(name)
+    except data_sources.DataUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def prepare_multi30k_slice(out):
@@ -236,8 +238,9 @@ def multi30k_bin(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def wikitext_bin(tmp_path_factory):
-    """WikiText-2 sample: train on 800 lines of wiki.valid.tokens, validate and test on the first
-    100 lines of wiki.test.tokens (about 5,000 tokens: evaluation dominated the LM tests' time)."""
+    """WikiText-2 sample: train on the first 800 lines of wiki.valid.tokens (pytorch/examples'
+    valid.txt when downloaded), validate and test on the first 100 lines of wiki.test.tokens (about
+    5,000 tokens: evaluation dominated the LM tests' time)."""
     out = tmp_path_factory.mktemp("wikitext")
     run(
         [
