@@ -31,15 +31,40 @@ TINY_TRANSFORMER = one_layer_transformer(32, 64)
 SMALL_TRANSFORMER = one_layer_transformer(64, 128)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: `-m "not slow"` must leave the pipelines out too
 def pytest_collection_modifyitems(items):
-    """The longest tests first (whole script pipelines, then the other fairseq command runs):
-    scripts/test.sh hands tests to its workers one at a time in this order, so that no long
-    test starts last while the other cores have nothing left to run."""
+    """A pipeline test is a slow one too. The longest tests first (whole script pipelines, then the
+    other fairseq command and script runs): scripts/test.sh hands tests to its workers one at a time
+    in this order, so that no long test starts last while the other cores have nothing left to run."""
+    for item in items:
+        if item.get_closest_marker("pipeline") and not item.get_closest_marker("slow"):
+            item.add_marker("slow")
 
     def rank(item):
         return 0 if item.get_closest_marker("pipeline") else 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)  # stable: collection order within each group
+
+
+# The test being set up or run: run() and save_checkpoint() refuse to work for a test of the fast tier.
+running_test = None
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures, session ones (multi30k_bin) included
+def pytest_runtest_setup(item):
+    global running_test
+    running_test = item
+
+
+def refuse_in_the_fast_tier(what):
+    """Fail the running test unless it is marked slow: the fast tier (-m "not slow") must stay
+    fast, and these are the steps that take seconds each."""
+    if running_test is not None and not running_test.get_closest_marker("slow"):
+        pytest.fail(
+            f"{running_test.nodeid} {what} but is not marked slow: mark it @pytest.mark.slow (the fast tier,"
+            ' -m "not slow", runs no fairseq command, script or process and writes no checkpoint; docs/testing.md)',
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -137,6 +162,7 @@ def lm_sample(task, batch=4, length=12, seed=0):
 
 def save_checkpoint(path, task, model, criterion, cfg):
     """Write ``model`` as a fairseq checkpoint with fairseq's own Trainer, as fairseq-train would."""
+    refuse_in_the_fast_tier(f"writes the fairseq checkpoint {path}")
     from fairseq.trainer import Trainer
 
     trainer = Trainer(cfg, task, model, criterion)
@@ -183,8 +209,10 @@ def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):
 
 
 def run(cmd, timeout=600, check=True, env=None, **kwargs):
-    """Run a command with the venv's bin directory first on PATH; on failure show its output."""
+    """Run a command with the venv's bin directory first on PATH; on failure show its output.
+    Only tests marked slow run commands."""
     cmd = [str(c) for c in cmd]
+    refuse_in_the_fast_tier(f"runs {' '.join(cmd)[:200]}")
     if not os.path.isabs(cmd[0]) and (BIN / cmd[0]).exists():
         cmd[0] = str(BIN / cmd[0])
     env = dict(env or os.environ, PYTHONWARNINGS="ignore")

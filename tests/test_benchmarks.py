@@ -14,6 +14,7 @@ from skd_experiments import criterion_targets, peak_memory
 TINY_CRITERION_SHAPE = "--tokens 64 --vocab 300 --dim 16 --topk 4 --repeats 1 --warmup 1".split()
 
 
+@pytest.mark.slow
 def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     out = tmp_path / "report.json"
     run(
@@ -35,6 +36,7 @@ def test_bench_criterion_reports_every_variant_on_a_tiny_shape(tmp_path):
     assert report["targets"] == []  # only the transformer-base shape has targets
 
 
+@pytest.mark.slow
 def test_bench_criterion_adaptive_softmax_on_a_tiny_shape(tmp_path):
     out = tmp_path / "report.json"
     proc = run(
@@ -285,6 +287,7 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(multi30k_bin, tmp_path):
     assert proc.returncode == 2 and "torch sees no CUDA device" in proc.stderr
 
 
+@pytest.mark.slow
 def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
     """The WikiText-103 timing data: the dictionary size asked for (special symbols included), binarised
     and marked finished for train.sh --data, words drawn by Zipf's law (frequent ids first)."""
@@ -316,6 +319,7 @@ def test_synthetic_lm_data_has_the_dictionary_size_and_zipf_shares(tmp_path):
     assert proc.returncode == 2 and "--vocab must exceed the 4 special symbols" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_refresh_ranks_builds_one_table_on_two_gloo_ranks(tmp_path):
     out = tmp_path / "ranks.json"
     run(

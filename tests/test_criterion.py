@@ -216,6 +216,7 @@ def test_gold_mass_mode_puts_rho_on_the_gold_token_and_logs_tau(tmp_path, fresh_
     assert "skd_tau" not in criterion(model, translation_sample(task))[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -248,6 +249,7 @@ def test_excluded_ids_are_specials_extra_specials_and_filler(tmp_path):
     assert excluded_token_ids(d2) == [0, 1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -522,6 +524,7 @@ def test_every_configs_table_rows_are_presets():
     assert with_rows >= 2  # multi30k-de-en.sh and multi30k-en-lm.sh
 
 
+@pytest.mark.slow
 def test_every_preset_builds_its_criterion(tmp_path, fresh_metrics):
     from conftest import save_teacher
 

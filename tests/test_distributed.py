@@ -187,6 +187,7 @@ def seen_split_on_a_rank(rank, init, out):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_the_default_exclusion_agrees_on_the_targets_seen_on_every_rank(tmp_path):
     """--skd-exclude-unseen (the default) with a neighbour table: at a refresh the ranks all-reduce
     their seen sets, so every rank searches among the same tokens and builds the same table."""

@@ -92,6 +92,7 @@ def assert_loss_goes_down(records):
     assert last < first - 0.5, f"training loss did not go down: {first:.3f} -> {last:.3f}"
 
 
+@pytest.mark.slow
 def test_user_dir_command_prints_the_package_directory():
     out = run(["skd-fairseq-user-dir"]).stdout.strip()
     assert out == USER_DIR
@@ -190,6 +191,7 @@ def test_language_model_trains_and_evaluates(wikitext_bin, tmp_path, candidates)
     assert 1 < eval_lm_perplexity(wikitext_bin / "bin", tmp_path / "checkpoint_last.pt") < 5000
 
 
+@pytest.mark.slow
 def test_random_candidates_at_a_gold_mass_train(multi30k_bin, tmp_path):
     proc = train(
         multi30k_bin / "bin",
@@ -244,6 +246,7 @@ def test_alpha_zero_logs_the_same_training_loss_as_label_smoothed_cross_entropy(
 # One bad value of each criterion family through the real command (the exit status, the message,
 # no checkpoint); every flag's check is tested in-process where the criterion is built
 # (test_criterion.py, test_word_kd.py), without seconds of fairseq start-up per case.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "criterion, flags, message",
     [
@@ -314,6 +317,7 @@ def adaptive_lm(data):
     ]
 
 
+@pytest.mark.slow
 def test_adaptive_softmax_with_label_smoothing_fails_before_any_update(wikitext_bin, tmp_path):
     data = wikitext_bin / "bin"
     proc = train(data, tmp_path, *adaptive_lm(data), *SKD, "--max-update", "5", check=False)
@@ -478,6 +482,7 @@ def test_word_kd_trains_a_language_model_from_a_teacher(wikitext_bin, tmp_path, 
     assert all(r["kd_kl"] > 0 for r in records)
 
 
+@pytest.mark.slow
 def test_tie_kd_iterations_are_refused_for_a_language_model(wikitext_bin, tmp_path):
     proc = train(
         wikitext_bin / "bin",

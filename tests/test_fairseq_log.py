@@ -177,6 +177,7 @@ def test_lines_that_are_not_progress_records_are_skipped():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module",
     [

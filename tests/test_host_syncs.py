@@ -54,6 +54,7 @@ FULL_SOFTMAX = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", FULL_SOFTMAX.values(), ids=FULL_SOFTMAX.keys())
 def test_a_full_softmax_step_makes_no_sync(tmp_path, fresh_metrics, flags):
     task, model, criterion, _ = build_translation(tmp_path, SKD + flags)
@@ -72,6 +73,7 @@ ADAPTIVE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", ADAPTIVE.values(), ids=ADAPTIVE.keys())
 def test_an_adaptive_softmax_step_makes_only_the_cluster_grouping(tmp_path, fresh_metrics, flags):
     flags = [f for f in flags if f != "-include-unseen"]
@@ -99,6 +101,7 @@ KD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", KD.values(), ids=KD.keys())
 def test_a_kd_criterion_step_makes_no_sync(tmp_path, fresh_metrics, flags):
     teacher, _ = save_teacher(tmp_path / "teacher", seed=1)
@@ -120,6 +123,7 @@ def test_a_ps_kd_step_makes_no_sync(tmp_path, fresh_metrics):
     assert steady_step_syncs(criterion, model, samples) == {}
 
 
+@pytest.mark.slow
 def test_a_cached_teacher_step_makes_no_sync(tmp_path, fresh_metrics):
     from conftest import build_for_training
     from test_teacher_cache import TINY_TRANSFORMER, TRANSLATION, build_cache, train_batch, translation_data

@@ -36,6 +36,7 @@ def write_targets(prefix, sentences):
     builder.finalize(f"{prefix}.idx")
 
 
+@pytest.mark.slow
 def test_inspect_command_on_a_tiny_checkpoint(tmp_path):
     checkpoint, model = save_teacher(tmp_path / "run", n_words=60)
     write_targets(tmp_path / "run" / "data" / "train.de-en.en", [[5, 6, 7, 2], [8, 9, 2]])
@@ -67,6 +68,7 @@ def test_inspect_command_on_a_tiny_checkpoint(tmp_path):
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
     from skd_fairseq.inspection import main
 
@@ -95,6 +97,7 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
             assert exit_info.value.code == code and message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inspect_weights_by_the_target_side_and_refuses_a_joined_dictionarys_counts(tmp_path, capsys):
     from skd_fairseq.inspection import main
 
@@ -117,6 +120,7 @@ def test_inspect_weights_by_the_target_side_and_refuses_a_joined_dictionarys_cou
     assert gold_q == pytest.approx(mean_gold_q(sims, weights, [0.5])[0], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_inspect_lists_neighbours_at_the_checkpoints_own_setting(tmp_path, capsys):
     from skd_fairseq.inspection import main
 

@@ -4,6 +4,7 @@ import ast
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -27,6 +28,7 @@ def test_no_module_of_the_plugin_imports_the_experiment_tools():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_importing_every_plugin_module_loads_no_experiment_tool():
     modules = [
         ".".join(path.relative_to(REPO).with_suffix("").parts)

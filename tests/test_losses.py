@@ -252,6 +252,7 @@ importlib.import_module("skd_fairseq." + sys.argv[2])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", skd_fairseq.PURE_MODULES)
 def test_pure_modules_import_where_fairseq_cannot_be_imported(name):
     package = pathlib.Path(skd_fairseq.__file__).parent
@@ -259,6 +260,7 @@ def test_pure_modules_import_where_fairseq_cannot_be_imported(name):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 def test_the_pure_check_fails_for_a_module_that_imports_fairseq():
     package = pathlib.Path(skd_fairseq.__file__).parent
     proc = subprocess.run(

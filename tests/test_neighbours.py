@@ -228,6 +228,7 @@ def _table_on_rank(rank, world, init, spaces, k, exclude, out):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_build_the_same_table_as_one_process(tmp_path):
     import torch.multiprocessing as mp
 

@@ -158,6 +158,7 @@ def test_prepare_iwslt14_follows_fairseqs_recipe(tmp_path):
     assert proc.returncode == 1 and "was prepared with other options" in proc.stderr and "sha256=" in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_iwslt14_checks_its_input(iwslt_archive, tmp_path):
     proc = run(
         ["bash", SCRIPTS / "prepare-iwslt14-de-en.sh", "-r", iwslt_archive, "-o", tmp_path / "a", "--bpe-tokens", "40"],
@@ -174,6 +175,7 @@ def test_prepare_iwslt14_checks_its_input(iwslt_archive, tmp_path):
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: refused at once, no network needed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, variable, url",
     [
@@ -260,6 +262,7 @@ def test_prepare_wmt14_follows_fairseqs_recipe(wmt_raw, tmp_path):
     assert f"{out} was prepared with other options (bpe_tokens=50); use another -o or delete it" in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_wmt14_checks_the_corpus_sizes(wmt_raw, tmp_path):
     proc = run(["bash", SCRIPTS / "prepare-wmt14-en-de.sh", "-r", wmt_raw, "-o", tmp_path / "w"], check=False)
     assert proc.returncode == 1
@@ -270,6 +273,7 @@ def test_prepare_wmt14_checks_the_corpus_sizes(wmt_raw, tmp_path):
     assert proc.returncode == 1 and "missing training/europarl-v7.de-en.en" in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_wikitext103_checks_and_binarises(tmp_path):
     text = " \n = Heading = \n \n The cat sat on the mat . \n A dog ran in the <unk> park . \n"
     archive = tmp_path / "wikitext-103-v1.zip"
@@ -298,6 +302,7 @@ def test_prepare_wikitext103_checks_and_binarises(tmp_path):
     assert "wikitext-103-v1.zip size=" in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_wikitext103_names_a_missing_file(tmp_path):
     for split in ("train", "test"):
         (tmp_path / f"wiki.{split}.tokens").write_text(" = Heading = \n text \n")
@@ -324,6 +329,7 @@ def test_score_translation_lowercase_and_the_shared_compound_split():
     assert split["bleu_tokenized"] == 100.0 and split["bleu_tokenized_kind"] == "compound-split"
 
 
+@pytest.mark.slow
 def test_prepare_multi30k_language_model_side(multi30k_bin):
     args = prepare_multi30k_slice(multi30k_bin)
     proc = run(args + ["--lm", "fr"], check=False)

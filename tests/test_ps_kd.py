@@ -154,6 +154,7 @@ def test_a_resumed_run_rebuilds_the_teacher_of_its_epoch(tmp_path, fresh_metrics
         task.begin_epoch(3, model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [

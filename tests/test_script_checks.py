@@ -89,6 +89,7 @@ def distill(data, teacher, out):
     )
 
 
+@pytest.mark.slow
 def test_distill_refuses_an_out_whose_bin_is_the_data(tiny_translation, tmp_path):
     data, teacher = tiny_translation
     files = sorted(p.name for p in data.iterdir())
@@ -134,6 +135,7 @@ def test_distill_translates_again_with_a_teacher_retrained_at_the_same_path(tiny
 # --- indexed_sizes.py -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["mmap", "cached"])
 def test_indexed_sizes_reads_what_fairseq_reads(tmp_path, impl):
     """The lengths the evaluation and distillation scripts count, against fairseq's own reader:
@@ -170,6 +172,7 @@ def copy_of(directory, destination):
     return destination
 
 
+@pytest.mark.slow
 def test_prepare_multi30k_refuses_a_build_from_another_input(tmp_path):
     shared = require_shared("multi30k")
     out = tmp_path / "out"
@@ -342,6 +345,7 @@ def evaluate_lm(config, run_dir, eval_lm_args):
     return run(["bash", SCRIPTS / "evaluate-lm.sh", config, "--run-dir", run_dir], check=False)
 
 
+@pytest.mark.slow
 def test_evaluate_lm_scores_every_token_of_the_split(tiny_lm):
     config, run_dir, tokens = tiny_lm
     # Blocks of 16 - 8 tokens with up to 8 of context: every block fits the model's 16 positions.
@@ -353,6 +357,7 @@ def test_evaluate_lm_scores_every_token_of_the_split(tiny_lm):
     assert sum(int(line.split("\t")[1]) for line in scores) == tokens
 
 
+@pytest.mark.slow
 def test_evaluate_lm_refuses_a_split_whose_blocks_were_skipped(tiny_lm):
     config, run_dir, tokens = tiny_lm
     # Whole sentences in blocks of up to 16 tokens; the 22-token one makes a block of its own,
@@ -366,6 +371,7 @@ def test_evaluate_lm_refuses_a_split_whose_blocks_were_skipped(tiny_lm):
     assert not (run_dir / "result.test.json").exists() and not (run_dir / "scores.test.tsv").exists()
 
 
+@pytest.mark.slow
 def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probability(
     translation_teacher, multi30k_bin, tmp_path
 ):

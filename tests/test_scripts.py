@@ -31,6 +31,7 @@ def write_gz(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script",
     [
@@ -55,12 +56,14 @@ def test_scripts_print_usage(script):
     assert out.startswith("Usage:")
 
 
+@pytest.mark.slow
 def test_train_usage_lists_every_preset():
     out = run(["bash", SCRIPTS / "train.sh", "-h"]).stdout
     presets = run(["bash", "-c", f". {REPO / 'configs' / 'presets.sh'}; echo $PRESETS"]).stdout.split()
     assert len(presets) > 5 and all(f" {p}," in out or f" {p}\n" in out for p in presets)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["evaluate-translation.sh", "evaluate-lm.sh"])
 def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_path):
     config = tmp_path / "config.sh"
@@ -84,6 +87,7 @@ def test_evaluation_scripts_reject_bad_arguments_before_any_work(script, tmp_pat
         assert proc.stderr.startswith(f"{script[:-3]}: ") and message in proc.stderr
 
 
+@pytest.mark.slow
 def test_an_explicit_checkpoint_wins_over_the_configs_averaging(tmp_path):
     config = tmp_path / "config.sh"
     config.write_text("DATA=/nonexistent\nAVERAGE_LAST=5\n")
@@ -95,6 +99,7 @@ def test_an_explicit_checkpoint_wins_over_the_configs_averaging(tmp_path):
     assert proc.returncode == 1 and f"missing {run_dir}/checkpoint_last.pt" in proc.stderr
 
 
+@pytest.mark.slow
 def test_scripts_find_the_project_environment_without_activation(tmp_path):
     # subprocess.run, not run(): that one puts the venv on PATH itself.
     venv = os.path.dirname(os.path.dirname(sys.executable))
@@ -138,6 +143,7 @@ def test_scripts_find_the_project_environment_without_activation(tmp_path):
         assert out[2] == f"probe: {python}={int(expected == '')}"
 
 
+@pytest.mark.slow
 def test_train_lists_the_configs_presets_and_which_need_a_teacher(multi30k_bin, tmp_path):
     listed = run(["bash", SCRIPTS / "train.sh", tiny_config(tmp_path, multi30k_bin), "--criterion-preset", "--list"])
     lines = listed.stdout.splitlines()
@@ -145,6 +151,7 @@ def test_train_lists_the_configs_presets_and_which_need_a_teacher(multi30k_bin, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -158,6 +165,7 @@ def test_prepare_multi30k_rejects_missing_and_truncated_files(tmp_path):
     assert "val.en.gz has 1013 lines, expected 1014" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -173,6 +181,7 @@ def test_prepare_multi30k_rejects_bad_options(tmp_path, flags, message):
     assert proc.returncode != 0 and message in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_multi30k_resumes_and_refuses_other_options(multi30k_bin):
     args = prepare_multi30k_slice(multi30k_bin)
     before = (multi30k_bin / "bin" / "train.de-en.en.bin").stat().st_mtime_ns
@@ -186,6 +195,7 @@ def test_prepare_multi30k_resumes_and_refuses_other_options(multi30k_bin):
     assert proc.returncode == 1 and "was prepared with other options" in proc.stderr
 
 
+@pytest.mark.slow
 def test_prepare_wikitext_checks_its_input(tmp_path):
     proc = run(["bash", SCRIPTS / "prepare-wikitext.sh", "-r", tmp_path, "-o", tmp_path / "o"], check=False)
     assert proc.returncode == 1 and "missing or empty" in proc.stderr and "wiki.train.tokens" in proc.stderr
@@ -203,6 +213,7 @@ def test_score_translation_refuses_a_partial_output(tmp_path):
         score_translation.score(["a", "b"], ["a", "b", "c"])
 
 
+@pytest.mark.slow
 def test_average_checkpoints_averages_the_weights(tmp_path):
     for i, value in enumerate((1.0, 2.0, 6.0)):
         torch.save(
@@ -248,6 +259,7 @@ def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
     assert run_and_measure.fairseq_stats(killed) == {"updates": 150, "fairseq_wall_s": 300.0, "tokens_per_s": 1500.5}
 
 
+@pytest.mark.slow
 def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     summary = tmp_path / "train.json"
     command = [
@@ -275,6 +287,7 @@ def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     assert (tmp_path / "train.log").read_text().count("fairseq says hello") == 2
 
 
+@pytest.mark.slow
 def test_run_and_measure_keeps_a_lost_peak_unknown_and_the_runs_notes(tmp_path):
     # A cut run whose earlier peak memory was lost: resuming it (nothing left to train) must not
     # report the resumption's small peak as the run's, and keeps what cut_run.py wrote.
@@ -433,6 +446,7 @@ def test_demo_pipeline_end_to_end_on_a_slice(multi30k_bin, tmp_path):
     assert json.loads((run_dir / "result.test.json").read_text())["training"]["updates"] == 6
 
 
+@pytest.mark.slow
 def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     env = dict(os.environ, SKD_VENV=sys.prefix)
@@ -456,6 +470,7 @@ def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
     assert "unrecognized arguments: --no-such-flag" in proc.stderr and "training failed; fairseq's log:" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_sh_rejects_unknown_presets(tmp_path, multi30k_bin):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "skd-magic"], check=False)
@@ -498,6 +513,7 @@ COMMITTED_TABLES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,split_file,options", COMMITTED_TABLES, ids=[t[0] for t in COMMITTED_TABLES])
 def test_committed_tables_rebuild_byte_for_byte_from_their_archives(name, split_file, options):
     """The statistics (scipy's t-test, the perplexity bootstrap), the log reader (training metrics)
@@ -515,12 +531,14 @@ def test_committed_tables_rebuild_byte_for_byte_from_their_archives(name, split_
     assert rebuilt.startswith("| method |") and rebuilt in committed
 
 
+@pytest.mark.slow
 def test_committed_epoch_tables_rebuild_byte_for_byte():
     for name in ("multi30k-de-en-epochs", "multi30k-en-lm-epochs"):
         rebuilt = run(["skd-fairseq-choose-epochs", "--markdown", REPO / "results" / f"{name}.log"]).stdout
         assert rebuilt.startswith("| epoch |") and rebuilt in (REPO / "results" / f"{name}.md").read_text()
 
 
+@pytest.mark.slow
 def test_make_tables_means_significance_and_plot(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
@@ -573,6 +591,7 @@ def test_make_tables_means_significance_and_plot(tmp_path):
     assert (tmp_path / "table.md").read_text() == out
 
 
+@pytest.mark.slow
 def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path):
     # A sweep run adopted as a table's seed: the table's run dir is a symlink at another depth
     # than the run itself, and the result file's paths are relative to where it physically lies.
@@ -626,6 +645,7 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     assert (again / "baseline" / "seed1" / "result.test.json").read_text() == archived.read_text()
 
 
+@pytest.mark.slow
 def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(10)]
     files = []
@@ -663,6 +683,7 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
     assert "skd_gold_q, epoch 1 → last | skd_tau, epoch 1 → last |" in out
 
 
+@pytest.mark.slow
 def test_make_tables_puts_greedy_decoding_beside_beam_search(tmp_path):
     """evaluate-translation.sh --greedy writes result.test.greedy.json (decoding "greedy"): its own
     columns and tests, while the runs' validation perplexity stays one column."""
@@ -685,6 +706,7 @@ def test_make_tables_puts_greedy_decoding_beside_beam_search(tmp_path):
     assert "| toy de-en test greedy | seq-kd |" in out  # the bootstrap against the greedy baseline
 
 
+@pytest.mark.slow
 def test_make_tables_compares_rows_with_another_reference(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
@@ -741,6 +763,7 @@ def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
     return run_dir / "result.test.json"
 
 
+@pytest.mark.slow
 def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
     base = write_lm_result(tmp_path / "base", "baseline", [-4.0] * 20)
     other = write_lm_result(tmp_path / "other", "skd-neighbours", [-4.0] * 19)
@@ -759,6 +782,7 @@ def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
     assert "| skd-neighbours | 54.60 (n=1) |" in run([*tool("make_tables"), base, other]).stdout
 
 
+@pytest.mark.slow
 def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
@@ -956,6 +980,7 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert not (tmp_path / "y" / "generate.train.txt").exists()
 
 
+@pytest.mark.slow
 def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path, translation_teacher, translation_teacher_cache):
     config = tiny_config(tmp_path, multi30k_bin)
     proc = run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "word-kd"], check=False)
@@ -1068,11 +1093,13 @@ EVAL_LM_ARGS=(--max-tokens 2048 --tokens-per-sample 64 --context-window 32)
     assert "| skd-neighbours |" in table and "| wikitext2-sample test | skd-neighbours | 1 |" in table
 
 
+@pytest.mark.slow
 def test_reproduce_rejects_unknown_tables():
     proc = run(["bash", SCRIPTS / "reproduce.sh", "wmt99"], check=False)
     assert proc.returncode == 1 and "unknown table 'wmt99'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, tmp_path):
     config = tiny_config(tmp_path, multi30k_bin)
     with open(config, "a") as f:
@@ -1082,6 +1109,7 @@ def test_reproduce_rejects_a_malformed_comparison_before_training(multi30k_bin, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "table, presets, message",
     [
@@ -1102,6 +1130,7 @@ def test_reproduce_checks_rows_and_config_before_training(multi30k_bin, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
     archive = tmp_path / "results" / "multi30k-de-en-runs"
     (archive / "baseline" / "seed1").mkdir(parents=True)
@@ -1113,6 +1142,7 @@ def test_reproduce_refuses_to_read_runs_from_the_archive_it_rewrites(tmp_path):
     assert (archive / "baseline" / "seed1" / "result.test.json").exists()
 
 
+@pytest.mark.slow
 def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     out = tmp_path / "gen.txt"
     out.write_text(
@@ -1140,6 +1170,7 @@ def test_distilled_targets_restores_order_and_checks_every_sentence(tmp_path):
     assert proc.returncode != 0 and "3 hypotheses for 4 sentences (1 missing, first [3]" in proc.stderr
 
 
+@pytest.mark.slow
 def test_choose_epochs_applies_the_convergence_rule(tmp_path):
     losses = [8.0, 6.0, 5.0, 4.5, 4.3, 4.2, 4.15, 4.12, 4.10, 4.09, 4.085, 4.08]
     log = tmp_path / "train.log"
@@ -1287,6 +1318,7 @@ def test_make_tables_plots_the_model_perplexity_of_an_rdrop_log(tmp_path):
     assert plots.logged_loss_factor({}) == 1
 
 
+@pytest.mark.slow
 def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missing_baseline(tmp_path):
     refs = ["the cat sat on the mat ."] * 5
     base = write_result(tmp_path / "b1", "baseline", 1, refs, refs, 20.0, 40.0)
@@ -1306,6 +1338,7 @@ def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missi
     assert "| skd-neighbours | 21.00 (n=1) |" in run([*tool("make_tables"), one]).stdout
 
 
+@pytest.mark.slow
 def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_setting(tmp_path):
     refs = ["the cat sat on the mat ."] * 5
     train = [

@@ -183,6 +183,7 @@ def cached_and_online(data, teacher, cache, flags, k, arch=TINY_TRANSFORMER, tas
 # -- cached against online -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, k",
     [
@@ -200,6 +201,7 @@ def test_cached_teacher_gives_the_online_loss_and_gradients(translation_setup, t
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tie_kd_later_passes_run_the_teacher_beside_the_cache(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "5")
@@ -208,6 +210,7 @@ def test_tie_kd_later_passes_run_the_teacher_beside_the_cache(translation_setup,
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_ensemble_cache_gives_the_online_ensemble_loss(translation_setup, tmp_path):
     data, teacher = translation_setup
     second, _ = save_teacher(tmp_path / "second", seed=2)
@@ -218,6 +221,7 @@ def test_an_ensemble_cache_gives_the_online_ensemble_loss(translation_setup, tmp
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ignore_prefix_size_drops_the_same_cached_positions(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "5")
@@ -226,6 +230,7 @@ def test_ignore_prefix_size_drops_the_same_cached_positions(translation_setup, t
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_sharded_split_is_cached_as_fairseq_train_combines_it(translation_setup, tmp_path):
     data, teacher = translation_setup
     write_split(f"{data}/train1.de-en.de", N_WORDS, [4, 6, 3], 7)
@@ -239,6 +244,7 @@ def test_a_sharded_split_is_cached_as_fairseq_train_combines_it(translation_setu
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_cached_split_pickles_for_data_loader_workers(translation_setup, tmp_path):
     import pickle
 
@@ -254,6 +260,7 @@ def test_the_cached_split_pickles_for_data_loader_workers(translation_setup, tmp
     assert torch.equal(a["teacher_cache"]["lprobs"], b["teacher_cache"]["lprobs"])
 
 
+@pytest.mark.slow
 def test_the_manifest_counts_and_sizes_and_a_float16_cache(translation_setup, tmp_path):
     data, teacher = translation_setup
     build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--topk", "6")
@@ -270,6 +277,7 @@ def test_the_manifest_counts_and_sizes_and_a_float16_cache(translation_setup, tm
     assert_same_loss_and_grads(cached, online, rtol=2e-3)
 
 
+@pytest.mark.slow
 def test_cached_word_kd_on_an_adaptive_softmax_language_model(tmp_path):
     data = lm_data(tmp_path / "lm")
     teacher = save_lm_teacher(tmp_path / "teacher", data)
@@ -279,6 +287,7 @@ def test_cached_word_kd_on_an_adaptive_softmax_language_model(tmp_path):
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_word_kd_on_a_language_model_with_a_beginning_of_sentence_token(tmp_path):
     data = lm_data(tmp_path / "lm", lengths=(12, 7, 14, 9, 15, 11, 6, 3))  # whole sentences fit 16 with bos
     teacher = save_lm_teacher(tmp_path / "teacher", data)
@@ -292,6 +301,7 @@ def test_cached_word_kd_on_a_language_model_with_a_beginning_of_sentence_token(t
     assert_same_loss_and_grads(cached, online, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_validation_reads_no_cache_and_computes_the_plain_loss(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
@@ -317,6 +327,7 @@ def refused(data, cache, *flags, match, load=True, task_args=TRANSLATION, arch=T
             task.load_dataset("train")
 
 
+@pytest.mark.slow
 def test_a_cache_of_another_dictionary_is_refused(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
@@ -324,12 +335,14 @@ def test_a_cache_of_another_dictionary_is_refused(translation_setup, tmp_path):
     refused(other, cache, *WORD_KD, match=r"another source dictionary", load=False)
 
 
+@pytest.mark.slow
 def test_a_cache_of_another_split_is_refused(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION, "--subset", "valid")
     refused(data, cache, *WORD_KD, match=r"holds split 'valid', training reads --train-subset 'train'", load=False)
 
 
+@pytest.mark.slow
 def test_a_cache_of_other_data_is_refused_by_the_sha256_of_its_files(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
@@ -340,6 +353,7 @@ def test_a_cache_of_other_data_is_refused_by_the_sha256_of_its_files(translation
     refused(str(other), cache, *WORD_KD, match=r"is not the data the cache was built from", load=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "lengths, message",
     [
@@ -361,6 +375,7 @@ def test_a_cache_of_other_data_is_refused_when_the_split_loads(translation_setup
     refused(other, cache, *WORD_KD, match=message)
 
 
+@pytest.mark.slow
 def test_samples_that_differ_from_run_to_run_cannot_be_cached(tmp_path, translation_setup):
     data = lm_data(tmp_path / "lm")
     teacher = save_lm_teacher(tmp_path / "teacher", data)
@@ -372,6 +387,7 @@ def test_samples_that_differ_from_run_to_run_cannot_be_cached(tmp_path, translat
         build_cache(f"{tdata}:{tdata}", tteacher, tmp_path / "c2", *TRANSLATION)
 
 
+@pytest.mark.slow
 def test_a_language_model_cache_of_another_block_layout_is_refused(tmp_path):
     data = lm_data(tmp_path / "lm")
     teacher = save_lm_teacher(tmp_path / "teacher", data)
@@ -389,6 +405,7 @@ def test_a_language_model_cache_of_another_block_layout_is_refused(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -404,12 +421,14 @@ def test_flags_the_cache_cannot_serve_are_refused(translation_setup, tmp_path, f
     refused(data, cache, *flags, match=message, load=False)
 
 
+@pytest.mark.slow
 def test_word_kd_refuses_a_cache_and_a_teacher_together(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
     refused(data, cache, *WORD_KD, "--kd-teacher-path", teacher, match=r"the cache replaces the teacher", load=False)
 
 
+@pytest.mark.slow
 def test_tie_kd_later_passes_need_the_cache_s_own_teacher(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
@@ -422,6 +441,7 @@ def test_tie_kd_later_passes_need_the_cache_s_own_teacher(translation_setup, tmp
     assert tie.teacher is not None and tie.teacher_term.topk == 8  # the later passes keep the cache's K
 
 
+@pytest.mark.slow
 def test_an_ensemble_cache_serves_its_own_temperature_only(translation_setup, tmp_path):
     data, teacher = translation_setup
     second, _ = save_teacher(tmp_path / "second", seed=2)
@@ -440,6 +460,7 @@ def test_an_ensemble_cache_serves_its_own_temperature_only(translation_setup, tm
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "missing-index", "truncated", "manifest", "manifest-key"])
 def test_a_damaged_cache_is_refused(translation_setup, tmp_path, damage):
     data, teacher = translation_setup
@@ -464,6 +485,7 @@ def test_a_damaged_cache_is_refused(translation_setup, tmp_path, damage):
     refused(data, cache, *WORD_KD, match=message, load=False)
 
 
+@pytest.mark.slow
 def test_a_batch_whose_targets_differ_from_the_cache_is_refused(translation_setup, tmp_path):
     data, teacher = translation_setup
     cache = TeacherCache(build_cache(data, teacher, tmp_path / "cache", *TRANSLATION))
@@ -476,6 +498,7 @@ def test_a_batch_whose_targets_differ_from_the_cache_is_refused(translation_setu
         cache.collate(torch.tensor([0, 1]), target, pad=1)
 
 
+@pytest.mark.slow
 def test_the_cache_command_refuses_bad_arguments(translation_setup, tmp_path):
     data, teacher = translation_setup
     with pytest.raises(SystemExit, match=r"--topk must be >= 1, got 0"):
@@ -489,6 +512,7 @@ def test_the_cache_command_refuses_bad_arguments(translation_setup, tmp_path):
     assert not (tmp_path / "c" / MANIFEST).exists()
 
 
+@pytest.mark.slow
 def test_the_teacher_presets_read_a_cache_given_to_train_sh(translation_setup, tmp_path):
     """configs/presets.sh with KD_TEACHER_CACHE (train.sh --teacher-cache): word-kd and skd-word-kd
     read the cache alone; tie-kd reads it in its first pass and runs the teacher after."""

@@ -13,6 +13,9 @@ from skd_fairseq.distillation import kl_to_teacher, teacher_distribution, tie_ra
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 TIE = ["--criterion", "label_smoothed_tie_kd", "--label-smoothing", "0.1"]
 
+# Every test writes a teacher checkpoint with fairseq's Trainer: seconds each, not in the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def build_tie(tmp_path, *flags, seed=1):
     teacher_path, teacher = save_teacher(tmp_path / "teacher", seed=seed)

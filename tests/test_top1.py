@@ -207,6 +207,7 @@ def test_alpha_zero_and_validation_are_label_smoothed_cross_entropy(tmp_path, fr
         assert torch.equal(top1(model, sample)[0], plain(model, sample)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [

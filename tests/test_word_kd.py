@@ -13,6 +13,9 @@ LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
 KD = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0.1"]
 
+# Every test writes a teacher checkpoint with fairseq's Trainer: seconds each, not in the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def student_with_teacher(tmp_path, teacher_path, *flags):
     return build_translation(tmp_path / "student", KD + ["--kd-teacher-path", teacher_path, *flags])
