@@ -221,7 +221,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
             return [Space(embedding_matrix(parts))]
         return cluster_spaces(parts)
 
-    excluded = table_criterion.excluded_ids
+    excluded = table_criterion.candidates.excluded_ids
 
     def rebuild():
         """The search for at most refresh_rows query rows of each space; the time per row, scaled
@@ -256,7 +256,7 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
                 step(criterion)
             peak[name] = used.bytes
         if refresh_rows == vocab:
-            table_criterion.neighbour_table.table = None
+            table_criterion.candidates.neighbour_table.table = None
             with PeakMemory(device) as used:
                 step(table_criterion)
         else:  # a whole refresh step would take too long: the search on its own (its rows + one block)

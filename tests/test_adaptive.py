@@ -313,7 +313,7 @@ def test_skd_on_an_adaptive_softmax_equals_the_full_matrix_reference(
     from conftest import lm_sample
     from references import brute_force_similarities, reference_loss, reference_soft_targets
 
-    from skd_fairseq.criterions import label_smoothed_skd as module
+    from skd_fairseq.criterions import candidate_state as module
 
     drawn = []
     original = module.random_candidates

@@ -137,7 +137,7 @@ def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_me
         criterion.set_num_updates(u)
         for _ in range(2):  # two micro-batches per update (--update-freq 2)
             criterion(model, sample)
-        table_at[u] = criterion.neighbour_table.table
+        table_at[u] = criterion.candidates.neighbour_table.table
         with torch.no_grad():  # the weights move between updates
             model.decoder.output_projection.weight.add_(0.3 * torch.randn_like(model.decoder.output_projection.weight))
     assert len(calls) == 3  # at updates 0, 10 and 20
@@ -146,7 +146,7 @@ def test_neighbour_table_is_recomputed_every_refresh_interval(tmp_path, fresh_me
 
 
 def record_random_draws(monkeypatch):
-    from skd_fairseq.criterions import label_smoothed_skd as module
+    from skd_fairseq.criterions import candidate_state as module
 
     draws = []
     original = module.random_candidates
@@ -296,7 +296,7 @@ def test_adaptive_softmax_with_label_smoothing_gets_a_clear_error(tmp_path, fres
     "mode, refresh", [("neighbours", "0"), ("neighbours", "5"), ("random", "50"), ("predicted", "50")]
 )
 def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh_metrics, monkeypatch, mode, refresh):
-    from skd_fairseq.criterions import label_smoothed_skd as module
+    from skd_fairseq.criterions import candidate_state as module
 
     chosen = []
     from skd_fairseq.criterions.candidate_state import NeighbourTable
@@ -335,7 +335,7 @@ def test_exclude_unseen_draws_candidates_among_seen_targets_only(tmp_path, fresh
         _, _, log = criterion(model, sample)
         assert log["skd_ntokens"] > 0
         assert set(chosen[-1][target.view(-1).ne(pad)].flatten().tolist()) <= seen
-    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(seen)
+    assert criterion.candidates.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(seen)
 
 
 def test_exclude_unseen_waits_for_k_plus_one_seen_targets(tmp_path, fresh_metrics):
@@ -363,11 +363,15 @@ def test_exclude_unseen_counts_targets_before_skd_starts_and_warns_on_resume(tmp
         _, _, log = criterion(model, sample)  # update 0: alpha 0, no SKD term yet
     assert log["skd_alpha"] == 0 and log["skd_ntokens"] == 0
     target = sample["target"]
-    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    assert criterion.candidates.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(
+        set(target[target.ne(pad)].tolist())
+    )
     assert "resuming" not in caplog.text
     model.eval()  # validation targets are not training targets
     criterion(model, translation_sample(task, seed=4))
-    assert criterion.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(set(target[target.ne(pad)].tolist()))
+    assert criterion.candidates.seen_targets.seen.nonzero().squeeze(1).tolist() == sorted(
+        set(target[target.ne(pad)].tolist())
+    )
     # A criterion whose first training step comes after update 0 is a resumed run: it says what it lost.
     _, model, resumed, _ = build_translation(
         tmp_path, SKD_DEFAULTS + ["--skd-alpha", "0.5", "--skd-topk", "3", "--skd-exclude-unseen"]

@@ -62,7 +62,7 @@ def test_half_precision_steps_match_fp32(tmp_path, fresh_metrics, dtype, mode, m
     model.train()
     want, _, want_log = criterion(model, sample)
     half = model.to(dtype)
-    criterion._draw = (None, 0)  # the same random candidates as the fp32 step (not a second micro-batch's)
+    criterion.candidates._draw = (None, 0)  # the same random candidates as the fp32 step (not a second micro-batch's)
     loss, _, log = criterion(half, sample)
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in half.parameters() if p.grad is not None)

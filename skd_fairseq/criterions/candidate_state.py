@@ -1,11 +1,12 @@
-"""What ``label_smoothed_skd`` keeps from step to step to pick candidates: the neighbour table
-and the set of tokens seen as a training target. Neither is saved in checkpoints."""
+"""How ``label_smoothed_skd`` picks each position's candidates (:class:`CandidatePicker`) and
+what it keeps from step to step to do so: the neighbour table and the set of tokens seen as a
+training target. Neither is saved in checkpoints."""
 
 import logging
 
 import torch
 
-from ..neighbours import neighbour_table
+from ..neighbours import admissible_ids, neighbour_table, random_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +113,77 @@ class SeenTargets(torch.nn.Module):
         counts = seen_per_pool(seen).tolist()  # the one sync
         n_unseen = seen.numel() - sum(counts)
         return order[:n_unseen], order[n_unseen:], counts
+
+
+class CandidatePicker(torch.nn.Module):
+    """The k candidates of each position by --skd-candidates (``settings.candidates``): the
+    neighbour table, the model's top k, or random draws, never a special or filler symbol
+    (``excluded``) nor, with --skd-exclude-unseen, a token not yet seen as a target. A module, so
+    its id buffers move with the criterion to the training device."""
+
+    def __init__(self, settings, vocab_size: int, excluded, padding_idx: int, seed: int):
+        super().__init__()
+        self.settings = settings
+        self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
+        self.register_buffer("admissible_ids", admissible_ids(vocab_size, excluded), persistent=False)
+        self.seen_targets = SeenTargets(vocab_size, padding_idx)
+        self.neighbour_table = NeighbourTable(settings.topk, settings.similarity, settings.neighbour_refresh)
+        # Random candidates: a generator seeded from (seed, update, micro-batch, rank), so runs are
+        # reproducible and the draws leave fairseq's own random stream (dropout) alone.
+        self.seed = seed
+        self._generator = None
+        self._draw = (None, 0)  # (update, micro-batches drawn in it)
+
+    def observe(self, target: torch.Tensor, num_updates: int) -> None:
+        """A training step's targets (with --skd-exclude-unseen: seen from now on)."""
+        if self.settings.exclude_unseen:
+            self.seen_targets.add(target, num_updates)
+
+    def exclusions(self, scores, target, num_updates: int):
+        """(excluded, admissible, enough): the special and filler symbols and, with
+        --skd-exclude-unseen, the tokens not yet seen as a target; ``enough`` is False while fewer
+        than k + 1 tokens have been (with cluster candidates: in some cluster). ``excluded``: ids,
+        or a mask [V]; ``admissible``: sorted ids, or (ids padded with >= V, their count) for
+        random candidates among the seen tokens. With a cached neighbour table both are None (the
+        table applies). Only a neighbour-table refresh, and the steps before every pool has k + 1
+        seen tokens, read counts on the host."""
+        if not self.settings.exclude_unseen:
+            return self.excluded_ids, self.admissible_ids, True
+        needed = self.settings.topk + 1
+        if self.settings.candidates == "neighbours":
+            if not self.neighbour_table.is_stale(num_updates, target.device):
+                return None, None, True
+            excluded, admissible, counts = self.seen_targets.split(
+                self.excluded_ids, scores.seen_per_cluster, all_ranks=True
+            )
+            return excluded, admissible, min(counts) >= needed
+        if not self.seen_targets.enough(self.excluded_ids, scores.seen_per_cluster, needed):
+            return None, None, False
+        skip, admissible, count = self.seen_targets.admissible(self.excluded_ids)
+        return skip, (admissible, count), True
+
+    def pick(self, scores, target: torch.Tensor, num_updates: int):
+        """[N, k] candidates of each position, or None while too few tokens have been seen."""
+        excluded, admissible, enough = self.exclusions(scores, target, num_updates)
+        if not enough:
+            return None
+        mode, k = self.settings.candidates, self.settings.topk
+        if mode == "predicted":
+            return scores.topk(k, excluded, target)
+        if mode == "random":
+            generator = self.random_generator(target.device, num_updates)
+            admissible, count = admissible if isinstance(admissible, tuple) else (admissible, None)
+            pools = scores.random_pools(admissible, target)
+            return random_candidates(target, k, admissible, generator, pools=pools, admissible_count=count)
+        return self.neighbour_table.candidates(scores.neighbour_spaces, target, excluded, num_updates)
+
+    def random_generator(self, device, num_updates: int):
+        """A generator on ``device`` seeded for this micro-batch: fresh draws at every step."""
+        update, drawn = self._draw
+        drawn = drawn + 1 if update == num_updates else 0
+        self._draw = (num_updates, drawn)
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+        rank = world_and_rank()[1]
+        self._generator.manual_seed(hash((self.seed, num_updates, drawn, rank)) % 2**63)
+        return self._generator

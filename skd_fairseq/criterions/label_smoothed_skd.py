@@ -21,7 +21,6 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ..losses import skd_loss_from_entries, soft_targets_from_similarities, top1_distance_loss
-from ..neighbours import admissible_ids, random_candidates
 from ..schedule import skd_alpha
 from ..settings import (
     ADAPTIVE_CANDIDATES,
@@ -33,7 +32,7 @@ from ..settings import (
 )
 from ..similarity import SIMILARITIES
 from .adaptive_softmax import AdaptiveScores, adaptive_softmax_of
-from .candidate_state import NeighbourTable, SeenTargets, world_and_rank
+from .candidate_state import CandidatePicker
 from .fairseq_access import excluded_token_ids, output_embedding, relay_num_updates
 from .scores import FullScores
 
@@ -171,20 +170,9 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         excluded = excluded_token_ids(dictionary)
         self.settings = skd_settings(cfg, len(dictionary), len(excluded))
         self.vocab_size = len(dictionary)
-        # Move with the criterion to the training device; never saved.
-        self.register_buffer("excluded_ids", torch.tensor(excluded), persistent=False)
-        self.register_buffer("admissible_ids", admissible_ids(len(dictionary), excluded), persistent=False)
-        self.seen_targets = SeenTargets(len(dictionary), self.padding_idx)
-        self.neighbour_table = NeighbourTable(
-            self.settings.topk, self.settings.similarity, self.settings.neighbour_refresh
-        )
+        self.candidates = CandidatePicker(self.settings, len(dictionary), excluded, self.padding_idx, cfg.seed)
         self._candidates_checked = False
-        # --skd-candidates random: a generator seeded from (seed, update, micro-batch, rank), so
-        # runs are reproducible and the draws leave fairseq's own random stream (dropout) alone.
-        self.seed = cfg.seed
         self.ddp_backend = str(cfg.ddp_backend)
-        self._generator = None
-        self._draw = (None, 0)  # (update, micro-batches drawn in it)
         self.num_updates = 0
         relay_num_updates(task)
 
@@ -236,7 +224,7 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         target = model.get_targets(sample, net_output).view(-1)
         scores = AdaptiveScores(softmax, net_output[0], target, self.settings.adaptive_candidates or "cluster")
         if not self._candidates_checked:  # the clusters are known from the first batch on
-            scores.check_candidates(self.settings.topk, self.excluded_ids)
+            scores.check_candidates(self.settings.topk, self.candidates.excluded_ids)
             self._candidates_checked = True
         return scores, target
 
@@ -263,8 +251,8 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
         """(loss, nll_loss, training-only log entries) for flattened ``scores`` and target [N]."""
         # Validation reports the plain label-smoothed loss, so runs stay comparable.
         alpha = self.current_alpha() if model.training else 0.0
-        if self.settings.exclude_unseen and model.training:
-            self.seen_targets.add(target, self.num_updates)  # also before SKD starts
+        if model.training:
+            self.candidates.observe(target, self.num_updates)  # also before SKD starts
         skd_log = None
         if alpha > 0:
             loss, nll_loss, skd_log = self.compute_skd_loss(scores, target, alpha, reduce)
@@ -283,48 +271,12 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             keys += ["skd_tau", "skd_tau_ntokens"] if self.settings.gold_mass is not None else []
         return {key: torch.zeros((), device=device) for key in keys}
 
-    def candidate_exclusions(self, scores, target):
-        """(excluded, admissible, enough) for the candidates: the special and filler symbols
-        and, with --skd-exclude-unseen, the tokens not yet seen as a target; ``enough`` is False
-        while fewer than k + 1 tokens have been (with cluster candidates: in some cluster).
-        ``excluded``: ids, or a mask [V]; ``admissible``: sorted ids, or (ids padded with >= V,
-        their count) for random candidates among the seen tokens. With a cached neighbour table
-        both are None (the table applies). Only a neighbour-table refresh, and the steps before
-        every pool has k + 1 seen tokens, read counts on the host."""
-        if not self.settings.exclude_unseen:
-            return self.excluded_ids, self.admissible_ids, True
-        needed = self.settings.topk + 1
-        if self.settings.candidates == "neighbours":
-            if not self.neighbour_table.is_stale(self.num_updates, target.device):
-                return None, None, True
-            excluded, admissible, counts = self.seen_targets.split(
-                self.excluded_ids, scores.seen_per_cluster, all_ranks=True
-            )
-            return excluded, admissible, min(counts) >= needed
-        if not self.seen_targets.enough(self.excluded_ids, scores.seen_per_cluster, needed):
-            return None, None, False
-        skip, admissible, count = self.seen_targets.admissible(self.excluded_ids)
-        return skip, (admissible, count), True
-
-    def pick_candidates(self, scores, target, excluded, admissible):
-        """[N, k] candidates of each position, by --skd-candidates."""
-        mode, k = self.settings.candidates, self.settings.topk
-        if mode == "predicted":
-            return scores.topk(k, excluded, target)
-        if mode == "random":
-            generator = self.random_generator(target.device)
-            admissible, count = admissible if isinstance(admissible, tuple) else (admissible, None)
-            pools = scores.random_pools(admissible, target)
-            return random_candidates(target, k, admissible, generator, pools=pools, admissible_count=count)
-        return self.neighbour_table.candidates(scores.neighbour_spaces, target, excluded, self.num_updates)
-
     def compute_skd_loss(self, scores, target, alpha, reduce):
         """(loss, nll_loss, log entries) with the SKD term, or Nones while --skd-exclude-unseen
         has seen fewer than k + 1 distinct targets (the caller then leaves SKD out)."""
-        excluded, admissible, enough = self.candidate_exclusions(scores, target)
-        if not enough:
+        candidates = self.candidates.pick(scores, target, self.num_updates)
+        if candidates is None:
             return None, None, None
-        candidates = self.pick_candidates(scores, target, excluded, admissible)
         real = target.ne(self.padding_idx)
         pad_mask = ~real.unsqueeze(-1)
         # Padding positions ask for the padding id only: no tail cluster is run for them.
@@ -374,17 +326,6 @@ class LabelSmoothedSkdCriterion(LabelSmoothedCrossEntropyCriterion):
             skd_log["skd_tau"] = tau.masked_fill(~solved, 0.0).sum()
             skd_log["skd_tau_ntokens"] = solved.sum()
         return loss, nll_loss, skd_log
-
-    def random_generator(self, device):
-        """A generator on ``device`` seeded for this micro-batch: fresh draws at every step."""
-        update, drawn = self._draw
-        drawn = drawn + 1 if update == self.num_updates else 0
-        self._draw = (self.num_updates, drawn)
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-        rank = world_and_rank()[1]
-        self._generator.manual_seed(hash((self.seed, self.num_updates, drawn, rank)) % 2**63)
-        return self._generator
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
