@@ -10,9 +10,15 @@ Creates or updates .venv (scripts/setup-env.sh), checks the code's style (ruff c
 ruff format --check and shellcheck, configured in pyproject.toml; a few seconds), then runs
 the test suite with pytest on the CPU, one pytest-xdist worker per core (SKD_TEST_WORKERS to change it; 0 runs in
 this process), each with one thread (OMP_NUM_THREADS, default 1); any arguments go to
-pytest, e.g. -k criterion or tests/test_losses.py.
-The fairseq command tests read ../shared/data beside the checkout (or SKD_SHARED_DATA).
-This is what CI runs (.ci/run).
+pytest, e.g. -k criterion or tests/test_losses.py. This is what CI runs (.ci/run).
+
+Run the fast tier first: $(basename "$0") -m "not slow" (the mathematics and the criteria in
+process, no fairseq command or script; under 2 minutes).
+
+The fairseq command tests read Multi30k and the WikiText-2 sample from \$SKD_SHARED_DATA, else
+../shared/data beside the checkout, else download them once into \$SKD_DATA_CACHE (default
+\${XDG_CACHE_HOME:-~/.cache}/skd-fairseq) from \$MULTI30K_URL and \$WIKITEXT2_URL (default: the
+datasets' public repositories); see docs/testing.md.
 EOF2
     exit 0 ;;
 esac
