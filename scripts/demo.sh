@@ -57,7 +57,7 @@ cd "$repo"
 listed=$(bash scripts/train.sh "$config" --criterion-preset --list) || die "could not list the presets of $config"
 for preset in $presets; do  # checked before the first model trains
   grep -qxF "$preset" <<< "$listed" || die "preset '$preset' $(grep -qxF "$preset teacher" <<< "$listed" \
-    && echo "distils from a teacher: see scripts/reproduce.sh kd-multi30k" || echo "is unknown (one of: $(cut -d' ' -f1 <<< "$listed" | paste -sd' '))")"
+    && echo "distils from a teacher: see scripts/reproduce.sh kd-multi30k" || echo "is unknown (one of: $(grep -v ' teacher$' <<< "$listed" | paste -sd' '))")"
 done
 say() { echo "[demo] $*"; }
 # Runs a step with its output in a file; on failure, shows the file's last lines and stops.

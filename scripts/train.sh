@@ -144,6 +144,8 @@ if [ -z "$data_override" ] && [ ! -f "$DATA/.done" ]; then
   echo "[train] preparing data: ${PREPARE[*]}"
   bash "${PREPARE[@]}"
 fi
+new_dir=0
+[ -d "$save_dir" ] || new_dir=1
 mkdir -p "$save_dir"
 if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signature" ]; then
   echo "[train] $save_dir already finished with these settings; not training again (delete $save_dir/.finished to continue)"
@@ -155,8 +157,22 @@ cmd+=(${device[@]+"${device[@]}"})
 echo "[train] $name / $preset / seed $seed -> $save_dir"
 printf '%q ' "${cmd[@]}" > "$save_dir/command.txt"; echo >> "$save_dir/command.txt"
 # fairseq's own progress goes to the terminal and to train.log; the wrapper records peak memory.
+status=0
 python -m skd_experiments.run_and_measure --log "$save_dir/train.log" --summary "$save_dir/train.json" \
   --meta config="$name" preset="$preset" method="${method:-$preset}" seed="$seed" extra_flags="${extra[*]}" data="$data_override" \
     teacher_cache="${KD_TEACHER_CACHE:-}" teacher_cache_topk="${cache_topk:-}" \
-  -- "${cmd[@]}"
+  -- "${cmd[@]}" || status=$?
+if [ "$status" != 0 ]; then
+  # fairseq prints its configuration and a traceback before the error; name the step and the error last.
+  error=$(grep -E '^[A-Za-z_.]*(Error|Exception): ' "$save_dir/train.log" | tail -n 1 || true)
+  # fairseq's exit status is passed on (argparse's 2 for an unknown flag, 1 for a refused value).
+  if [ "$new_dir" = 1 ] && ! compgen -G "$save_dir/checkpoint*.pt" > /dev/null; then
+    # Nothing was trained: leave no directory that looks like a run (its log is above).
+    rm -rf "$save_dir"
+    echo "train: fairseq-train failed before its first checkpoint: ${error:-exit status $status (see its output above)}; $save_dir was removed" >&2
+  else
+    echo "train: fairseq-train failed: ${error:-exit status $status} (log: $save_dir/train.log)" >&2
+  fi
+  exit "$status"
+fi
 printf '%s' "$signature" > "$save_dir/.finished"

@@ -5,7 +5,8 @@
 
 The command's own output goes to --out; fairseq's log (--log, written by
 scripts/train.sh) is followed and summarised in one line: update (of the total),
-training loss, last validation perplexity, target tokens/s and the time this model has
+training loss (the criterion's own, and the plain NLL that compares across criteria), last
+validation perplexity, target tokens/s and the time this model has
 left (with --queued N, also the time left for it and the N models queued after it, at
 this model's pace). On a
 terminal the line is rewritten in place; otherwise (a log file, CI) a line is printed
@@ -57,7 +58,12 @@ class Progress:
             return f"{label}: starting ({elapsed:.0f} s)"
         updates = int(self.values.get("num_updates", 0))
         total = self.total_updates()
-        parts = [f"update {updates}" + (f"/{total}" if total else ""), f"loss {float(self.values['loss']):.3f}"]
+        # "loss" is each criterion's own (SKD's mixes in its soft-target term): the plain NLL beside
+        # it is what compares across criteria.
+        loss = f"loss {float(self.values['loss']):.3f}"
+        if "nll_loss" in self.values:
+            loss += f" (criterion's; nll {float(self.values['nll_loss']):.3f})"
+        parts = [f"update {updates}" + (f"/{total}" if total else ""), loss]
         if self.valid_ppl is not None:
             parts.append(f"valid ppl {self.valid_ppl:.2f}")
         parts.append(f"{float(self.values.get('wps', 0)):,.0f} tok/s")

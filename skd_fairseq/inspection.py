@@ -73,9 +73,15 @@ def load_checkpoint_embedding(path):
     try:
         state = torch.load(path, map_location="cpu")
     except Exception as err:  # pickle, zip or weights-only errors: all say "not a checkpoint"
+        # torch's weights-only message advises loading with weights_only=False: not advice to pass
+        # on for a file that is no fairseq checkpoint (fairseq's own load under the plugin's
+        # allow-list), so only its kind is named.
+        detail = type(err).__name__
+        if "weights_only" not in str(err) and str(err):
+            detail += f": {str(err).splitlines()[0]}"
         raise SystemExit(
-            f"skd-fairseq-inspect: cannot read {path} as a checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); give a .pt file written by fairseq-train"
+            f"skd-fairseq-inspect: cannot read {path} as a fairseq checkpoint ({detail}); give a .pt file "
+            "written by fairseq-train"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise SystemExit(

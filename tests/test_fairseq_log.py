@@ -164,7 +164,10 @@ def test_both_log_formats_give_the_same_records_and_run_figures(lines):
     assert (progress.max_epoch, progress.epoch, progress.valid_ppl) == (2, 2, 55.7)
     # The simple format counts an epoch's updates, so the total of a run by epochs is known.
     total = "/200" if lines is SIMPLE else ""
-    assert progress.line("run", 5.0).startswith(f"run: update 200{total} | loss 6.500 | valid ppl 55.70 | ")
+    # The criterion's own loss, and the plain NLL that compares across criteria.
+    assert progress.line("run", 5.0).startswith(
+        f"run: update 200{total} | loss 6.500 (criterion's; nll 6.300) | valid ppl 55.70 | "
+    )
 
 
 def test_lines_that_are_not_progress_records_are_skipped():

@@ -74,6 +74,9 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
 
     checkpoint, _ = save_teacher(tmp_path / "run", n_words=60)
     write_dictionary(tmp_path / "other.txt", 100)
+    # A pickle that is no checkpoint: torch's weights-only refusal advises weights_only=False,
+    # which inspect must not pass on.
+    torch.save({"module": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
     for argv, code, message in (
         (
             [checkpoint, "--dict", str(tmp_path / "other.txt")],
@@ -88,11 +91,12 @@ def test_inspect_refuses_a_missing_or_mismatched_dictionary(tmp_path, capsys):
         ([checkpoint, "--gold-mass", "0.1"], 2, "gold mass must be in (1/(k+1), 1)"),
         ([str(tmp_path / "missing.pt")], 2, "missing.pt not found"),
         ([str(tmp_path / "other.txt")], "skd-fairseq-inspect: cannot read", None),
+        ([str(tmp_path / "pickled.pt")], "skd-fairseq-inspect: cannot read", None),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         if message is None:  # SystemExit("message"): the message is the exit value
-            assert str(exit_info.value.code).startswith(code)
+            assert str(exit_info.value.code).startswith(code) and "weights_only" not in str(exit_info.value.code)
         else:
             assert exit_info.value.code == code and message in capsys.readouterr().err
 

@@ -457,6 +457,9 @@ def test_demo_shows_the_log_of_a_failing_step(multi30k_bin, tmp_path):
         check=False,
     )
     assert proc.returncode == 1 and "demo: preset 'skd-magic' is unknown (one of: baseline" in proc.stderr
+    # It lists the presets the demo runs: not those that need a teacher, which it refuses.
+    listed = proc.stderr.split("(one of: ")[1].split(")")[0].split()
+    assert "skd-neighbours" in listed and not {"word-kd", "tie-kd", "skd-word-kd"} & set(listed)
     assert not (tmp_path / "demo").exists()
     with open(config, "a") as f:
         f.write("FAIRSEQ_ARGS+=(--no-such-flag)\n")
@@ -1020,6 +1023,19 @@ def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path, translation_teac
         check=False,
     )
     assert proc.returncode == 1 and "--teacher: checkpoint" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_bad_flag_through_train_sh_ends_with_the_message_and_leaves_no_run(multi30k_bin, tmp_path):
+    """fairseq prints its configuration and a traceback first; train.sh's last line names the step
+    and the error, and the directory of a run that trained nothing is gone."""
+    run_dir = tmp_path / "run"
+    args = [tiny_config(tmp_path, multi30k_bin), "--criterion-preset", "skd-neighbours", "--save-dir", run_dir]
+    proc = run(["bash", SCRIPTS / "train.sh", *args, "--skd-topk", "-3"], check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("train: fairseq-train failed before its first checkpoint: ")
+    assert "ValueError: --skd-topk" in last and last.endswith(f"{run_dir} was removed")
+    assert not run_dir.exists()
 
 
 @pytest.mark.pipeline
