@@ -33,10 +33,10 @@ AVERAGE_LAST=5
 # reproduce.sh multi30k: the rows of issue 15's table (the baseline, the matched-smoothing
 # control, SKD with the tuned setting, its predicted and random-candidate variants, R-Drop),
 # issue 38's other readings of self-distillation (the public SKD code's top-1 distance reading,
-# progressive self-KD) and the columns beside BLEU/chrF: cost against the baseline, the
-# criteria's logged metrics.
+# progressive self-KD) and the column beside BLEU/chrF: the criteria's logged metrics.
 TABLE_PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random skd-top1 ps-kd rdrop"
-TABLE_COLUMNS=(--cost --training-metrics)
+# No cost column: the runs' wall times measure the machine's load (benchmarks/ measures the cost).
+TABLE_COLUMNS=(--training-metrics)
 # Beside the tests against the baseline: each regulariser against label smoothing of SKD's
 # strength (does it beat the cheap control?), and the neighbours against random candidates.
 TABLE_COMPARISONS="skd-neighbours:ls-matched skd-predicted:ls-matched skd-random:ls-matched rdrop:ls-matched

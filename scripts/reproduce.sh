@@ -8,7 +8,7 @@ Usage: $(basename "$0") TABLE [--seeds "1 2 3"] [--presets "A B C"] [--out DIR] 
 
 TABLE is one of:
   multi30k      Multi30k de->en trained to convergence, configs/multi30k-de-en.sh: BLEU/chrF on
-                test2016, validation perplexity, cost and SKD's gold mass per row (CPU: about
+                test2016, validation perplexity and SKD's gold mass per row (CPU: about
                 2 h a run with two runs side by side, one thread each)
   multi30k-lm   language model on Multi30k English, configs/multi30k-en-lm.sh, test perplexity
   iwslt14       IWSLT'14 de->en, configs/iwslt14-de-en.sh (set IWSLT14_RAW; GPU)
@@ -25,8 +25,7 @@ TABLE is one of:
                 rows (configs/multi30k-de-en-demo.sh): baseline, skd-neighbours, word-kd
                 and skd-word-kd (from the cache), seq-kd (baseline on the distilled data),
                 seq-word-kd (word-kd on it, from a cache of it), tie-kd (first pass from
-                the cache); every row scored with beam search and with greedy decoding;
-                with a cost table
+                the cache); every row scored with beam search and with greedy decoding
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then skd-fairseq-tables writes RESULTS/TABLE.md (mean
@@ -225,8 +224,9 @@ done
 
 mkdir -p "$results_dir"
 significance=(--significance)
-[ "$kind" = kd ] && significance+=(--cost)
-# A config may ask for more columns (TABLE_COLUMNS, e.g. --cost --training-metrics).
+# A config may ask for more columns (TABLE_COLUMNS, e.g. --training-metrics). No cost column: the
+# runs' wall times, beside other runs at various thread counts, measure the machine's load;
+# benchmarks/bench_train.py measures the cost interleaved (docs/benchmarks.md).
 if declare -p TABLE_COLUMNS > /dev/null 2>&1; then significance+=(${TABLE_COLUMNS[@]+"${TABLE_COLUMNS[@]}"}); fi
 significance+=(${compare[@]+"${compare[@]}"})
 {

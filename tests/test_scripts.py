@@ -510,7 +510,7 @@ COMMITTED_TABLES = [
     (
         "multi30k-en-lm",
         "result.test.json",
-        ["--significance", "--cost", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"],
+        ["--significance", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"],
     ),
     ("multi30k-de-en-sweep", "result.valid.json", ["--flags", "--training-metrics"]),
 ]
@@ -900,15 +900,14 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert "| seq-word-kd | `word-kd --data distilled/bin --teacher-cache distilled-cache (top 8)` |" in table
     assert "de-en test: BLEU | multi30k-slice de-en test greedy: BLEU |" in table
     assert "(2 runs)" in table and "Training time of the 2 runs" in table
-    assert "| cost vs baseline: time × / memory × |" in table and "| 1.000 / 1.000 |" in table
-    assert "Training cost (means over seeds; ratios to baseline; peak memory: host resident set):" in table
-    assert "| baseline | " in table.split("Training cost")[1] and "| 1.000 |" in table
+    # No cost column: the runs' wall times measure the machine's load; benchmarks/ measures the cost.
+    assert "cost vs baseline" not in table and "Training cost" not in table
     runs = tmp_path / "runs"
     assert json.loads((runs / "teacher" / "result.test.json").read_text())["updates"] == 8
     result = json.loads((runs / "seq-word-kd" / "seed1" / "result.test.json").read_text())
     assert result["method"] == "seq-word-kd" and result["seed"] == 1 and result["updates"] == 4
     assert (
-        result["flags"] == "word-kd --data distilled/bin --teacher-cache distilled-cache"
+        result["flags"] == "word-kd --data distilled/bin --teacher-cache distilled-cache (top 8)"
         and result["commit"]
         and result["evaluation_commit"]
     )
