@@ -23,8 +23,10 @@ Options:
   -h, --help         this text
 
 Data: MULTI30K_DIR (a directory with the dataset's data/task1/raw/*.gz files) if set,
-else ../shared/data/multi30k beside the checkout if it exists, else a download from
-https://github.com/multi30k/dataset.
+else ../shared/data/multi30k beside the checkout if it exists, else a download by
+scripts/prepare-multi30k.sh from \$MULTI30K_URL (a mirror's base URL; default data/task1/raw/
+of https://github.com/multi30k/dataset) into the config's data directory (by default
+data/multi30k.de-en/download), each file kept only when it has its split's line count.
 EOF
 }
 
