@@ -91,4 +91,20 @@ PRESET_skd_word_kd=(
   "${KD_TEACHER_SOURCE[@]}" --kd-weight 0.5 --kd-temperature 1.0
   --skd-candidates neighbours "${SKD_TUNED[@]}"
 )
-PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random skd-top1 ps-kd rdrop word-kd tie-kd skd-word-kd"
+# Self-distillation from the model itself (issue 47): label smoothing plus alpha T^2 KL(teacher ||
+# student), the teacher the same batch through the model with another dropout mask (self-kd-twin,
+# R-Drop with the gradient stopped on one side) or a moving average of its weights without dropout
+# (self-kd-ema). These values are the validation sweep's starting point (alpha 1 as R-Drop's chosen
+# alpha, decay 0.999: a horizon of about 1,000 of the 2,394 updates) until that sweep chooses them
+# (results/multi30k-de-en-sweep.md).
+SELF_KD_TWIN_ALPHA=1
+SELF_KD_EMA_ALPHA=1
+SELF_KD_EMA_DECAY=0.999
+PRESET_self_kd_twin=(
+  --criterion label_smoothed_self_kd --label-smoothing 0.1 --self-kd-teacher twin --self-kd-alpha "$SELF_KD_TWIN_ALPHA"
+)
+PRESET_self_kd_ema=(
+  --criterion label_smoothed_self_kd --label-smoothing 0.1 --self-kd-teacher ema --self-kd-alpha "$SELF_KD_EMA_ALPHA"
+  --self-kd-ema-decay "$SELF_KD_EMA_DECAY"
+)
+PRESETS="baseline ls-matched skd-neighbours skd-predicted skd-random skd-top1 ps-kd rdrop self-kd-twin self-kd-ema word-kd tie-kd skd-word-kd"

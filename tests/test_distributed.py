@@ -115,6 +115,7 @@ def assert_same_weights(a, b):
         ["--criterion", "label_smoothed_skd", "--skd-candidates", "predicted"],
         ["--criterion", "label_smoothed_word_kd", "--kd-teacher-path", "TEACHER", "--skd-neighbour-refresh", "2"],
         ["--criterion", "label_smoothed_word_kd", "--kd-teacher-cache", "CACHE", "--skd-candidates", "predicted"],
+        ["--criterion", "label_smoothed_self_kd", "--self-kd-teacher", "ema", "--self-kd-ema-decay", "0.5"],
         [
             "--criterion",
             "label_smoothed_tie_kd",
@@ -140,7 +141,7 @@ def assert_same_weights(a, b):
             "0",
         ],
     ],
-    ids=["skd-predicted", "word-kd+skd", "word-kd-cached+skd", "tie-kd", "skd-adaptive-softmax"],
+    ids=["skd-predicted", "word-kd+skd", "word-kd-cached+skd", "self-kd-ema+skd", "tie-kd", "skd-adaptive-softmax"],
 )
 def test_two_ranks_train_like_one_process_with_update_freq_2(multi30k_bin, tmp_path, request, criterion):
     # Candidates among every token: the seen-target set of the default --skd-exclude-unseen grows

@@ -113,6 +113,15 @@ def test_a_kd_criterion_step_makes_no_sync(tmp_path, fresh_metrics, flags):
     assert steady_step_syncs(criterion, model, samples) == {}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("teacher", ["twin", "ema"])
+def test_a_self_kd_step_makes_no_sync(tmp_path, fresh_metrics, teacher):
+    flags = ["--criterion", "label_smoothed_self_kd", "--label-smoothing", "0.1", "--self-kd-teacher", teacher]
+    task, model, criterion, _ = build_translation(tmp_path, flags + ["--dropout", "0.3"])
+    samples = [translation_sample(task, seed=seed) for seed in range(WARMUP)]
+    assert steady_step_syncs(criterion, model, samples) == {}
+
+
 def test_a_ps_kd_step_makes_no_sync(tmp_path, fresh_metrics):
     task, model, criterion, _ = build_translation(
         tmp_path, ["--criterion", "label_smoothed_ps_kd", "--label-smoothing", "0.1", "--max-epoch", "4"]

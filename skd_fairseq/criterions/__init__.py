@@ -1,1 +1,7 @@
-from . import label_smoothed_ps_kd, label_smoothed_skd, label_smoothed_tie_kd, label_smoothed_word_kd  # noqa: F401
+from . import (  # noqa: F401
+    label_smoothed_ps_kd,
+    label_smoothed_self_kd,
+    label_smoothed_skd,
+    label_smoothed_tie_kd,
+    label_smoothed_word_kd,
+)

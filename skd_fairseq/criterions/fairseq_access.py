@@ -97,6 +97,30 @@ def relay_begin_epoch(task, criterion) -> None:
     task.begin_epoch = relaying_begin_epoch
 
 
+def unwrapped(model):
+    """The fairseq model inside the wrappers distributed training puts around it (sometimes two)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def relay_task_state(task, key: str, state) -> None:
+    """Make ``task.state_dict()``, which fairseq-train saves in every checkpoint ("task_state"),
+    hold ``state()`` under ``key`` too (the latest ``state`` relayed for that key wins)."""
+    state_dict = task.state_dict
+    relays = getattr(state_dict, "relays", None)
+    if relays is None:
+        relays = {}
+
+        @functools.wraps(state_dict)
+        def state_dict_with_relays():
+            return dict(state_dict(), **{name: provide() for name, provide in relays.items()})
+
+        state_dict_with_relays.relays = relays
+        task.state_dict = state_dict_with_relays
+    relays[key] = state
+
+
 def encode_source(model, net_input):
     """The encoder output of a fairseq encoder-decoder ``model`` for ``net_input``, as its
     ``forward`` computes it before decoding (kept to decode several prefixes of one source)."""

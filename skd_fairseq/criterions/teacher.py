@@ -23,8 +23,10 @@ class TeacherEnsemble:
     (:meth:`from_model`, progressive self-KD, whose teacher is the previous epoch's student).
     """
 
-    def __init__(self, models: List[torch.nn.Module], paths: Optional[List[str]] = None):
+    def __init__(self, models: List[torch.nn.Module], paths: Optional[List[str]] = None, dtype=None):
+        """``dtype``: the teachers' own dtype, kept whatever the student's (None: the student's)."""
         self.paths = paths or []
+        self.dtype = dtype
         self.models = []
         for model in models:
             model.eval()
@@ -62,10 +64,10 @@ class TeacherEnsemble:
     def place(self, like: torch.Tensor) -> None:
         """Move the teachers to the device and dtype of ``like`` (a student parameter) when
         they are not there yet (the first time, and whenever the student's change)."""
-        placement = (like.device, like.dtype)
+        placement = (like.device, self.dtype or like.dtype)
         if placement != self._placement:
             for model in self.models:
-                model.to(device=like.device, dtype=like.dtype)
+                model.to(device=placement[0], dtype=placement[1])
             self._placement = placement
 
     def encode(self, net_input, like: torch.Tensor) -> Optional[List[object]]:
@@ -108,10 +110,7 @@ def epoch_end_weights(epoch: int, save_dir: str, restore_file: str, suffix: str 
     it was written inside epoch ``epoch`` (--save-interval-updates), the weights are read from
     fairseq's epoch checkpoint ``checkpoint{epoch - 1}.pt`` in ``save_dir``.
     """
-    if restore_file == "checkpoint_last.pt":
-        restored = os.path.join(save_dir, f"checkpoint_last{suffix}.pt")
-    else:
-        restored = restore_file.replace(".pt", f"{suffix}.pt") if suffix else restore_file
+    restored = restored_checkpoint(save_dir, restore_file, suffix)
     position = _iterator_position(restored)
     if position == (epoch, 0):
         return None, f"the weights restored from {restored} (written at the end of epoch {epoch - 1})"
@@ -132,6 +131,14 @@ def epoch_end_weights(epoch: int, save_dir: str, restore_file: str, suffix: str 
         raise ValueError(f"{end_file} was not written at the end of epoch {epoch - 1}: {fix}")
     state = torch.load(end_file, map_location="cpu", mmap=True)
     return state["model"], f"the weights of {end_file}"
+
+
+def restored_checkpoint(save_dir: str, restore_file: str, suffix: str = "") -> str:
+    """The checkpoint fairseq-train resumes from, as its ``checkpoint_utils.load_checkpoint``
+    resolves --restore-file (default: ``checkpoint_last.pt`` in --save-dir)."""
+    if restore_file == "checkpoint_last.pt":
+        return os.path.join(save_dir, f"checkpoint_last{suffix}.pt")
+    return restore_file.replace(".pt", f"{suffix}.pt") if suffix else restore_file
 
 
 def _iterator_position(path: str):

@@ -130,7 +130,11 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
         pad_mask = target.eq(self.padding_idx)
         teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, scores, pad_mask, reduce)
         training_log.update(teacher_log, kd_ntokens=(~pad_mask).sum())
-        return mix_with_teacher(data_loss, teacher_loss, beta), nll_loss, training_log
+        return self.add_teacher(data_loss, teacher_loss, beta), nll_loss, training_log
+
+    def add_teacher(self, data_loss, teacher_loss, weight):
+        """The loss with the teacher term: (1 - beta) L_data + beta L_teacher (word-level KD's mix)."""
+        return mix_with_teacher(data_loss, teacher_loss, weight)
 
     def without_teacher_log(self, training_log, device):
         """The log of a step without the teacher term (word-KD logs nothing for it)."""
