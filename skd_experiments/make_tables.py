@@ -29,7 +29,12 @@ signatures), language-model results perplexity. Options:
                    epoch that logged them and the last (means over seeds)
   --cost           a column with each method's training time and peak memory relative to
                    --baseline's, and a table of the training cost per method (fairseq's
-                   wall time, peak memory, target tokens/s; means over seeds)
+                   wall time, peak memory, target tokens/s; means over seeds): meaningful
+                   only for runs trained alone under the same conditions
+  --cost-from BENCH_TRAIN.json
+                   the cost column from an interleaved benchmarks/bench_train.py report whose
+                   variants are named after the rows (step time and peak memory relative to
+                   its first variant), for rows trained beside other runs
 """
 
 import argparse
@@ -37,7 +42,15 @@ import sys
 
 from skd_experiments.plots import plot
 from skd_experiments.significance import bleu_significance, comparisons, lm_significance, significance_sections
-from skd_experiments.tables import Cost, check_rows, load, respelled_note, table, training_metric_columns
+from skd_experiments.tables import (
+    Cost,
+    benchmark_cost_column,
+    check_rows,
+    load,
+    respelled_note,
+    table,
+    training_metric_columns,
+)
 
 
 def translation_sections(translation, args, compared, extra):
@@ -78,6 +91,12 @@ def main():
     parser.add_argument("--compare", action="append", default=[], metavar="METHOD:REFERENCE")
     parser.add_argument("--plot")
     parser.add_argument("--cost", action="store_true")
+    parser.add_argument(
+        "--cost-from",
+        metavar="BENCH_TRAIN.json",
+        help="a benchmarks/bench_train.py report whose variants are named after the rows: their interleaved "
+        "step-time and memory ratios as the cost column",
+    )
     parser.add_argument("--training-metrics", action="store_true")
     args = parser.parse_args()
 
@@ -97,6 +116,8 @@ def main():
     lines = []
     cost = Cost(results, args.baseline) if args.cost else None
     extra = [cost.column()] if cost else []
+    if args.cost_from:
+        extra.append(benchmark_cost_column(args.cost_from, list(dict.fromkeys(r["method"] for r in results))))
     if args.training_metrics:
         extra += training_metric_columns(results)
     if translation:

@@ -164,6 +164,29 @@ def table(results, metrics, show_flags, extra_columns=()):
     return markdown_table(header, rows)
 
 
+def benchmark_cost_column(path, methods):
+    """The cost column from an interleaved ``benchmarks/bench_train.py`` report (its JSON): each
+    row's step-time and peak-memory ratios to the report's first variant, read from the variant of
+    the row's name ("-" where the report has none). Stops when it names none of the rows."""
+    with open(path) as f:
+        report = json.load(f)
+    if report.get("benchmark") != "bench_train":
+        sys.exit(f"make-tables: --cost-from {path} is not a bench_train.py report")
+    variants = {v["variant"]: v for v in report["variants"] if "step_time_ratio" in v}
+    if not set(methods) & set(variants):
+        sys.exit(
+            f"make-tables: --cost-from {path} measures {', '.join(variants)}, none of the rows "
+            f"({', '.join(methods)}); name its variants after the rows (bench_train.py --variant ROW=...)"
+        )
+    base = report["variants"][0]["variant"]
+
+    def text(method):
+        v = variants.get(method)
+        return "-" if v is None else f"{v['step_time_ratio']:.3f} / {v['peak_memory_ratio']:.3f}"
+
+    return f"cost vs {base} (bench_train, interleaved): step time × / memory ×", text
+
+
 class Cost:
     """Training cost per method (means over its runs) and ratios to the baseline's."""
 

@@ -710,6 +710,26 @@ def test_make_tables_puts_greedy_decoding_beside_beam_search(tmp_path):
 
 
 @pytest.mark.slow
+def test_make_tables_takes_the_cost_column_from_an_interleaved_benchmark(tmp_path):
+    refs = [f"the cat number {i} sat on the mat ." for i in range(10)]
+    files = [write_result(tmp_path / m, m, 1, refs, refs, 20.0, 40.0) for m in ("baseline", "word-kd", "tie-kd")]
+    bench = tmp_path / "bench.json"
+    variants = [
+        {"variant": "baseline", "step_time_ratio": 1.0, "peak_memory_ratio": 1.0},
+        {"variant": "word-kd", "step_time_ratio": 1.034, "peak_memory_ratio": 1.012},
+        {"variant": "word-kd, refresh amortised (R = 50)", "step_time_ratio": 1.1, "peak_memory_ratio": 1.0},
+    ]
+    bench.write_text(json.dumps({"benchmark": "bench_train", "variants": variants}))
+    out = run([*tool("make_tables"), *files, "--cost-from", bench]).stdout
+    assert "| cost vs baseline (bench_train, interleaved): step time × / memory × |" in out
+    assert "| word-kd | 20.00 (n=1) | 40.00 (n=1) | 1.034 / 1.012 |" in out
+    assert "| tie-kd | 20.00 (n=1) | 40.00 (n=1) | - |" in out  # not measured there
+    bench.write_text(json.dumps({"benchmark": "bench_train", "variants": [dict(variants[0], variant="other")]}))
+    proc = run([*tool("make_tables"), *files, "--cost-from", bench], check=False)
+    assert proc.returncode == 1 and "measures other, none of the rows" in proc.stderr
+
+
+@pytest.mark.slow
 def test_make_tables_compares_rows_with_another_reference(tmp_path):
     refs = [f"the cat number {i} sat on the mat ." for i in range(40)]
     worse = [f"a cat number {i} sat on mat ." for i in range(40)]
