@@ -41,6 +41,7 @@ def write_gz(path, lines):
         "prepare-wmt14-en-de.sh",
         "prepare-wikitext-103.sh",
         "train.sh",
+        "train-to-convergence.sh",
         "evaluate-translation.sh",
         "evaluate-lm.sh",
         "sweep.sh",
@@ -1042,6 +1043,38 @@ def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path, translation_teac
         check=False,
     )
     assert proc.returncode == 1 and "--teacher: checkpoint" in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_to_convergence_stops_at_the_rules_epoch_and_cuts_the_run_there(multi30k_bin, tmp_path):
+    """With a window of 1 and a threshold of 99 % the rule chooses epoch 1 once epoch 2 is validated:
+    the watch stops fairseq-train, and the run is the one --max-epoch 1 would have trained."""
+    text = tiny_config(tmp_path, multi30k_bin).read_text()
+    text = text.replace("--max-update 8", "--max-tokens 4096").replace(
+        "--save-interval-updates 4 --keep-interval-updates 2 --no-epoch-checkpoints", ""
+    )
+    config = tmp_path / "epochs.sh"
+    config.write_text(text)
+    run_dir = tmp_path / "run"
+    command = [
+        *("bash", SCRIPTS / "train-to-convergence.sh", config, "--criterion-preset", "baseline"),
+        *("--save-dir", run_dir, "--cap", "6", "--window", "1", "--threshold", "0.99"),
+    ]
+    out = run(command, env=dict(os.environ, WATCH_SECONDS="1")).stdout
+    assert "the rule chose epoch 1" in out and f"{run_dir}: epoch 1 chosen" in out
+    assert (run_dir / "chosen-epoch").read_text().strip() == "1"
+    summary = json.loads((run_dir / "train.json").read_text())
+    assert summary["cut_at_epoch"] == 1
+    from skd_fairseq.checkpoints import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()
+    last = torch.load(run_dir / "checkpoint_last.pt", weights_only=True)
+    assert last["extra_state"]["train_iterator"]["epoch"] == 2  # written at the end of epoch 1
+    assert not (run_dir / "checkpoint6.pt").exists()  # stopped long before the cap
+    again = run(command).stdout
+    assert "chose epoch 1 already" in again
+    proc = run([*command, "--max-epoch", "3"], check=False)
+    assert proc.returncode == 2 and "--max-epoch is set here" in proc.stderr
 
 
 @pytest.mark.slow
