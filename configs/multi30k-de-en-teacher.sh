@@ -13,3 +13,6 @@ FAIRSEQ_ARGS+=(
   --warmup-updates 400 --max-update 1500
 )
 DISTILL_ARGS=(--beam 5 --lenpen 1.0)    # scripts/distill-sequence-level.sh, for the seq-KD rows
+# reproduce.sh kd-multi30k: TIE-KD and SKD inside word-KD tested against word-KD too (the greedy
+# columns' tests against the baseline are seq-KD's headline, Kim & Rush's greedy gain).
+KD_TABLE_COMPARISONS="tie-kd:word-kd skd-word-kd:word-kd"

@@ -25,7 +25,9 @@ TABLE is one of:
                 rows (configs/multi30k-de-en-demo.sh): baseline, skd-neighbours, word-kd
                 and skd-word-kd (from the cache), seq-kd (baseline on the distilled data),
                 seq-word-kd (word-kd on it, from a cache of it), tie-kd (first pass from
-                the cache); every row scored with beam search and with greedy decoding
+                the cache); the teacher's own row first; every row scored with beam search
+                and with greedy decoding; the teacher config's KD_TABLE_COMPARISONS tested
+                and KD_TABLE_COST_FROM (a bench_train.py report) as the cost column
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then skd-fairseq-tables writes RESULTS/TABLE.md (mean
@@ -123,6 +125,12 @@ done
 # Tests against other rows than the baseline (the config's TABLE_COMPARISONS="METHOD:REFERENCE ..."),
 # for the pairs whose two rows this run of the table has.
 compare=()
+if [ "$kind" = kd ]; then  # the KD table's pairs and cost benchmark are its teacher config's
+  # shellcheck source=/dev/null
+  TABLE_COMPARISONS=$(. "$teacher_config"; echo "${KD_TABLE_COMPARISONS:-}")
+  # shellcheck source=/dev/null
+  TABLE_COST_FROM=$(. "$teacher_config"; echo "${KD_TABLE_COST_FROM:-}")
+fi
 for pair in ${TABLE_COMPARISONS:-}; do
   [[ "$pair" =~ ^[^:]+:[^:]+$ ]] || die "TABLE_COMPARISONS in $config: '$pair' is not METHOD:REFERENCE (e.g. skd-neighbours:ls-matched)"
   if [[ " $presets " == *" ${pair%%:*} "* && " $presets " == *" ${pair#*:} "* ]]; then
@@ -153,6 +161,8 @@ if [ "$kind" = kd ]; then
     bash scripts/train.sh "$teacher_config" --criterion-preset baseline --seed 1 --save-dir "$teacher_dir" --method teacher
     bash scripts/evaluate-translation.sh "$teacher_config" --run-dir "$teacher_dir" --split test
   fi
+  [ -f "$teacher_dir/result.test.greedy.json" ] \
+    || bash scripts/evaluate-translation.sh "$teacher_config" --run-dir "$teacher_dir" --split test --greedy
   # The teacher is the model its evaluation scored: the average of its last epochs where its config
   # averages them (written by evaluate-translation.sh), else its best checkpoint.
   # shellcheck source=/dev/null
@@ -175,6 +185,8 @@ if [ "$kind" = kd ]; then
   fi
 fi
 result_files=() stale=()
+# The KD table's first row: its teacher, beam and greedy (one seed, its own config).
+[ "$kind" != kd ] || result_files=("$teacher_dir/result.test.json" "$teacher_dir/result.test.greedy.json")
 for seed in $seeds; do
   for preset in $presets; do
     run_dir=$out/$preset/seed$seed
@@ -228,6 +240,12 @@ significance=(--significance)
 # runs' wall times, beside other runs at various thread counts, measure the machine's load;
 # benchmarks/bench_train.py measures the cost interleaved (docs/benchmarks.md).
 if declare -p TABLE_COLUMNS > /dev/null 2>&1; then significance+=(${TABLE_COLUMNS[@]+"${TABLE_COLUMNS[@]}"}); fi
+# The cost column from an interleaved bench_train.py report whose variants are the rows (its path,
+# relative to the checkout, in TABLE_COST_FROM; the KD table's in its teacher config's KD_TABLE_COST_FROM).
+if [ -n "${TABLE_COST_FROM:-}" ]; then
+  [ -f "$TABLE_COST_FROM" ] || die "TABLE_COST_FROM: $TABLE_COST_FROM not found (a benchmarks/bench_train.py --json report)"
+  significance+=(--cost-from "$TABLE_COST_FROM")
+fi
 significance+=(${compare[@]+"${compare[@]}"})
 {
   echo "# $name: ${presets// /, }"
@@ -252,5 +270,4 @@ mv "$results_dir/$name.md.part" "$results_dir/$name.md"
 # What the table was computed from (results, hypotheses, validation curves), to commit beside it.
 rm -rf "$results_dir/$name-runs"
 python -m skd_experiments.archive_runs --out "$results_dir/$name-runs" "${result_files[@]}"
-[ "$kind" != kd ] || python -m skd_experiments.archive_runs --out "$results_dir/$name-runs" "$teacher_dir/result.test.json"
 cat "$results_dir/$name.md"

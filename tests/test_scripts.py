@@ -896,7 +896,11 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     student = tmp_path / "student.sh"
     student.write_text(text.replace("--max-update 8", "--max-update 4"))
     teacher = tmp_path / "teacher.sh"
-    teacher.write_text(text + "DISTILL_ARGS=(--beam 1 --max-len-b 5)\n")
+    bench = tmp_path / "bench.json"  # a bench_train.py report of the rows: the cost column
+    variants = [{"variant": "baseline", "step_time_ratio": 1.0, "peak_memory_ratio": 1.0}]
+    variants.append({"variant": "seq-word-kd", "step_time_ratio": 1.042, "peak_memory_ratio": 1.013})
+    bench.write_text(json.dumps({"benchmark": "bench_train", "variants": variants}))
+    teacher.write_text(text + f"DISTILL_ARGS=(--beam 1 --max-len-b 5)\nKD_TABLE_COST_FROM={bench}\n")
     command = [
         "bash",
         SCRIPTS / "reproduce.sh",
@@ -920,9 +924,12 @@ def test_reproduce_kd_table_on_a_slice(multi30k_bin, tmp_path):
     assert table.index("Teacher (`") < table.index("| method |")
     assert "| seq-word-kd | `word-kd --data distilled/bin --teacher-cache distilled-cache (top 8)` |" in table
     assert "de-en test: BLEU | multi30k-slice de-en test greedy: BLEU |" in table
-    assert "(2 runs)" in table and "Training time of the 2 runs" in table
-    # No cost column: the runs' wall times measure the machine's load; benchmarks/ measures the cost.
-    assert "cost vs baseline" not in table and "Training cost" not in table
+    assert "(3 runs)" in table and "Training time of the 3 runs" in table  # the teacher's and two rows'
+    assert "| teacher | `baseline` |" in table  # the teacher's own row, beam and greedy
+    assert "cost vs baseline (bench_train, interleaved): step time × / memory × |" in table
+    assert re.search(r"\| seq-word-kd \| .* \| 1\.042 / 1\.013 \|", table)
+    # The cost from the benchmark, not from the runs' wall times (which measure the machine's load).
+    assert "cost vs baseline: time" not in table and "Training cost" not in table
     runs = tmp_path / "runs"
     assert json.loads((runs / "teacher" / "result.test.json").read_text())["updates"] == 8
     result = json.loads((runs / "seq-word-kd" / "seed1" / "result.test.json").read_text())
