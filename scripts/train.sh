@@ -166,8 +166,10 @@ if [ "$status" != 0 ]; then
   # fairseq prints its configuration and a traceback before the error; name the step and the error last.
   error=$(grep -E '^[A-Za-z_.]*(Error|Exception): ' "$save_dir/train.log" | tail -n 1 || true)
   # fairseq's exit status is passed on (argparse's 2 for an unknown flag, 1 for a refused value).
-  if [ "$new_dir" = 1 ] && ! compgen -G "$save_dir/checkpoint*.pt" > /dev/null; then
-    # Nothing was trained: leave no directory that looks like a run (its log is above).
+  if [ "$new_dir" = 1 ] && ! compgen -G "$save_dir/checkpoint*.pt" > /dev/null \
+    && ! grep -q 'train_inner' "$save_dir/train.log"; then
+    # Nothing was trained (no update logged, no checkpoint): leave no directory that looks like a
+    # run (its log is above). A run that trained keeps its directory and log.
     rm -rf "$save_dir"
     echo "train: fairseq-train failed before its first checkpoint: ${error:-exit status $status (see its output above)}; $save_dir was removed" >&2
   else

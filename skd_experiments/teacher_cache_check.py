@@ -23,9 +23,13 @@ def sha256(path):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] in ("-h", "--help"):
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
         print(__doc__.strip())
-        sys.exit(0 if len(sys.argv) == 2 else 2)
+        return
+    if len(sys.argv) != 3:
+        sys.exit(
+            "usage: python -m skd_experiments.teacher_cache_check CACHE_DIR CHECKPOINT[:CHECKPOINT...] (see --help)"
+        )
     cache, checkpoints = sys.argv[1], sys.argv[2].split(":")
     manifest = os.path.join(cache, "manifest.json")
     if not os.path.isfile(manifest):

@@ -1026,6 +1026,11 @@ def test_teacher_presets_need_a_teacher(multi30k_bin, tmp_path, translation_teac
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     other = tmp_path / "other.pt"
     other.write_bytes(b"not the teacher")
+    # The check itself: 0 only for a match, never for a call it cannot answer.
+    check = [*tool("teacher_cache_check"), translation_teacher_cache]
+    assert run([*check, translation_teacher]).returncode == 0
+    assert run([*check, other], check=False).returncode == 3
+    assert run(check, check=False).returncode not in (0, 3)
     proc = run([*train, "tie-kd", *cache, "--teacher", other], check=False)
     assert proc.returncode == 1 and "is not the cache of --teacher" in proc.stderr
     # The cache's own teacher (its checkpoint's bytes) is accepted: the run trains from the cache.

@@ -93,19 +93,25 @@ def test_the_moving_average_follows_its_formula_once_per_update(tmp_path, fresh_
     task, model, criterion, _ = build_translation(tmp_path, SELF_KD + flags)
     sample = translation_sample(task)
     model.train()
-    name, weight = next((n, p) for n, p in model.named_parameters() if n.endswith("fc1.weight"))
-    want = None
+    # A layer's weight and the embedding that --share-all-embeddings ties to three names (encoder and
+    # decoder input, decoder output): each decays once a step.
+    names = ["encoder.layers.0.fc1.weight", "encoder.embed_tokens.weight"]
+    assert model.decoder.output_projection.weight is model.encoder.embed_tokens.weight
+    params = dict(model.named_parameters())
+    want = {}
     for update in range(5):
         with torch.no_grad():
-            weight.add_(0.01 * (update + 1))  # an "optimizer step"
+            for name in names:
+                params[name].add_(0.01 * (update + 1))  # an "optimizer step"
         criterion.set_num_updates(update)
         for _ in range(2):  # two micro-batches of one update (--update-freq 2): one step of the formula
             criterion(model, sample)
-        theta = weight.detach().clone()
-        want = theta if update <= 1 else 0.9 * want + 0.1 * theta  # the student itself up to the start
-        average = dict(criterion.teacher.models[0].named_parameters())[name]
-        torch.testing.assert_close(average, want, rtol=1e-6, atol=1e-7)
-    assert average.dtype == torch.float32 and not torch.equal(average, weight)
+        average = dict(criterion.teacher.models[0].named_parameters())
+        for name in names:
+            theta = params[name].detach().clone()
+            want[name] = theta if update <= 1 else 0.9 * want[name] + 0.1 * theta  # the student up to the start
+            torch.testing.assert_close(average[name], want[name], rtol=1e-6, atol=1e-7)
+    assert all(average[n].dtype == torch.float32 and not torch.equal(average[n], params[n]) for n in names)
 
 
 def test_the_moving_average_stays_fp32_beside_a_half_precision_student(tmp_path, fresh_metrics):

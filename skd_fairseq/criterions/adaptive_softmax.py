@@ -141,9 +141,10 @@ class AdaptiveScores(Scores):
         and the whole distribution, are what this class never computes."""
         if ids is None or temperature != 1.0:
             raise ValueError(
-                "word-level KD on a student with an adaptive softmax needs --kd-teacher-topk K > 0 and "
-                "--kd-temperature 1: the student's log-probabilities are computed for the teacher's K tokens "
-                "only, and a temperature would need the normaliser of p^(1/T) over the whole vocabulary"
+                "a teacher term on a student with an adaptive softmax needs --kd-teacher-topk K > 0 and "
+                "temperature 1 (--kd-temperature 1; self-KD: --self-kd-temperature 1): the student's "
+                "log-probabilities are computed for the teacher's K tokens only, and a temperature would need "
+                "the normaliser of p^(1/T) over the whole vocabulary"
             )
         return self.log_probs(ids)
 

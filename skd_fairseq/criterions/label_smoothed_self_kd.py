@@ -125,8 +125,11 @@ class MovingAverage:
         decay = self.decay if num_updates > self.start_update else 0.0
         with torch.no_grad():
             (average,) = self.teacher.models
-            current = model.state_dict()
-            for name, value in average.state_dict().items():
+            # named_parameters/named_buffers list a tied tensor once (state_dict() once per name, which
+            # would decay shared embeddings two or three times a step).
+            current = dict(model.named_parameters())
+            current.update(model.named_buffers())
+            for name, value in [*average.named_parameters(), *average.named_buffers()]:
                 if value.is_floating_point():
                     value.mul_(decay).add_(current[name].float(), alpha=1.0 - decay)
                 else:

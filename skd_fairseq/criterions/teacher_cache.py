@@ -269,6 +269,10 @@ class TeacherCache:
         if missing:
             raise ValueError(f"{flag}: {path} lacks {', '.join(missing)}; {rebuild} again")
         self.split, self.topk, self.dtype = m["split"], int(m["topk"]), m["dtype"]
+        if self.dtype not in FLOAT_BITS:
+            raise ValueError(
+                f"{flag}: {path} stores dtype {self.dtype!r}, not one of {', '.join(FLOAT_BITS)}; {rebuild} again"
+            )
         self.temperature = float(m["temperature"])
         self.teachers: List[Dict[str, str]] = m["teachers"]
         self.float_dtype, _ = FLOAT_BITS[self.dtype]
