@@ -89,6 +89,40 @@ def run_variant(config, preset, flags, updates, log_interval, save_dir):
     return records, wall, summary["peak_memory_mib"], summary["peak_memory_kind"]
 
 
+def parse_targets(parser, specs, names):
+    """[(variant, step-time limit, memory limit)] from --target NAME=TIME,MEMORY."""
+    targets = []
+    for spec in specs:
+        name, _, limits = spec.partition("=")
+        try:
+            time_limit, memory_limit = (float(x) for x in limits.split(","))
+        except ValueError:
+            parser.error(f"--target {spec!r}: expected NAME=TIME,MEMORY, e.g. word-kd-cached=1.10,1.05")
+        if name not in names:
+            parser.error(f"--target {spec!r}: {name!r} is not one of the variants {names}")
+        targets.append((name, time_limit, memory_limit))
+    return targets
+
+
+def judge_targets(targets, by_name, baseline):
+    """PASS or FAIL of each target's two ratios against the first variant."""
+    checks = []
+    for name, time_limit, memory_limit in targets:
+        for what, key, limit in (
+            ("step-time", "step_time_ratio", time_limit),
+            ("peak-memory", "peak_memory_ratio", memory_limit),
+        ):
+            value = by_name[name][key]
+            checks.append(
+                {
+                    "target": f"{name}: {what} ratio to {baseline} <= {limit}",
+                    "value": value,
+                    "result": "PASS" if value <= limit else "FAIL",
+                }
+            )
+    return checks
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=os.path.join(REPO, "configs", "multi30k-de-en-demo.sh"))
@@ -136,16 +170,7 @@ def main():
         amortised.append((steady, every))
     if args.refresh < 1:
         parser.error(f"--refresh must be >= 1, got {args.refresh}")
-    targets = []
-    for spec in args.target:
-        name, _, limits = spec.partition("=")
-        try:
-            time_limit, memory_limit = (float(x) for x in limits.split(","))
-        except ValueError:
-            parser.error(f"--target {spec!r}: expected NAME=TIME,MEMORY, e.g. word-kd-cached=1.10,1.05")
-        if name not in names:
-            parser.error(f"--target {spec!r}: {name!r} is not one of the variants {names}")
-        targets.append((name, time_limit, memory_limit))
+    targets = parse_targets(parser, args.target, names)
 
     results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
     memory_kinds = set()
@@ -198,20 +223,7 @@ def main():
                 "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"]),
             }
         )
-    checks = []
-    for name, time_limit, memory_limit in targets:
-        for what, key, limit in (
-            ("step-time", "step_time_ratio", time_limit),
-            ("peak-memory", "peak_memory_ratio", memory_limit),
-        ):
-            value = by_name[name][key]
-            checks.append(
-                {
-                    "target": f"{name}: {what} ratio to {variants[0][0]} <= {limit}",
-                    "value": value,
-                    "result": "PASS" if value <= limit else "FAIL",
-                }
-            )
+    checks = judge_targets(targets, by_name, variants[0][0])
     report = {
         "benchmark": "bench_train",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -15,6 +15,8 @@ import sys
 
 
 def sha256(path):
+    # skd_fairseq.criterions.teacher_cache.file_sha256 computes the same; importing it would import
+    # fairseq (seconds) for a check the scripts run before every cached row.
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):

@@ -82,7 +82,7 @@ def task_description(task) -> Dict[str, object]:
     """What a cache must share with the task that reads it: the task, its dictionaries and the
     options that decide its samples and their target positions."""
     name = registered_task_name(task)
-    cfg = getattr(task, "cfg", None) or getattr(task, "args", None)
+    cfg = _task_cfg(task)
     if name == "language_modeling":
         dictionaries = {"target": dictionary_sha256(task.target_dictionary)}
         layout_keys = LM_LAYOUT
