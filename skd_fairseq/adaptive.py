@@ -218,14 +218,24 @@ def entry_log_probs(
     return out
 
 
+def _tail_membership(entries: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
+    """[C - 1, N] bool: position n has an entry in tail cluster i."""
+    tails = torch.arange(1, len(cutoff), device=entries.device).view(-1, 1, 1)
+    return cluster_of(entries, cutoff).unsqueeze(0).eq(tails).any(dim=2)
+
+
+def _cluster_membership(target: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
+    """[C, N] bool: position n's target lies in cluster c (the head first)."""
+    clusters = torch.arange(len(cutoff), device=target.device).unsqueeze(1)
+    return cluster_of(target, cutoff).unsqueeze(0).eq(clusters)
+
+
 def needed_rows(entries: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
     """Per tail cluster, the sorted positions with an entry in it (None when there is none).
 
     One host sync for all clusters (fairseq's own adaptive softmax makes one per cluster).
     """
-    cluster = cluster_of(entries, cutoff)
-    tails = torch.arange(1, len(cutoff), device=entries.device).view(-1, 1, 1)
-    return indices_by_row(cluster.unsqueeze(0).eq(tails).any(dim=2))
+    return indices_by_row(_tail_membership(entries, cutoff))
 
 
 def running_topk(
@@ -296,8 +306,16 @@ def cluster_spaces(parts: AdaptiveParts) -> List[Space]:
 def rows_by_cluster(target: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
     """Per cluster (the head first), the sorted positions whose target lies in it, or None
     (one host sync for all clusters)."""
-    clusters = torch.arange(len(cutoff), device=target.device).unsqueeze(1)
-    return indices_by_row(cluster_of(target, cutoff).unsqueeze(0).eq(clusters))
+    return indices_by_row(_cluster_membership(target, cutoff))
+
+
+def grouped_rows(target: torch.Tensor, entry_sets: Sequence[torch.Tensor], cutoff: Sequence[int]):
+    """:func:`rows_by_cluster` of ``target`` and :func:`needed_rows` of each of ``entry_sets``
+    ([N, m_j] each), in one host sync for all of them: (gold rows, [needed rows per set])."""
+    member = torch.cat([_cluster_membership(target, cutoff), *(_tail_membership(e, cutoff) for e in entry_sets)])
+    rows, tails = indices_by_row(member), len(cutoff) - 1
+    gold, needed = rows[: len(cutoff)], rows[len(cutoff) :]
+    return gold, [needed[j * tails : (j + 1) * tails] for j in range(len(entry_sets))]
 
 
 def cluster_pools(admissible: torch.Tensor, target: torch.Tensor, cutoff: Sequence[int]):

@@ -9,8 +9,10 @@ from skd_fairseq.adaptive import (
     embedding_matrix,
     embedding_rows,
     entry_log_probs,
+    grouped_rows,
     indices_by_row,
     needed_rows,
+    rows_by_cluster,
     running_topk,
 )
 from skd_fairseq.criterions.fairseq_access import adaptive_parts
@@ -106,6 +108,24 @@ def test_needed_rows_are_the_positions_with_an_entry_in_each_cluster():
     got = needed_rows(entries, cutoff)
     assert torch.equal(got[0], torch.tensor([1, 3])) and torch.equal(got[1], torch.tensor([2, 3]))
     assert needed_rows(entries.clamp(max=9), cutoff) == [None, None]
+
+
+def test_grouped_rows_are_the_gold_and_each_sets_rows_in_one_sync(monkeypatch):
+    cutoff = [10, 20, 50]
+    target = torch.tensor([3, 15, 49, 11, 9])
+    teacher = torch.tensor([[1, 2], [15, 3], [0, 49], [11, 21], [9, 9]])
+    skd = torch.tensor([[3, 12], [15, 16], [49, 30], [11, 1], [9, 8]])
+    calls = []
+    monkeypatch.setattr("skd_fairseq.adaptive.indices_by_row", lambda m: calls.append(m) or indices_by_row(m))
+    gold, (teacher_rows, skd_rows) = grouped_rows(target, [teacher, skd], cutoff)
+    assert len(calls) == 1  # one host sync for all three groupings
+
+    def same(got, want):
+        return len(got) == len(want) and all(g is w is None or torch.equal(g, w) for g, w in zip(got, want))
+
+    assert same(gold, rows_by_cluster(target, cutoff))
+    assert same(teacher_rows, needed_rows(teacher, cutoff)) and same(skd_rows, needed_rows(skd, cutoff))
+    assert same(grouped_rows(target, [], cutoff)[0], gold) and grouped_rows(target, [], cutoff)[1] == []
 
 
 @pytest.mark.parametrize("variant", ["untied", "tied-proj", "head-proj"])

@@ -11,7 +11,14 @@ sync debug mode.
 
 import pytest
 import torch
-from conftest import build_language_model, build_translation, lm_sample, save_teacher, translation_sample
+from conftest import (
+    TINY_ADAPTIVE_LM,
+    build_language_model,
+    build_translation,
+    lm_sample,
+    save_teacher,
+    translation_sample,
+)
 from host_syncs import HostSyncs
 
 SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
@@ -144,6 +151,32 @@ def test_a_cached_teacher_step_makes_no_sync(tmp_path, fresh_metrics):
     task, model, criterion, _ = build_for_training(data, *TRANSLATION, *TINY_TRANSFORMER, *flags)
     sample = train_batch(task)
     assert steady_step_syncs(criterion, model, [sample] * 3) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skd", [False, True], ids=["word-kd", "skd-word-kd"])
+@pytest.mark.parametrize("source", ["online", "cached"])
+def test_word_kd_on_an_adaptive_softmax_makes_only_the_cluster_grouping(tmp_path, fresh_metrics, source, skd):
+    """The teacher's top K on an adaptive-softmax student, run online or read from a cache: the
+    student's grouping of positions by cluster is the step's one sync; the teacher term, and SKD
+    inside it, add none."""
+    from conftest import build_for_training
+    from test_teacher_cache import LM_TASK, build_cache, lm_data, save_lm_teacher, train_batch
+
+    data = lm_data(tmp_path / "lm")
+    teacher = save_lm_teacher(tmp_path / "teacher", data)
+    flags = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
+    flags += ["--skd-alpha", "0.5"] if skd else []
+    if source == "cached":
+        layout = ["--tokens-per-sample", "16", "--topk", "4"]
+        flags += ["--kd-teacher-cache", build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], *layout)]
+    else:
+        flags += ["--kd-teacher-path", teacher, "--kd-teacher-topk", "4"]
+    task, model, criterion, _ = build_for_training(data, *LM_TASK, *TINY_ADAPTIVE_LM, *flags)
+    syncs = steady_step_syncs(criterion, model, [train_batch(task)] * WARMUP)
+    assert sum(syncs.values()) == 1, syncs
+    ((op, where),) = syncs
+    assert (op, where.split(":")[0]) == GROUPING, syncs
 
 
 def test_the_counter_sees_what_would_sync(tmp_path, fresh_metrics):

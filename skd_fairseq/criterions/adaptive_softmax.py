@@ -15,8 +15,8 @@ from ..adaptive import (
     embedding_matrix,
     embedding_rows,
     entry_log_probs,
+    grouped_rows,
     needed_rows,
-    rows_by_cluster,
     running_topk,
     within_cluster_topk,
 )
@@ -73,6 +73,10 @@ class AdaptiveScores(Scores):
         self._tail_masks = [None] * len(adaptive_softmax.tail)
         self._tail_z = [None] * len(adaptive_softmax.tail)  # (rows, z) of the last rows asked for
         self._gold_rows = None
+        self._expected = None  # entries announced by expect(), and their rows once grouped
+        self._expected_rows = None
+
+    groups_positions = True
 
     def size(self, dim):  # what predicted_topk and the KD helpers ask of lprobs
         if dim in (-1, 1):
@@ -86,11 +90,35 @@ class AdaptiveScores(Scores):
             self._head_logits = self.softmax.head(self._hidden)
         return self._hidden
 
+    def expect(self, entries):
+        """``entries`` [N, m] (a teacher's top K) will be asked for by a later :meth:`log_probs`:
+        their positions are grouped by cluster with the gold words', in the step's one host sync."""
+        self._expected = entries
+
     def gold_rows(self):
         """Per cluster (the head first), the positions whose target lies in it (one sync, once)."""
         if self._gold_rows is None:
-            self._gold_rows = rows_by_cluster(self.target, self.parts.cutoff)
+            self._group()
         return self._gold_rows
+
+    def _group(self, entries=None):
+        """Groups the positions of the gold words, of the expected entries and of ``entries`` by
+        cluster in one host sync; returns the rows ``entries`` need per tail."""
+        sets = [e for e in (self._expected, entries) if e is not None]
+        self._gold_rows, needed = grouped_rows(self.target, sets, self.parts.cutoff)
+        if self._expected is not None:
+            self._expected_rows = needed[0]
+        return needed[-1] if entries is not None else None
+
+    def _needed_rows(self, entries):
+        """Per tail, the positions with an entry of ``entries`` in it: grouped with the gold words'
+        and the expected entries' when they are not grouped yet, so a step syncs once."""
+        if entries is self._expected:
+            self.gold_rows()
+            return self._expected_rows
+        if self._gold_rows is None and self._expected is not None:
+            return self._group(entries)
+        return needed_rows(entries, self.parts.cutoff)
 
     def tail_hidden(self, i, rows=None):
         """Tail i's projected, dropped-out hidden states of ``rows`` (all positions by default):
@@ -116,7 +144,7 @@ class AdaptiveScores(Scores):
         position lies in its target's cluster (cluster candidates), so the rows each tail needs
         are the gold rows, with no sync of their own."""
         self.hidden()  # the head's logits, also when every entry is a head word
-        rows = self.gold_rows()[1:] if cluster_local else needed_rows(entries, self.parts.cutoff)
+        rows = self.gold_rows()[1:] if cluster_local else self._needed_rows(entries)
         z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]
         return entry_log_probs(self._head_logits, z, rows, self.parts.tail_out, self.parts.cutoff, entries)
 

@@ -19,6 +19,9 @@ class Scores(ABC):
     """log p over a vocabulary of ``vocab_size`` for N flattened positions."""
 
     vocab_size: int
+    # Whether log_probs groups positions by cluster on the host (an adaptive softmax): entries
+    # known early are then worth announcing (AdaptiveScores.expect), to group them in the same sync.
+    groups_positions = False
 
     @abstractmethod
     def log_probs(self, entries: torch.Tensor, cluster_local: bool = False) -> torch.Tensor:

@@ -55,6 +55,7 @@ class TeacherTerm:
         self.temperature, self.topk, self.ignore_prefix_size = temperature, topk, ignore_prefix_size
         self.teacher: Optional[TeacherEnsemble] = teacher
         self.cache: Optional[TeacherCache] = cache
+        self._prepared = None  # (q, ids) of this step, from prepare()
 
     def targets(self, model, sample, net_input, encoder_outs=None, cached=True):
         """(q, ids) for ``net_input``, flattened like the student's lprobs, on its device (fp32):
@@ -73,10 +74,18 @@ class TeacherTerm:
             lprobs = lprobs[:, self.ignore_prefix_size :, :].contiguous()
         return lprobs.view(-1, lprobs.size(-1))
 
+    def prepare(self, model, sample, scores):
+        """The teacher's (q, ids) of this step before the student's data term, announced to
+        ``scores``: an adaptive softmax groups their positions with the gold words' in one sync."""
+        self._prepared = self.targets(model, sample, sample["net_input"])
+        if self._prepared[1] is not None:
+            scores.expect(self._prepared[1])
+
     def loss(self, model, sample, scores, pad_mask, reduce):
         """(T^2 KL, log entries). On an adaptive softmax the student's log-probabilities are those
         of the teacher's top K only (:meth:`Scores.kd_log_probs`)."""
-        q, ids = self.targets(model, sample, sample["net_input"])
+        prepared, self._prepared = self._prepared, None
+        q, ids = prepared or self.targets(model, sample, sample["net_input"])
         student = scores.kd_log_probs(ids, self.temperature)
         kl = kl_to_teacher(student, q, pad_mask=pad_mask, reduce=reduce)
         return self.temperature**2 * kl, {"kd_kl": kl.detach().sum()}
@@ -121,10 +130,12 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
         raise NotImplementedError
 
     def compute_loss_terms(self, model, sample, net_output, scores, target, reduce):
+        beta = self.teacher_weight() if model.training else 0.0  # validation: the student's plain loss
+        if beta != 0 and scores.groups_positions:
+            self.teacher_term.prepare(model, sample, scores)
         data_loss, nll_loss, training_log = super().compute_loss_terms(
             model, sample, net_output, scores, target, reduce
         )
-        beta = self.teacher_weight() if model.training else 0.0  # validation: the student's plain loss
         if beta == 0:
             return data_loss, nll_loss, self.without_teacher_log(training_log, target.device)
         pad_mask = target.eq(self.padding_idx)
