@@ -11,6 +11,7 @@ import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
 USER_DIR = str(REPO / "skd_fairseq")
 BIN = pathlib.Path(sys.executable).parent
 
