@@ -144,6 +144,43 @@ def test_an_adaptive_softmax_step_syncs_once_to_group_positions_by_cluster(tmp_p
     loss.backward()
 
 
+def test_cached_word_kd_on_an_adaptive_softmax_syncs_once_to_group_positions_by_cluster(tmp_path, fresh_metrics):
+    """The cached teacher's top K on an adaptive-softmax student: its positions are grouped with the
+    gold words' in the step's one sync (tests/test_host_syncs.py counts the same on the CPU, also
+    for an online teacher, whose own fairseq decoder syncs besides)."""
+    import warnings
+
+    from conftest import TINY_ADAPTIVE_LM, build_for_training
+    from test_teacher_cache import LM_TASK, build_cache, lm_data, save_lm_teacher, train_batch
+
+    data = lm_data(tmp_path / "lm")
+    teacher = save_lm_teacher(tmp_path / "teacher", data)
+    cache = build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], "--tokens-per-sample", "16", "--topk", "4")
+    flags = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
+    task, model, criterion, _ = build_for_training(
+        data, *LM_TASK, *TINY_ADAPTIVE_LM, *flags, "--kd-teacher-cache", cache
+    )
+    model, criterion = model.cuda(), criterion.cuda()
+    model.train()
+    sample = to_cuda(train_batch(task))
+    criterion(model, sample)
+    criterion.set_num_updates(1)
+    net_output = model(**sample["net_input"])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores, target = criterion.scores_and_target(model, net_output, sample)
+            loss, _, log = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, syncs
+    assert "kd_kl" in log
+    loss.backward()
+
+
 def test_a_refresh_step_needs_at_most_the_fp32_embedding_and_one_block_more():
     """benchmarks/README.md, cost model: a refresh's extra memory is the transposed fp32 copy of E
     that the search multiplies with, one [chunk, V] block of similarities (DEFAULT_BLOCK_ELEMENTS
