@@ -96,6 +96,7 @@ class DropoutTwin:
         with torch.no_grad():
             net_output = self.model(**net_input)
             lprobs = self.model.get_normalized_probs(net_output, log_probs=True)
+            del net_output  # the logits [B, T, V]: not kept alive while the caller holds lprobs
         yield lprobs
 
 
@@ -154,7 +155,7 @@ class LabelSmoothedSelfKdCriterion(LabelSmoothedTeacherCriterion):
         super().__init__(task, cfg)
         check_self_kd_flags(cfg)
         self.kind = str(cfg.self_kd_teacher)
-        self.alpha = (cfg.self_kd_alpha, cfg.self_kd_start_update, cfg.self_kd_warmup_updates)
+        self.alpha_schedule = (cfg.self_kd_alpha, cfg.self_kd_start_update, cfg.self_kd_warmup_updates)
         self.teacher_term = TeacherTerm(cfg.self_kd_temperature, cfg.kd_teacher_topk, self.ignore_prefix_size)
         self.average = None
         if self.kind == "ema":
@@ -163,7 +164,7 @@ class LabelSmoothedSelfKdCriterion(LabelSmoothedTeacherCriterion):
             relay_task_state(task, TASK_STATE_KEY, self.average.state)
 
     def teacher_weight(self) -> float:
-        return skd_alpha(self.num_updates, *self.alpha)
+        return skd_alpha(self.num_updates, *self.alpha_schedule)
 
     def add_teacher(self, data_loss, teacher_loss, weight):
         """L_data + alpha T^2 KL: the teacher term is added, as R-Drop adds its KL."""

@@ -97,6 +97,7 @@ class TeacherEnsemble:
                         model.decoder, net_input["prev_output_tokens"], encoder_outs[i], net_input
                     )
                 lprobs = model.get_normalized_probs(net_output, log_probs=True)
+                del net_output  # the logits [B, T, V]: not kept alive while the caller holds lprobs
             yield lprobs  # outside no_grad: a suspended generator would leave it on for the caller
 
 
