@@ -65,7 +65,7 @@ class AdaptiveScores(Scores):
         self.softmax = adaptive_softmax
         self.features = features
         self.target = target
-        self.candidates = candidates
+        self.candidate_space = candidates  # --skd-adaptive-candidates: "cluster" or "any"
         self.parts = adaptive_parts(adaptive_softmax)
         self.vocab_size = self.parts.vocab_size
         self._hidden = None
@@ -187,7 +187,7 @@ class AdaptiveScores(Scores):
         target's cluster (``cluster``) or of the whole distribution (``any``), a block at a time."""
         self.hidden()  # outside no_grad: the loss reuses it (and the tails' masks and projections)
         skip = skip_mask(exclude, self.vocab_size, target.device)
-        if self.candidates == "cluster":
+        if self.candidate_space == "cluster":
             rows = self.gold_rows()[1:]
             z = [self.tail_hidden(i, r) if r is not None else None for i, r in enumerate(rows)]
             return within_cluster_topk(
@@ -200,17 +200,17 @@ class AdaptiveScores(Scores):
 
     def neighbour_spaces(self):
         """Where neighbours are searched: each cluster in its own space, or one [V, D] matrix."""
-        if self.candidates == "cluster":
+        if self.candidate_space == "cluster":
             return cluster_spaces(self.parts)
         return [Space(embedding_matrix(self.parts))]
 
     def random_pools(self, admissible, target):
-        return cluster_pools(admissible, target, self.parts.cutoff) if self.candidates == "cluster" else None
+        return cluster_pools(admissible, target, self.parts.cutoff) if self.candidate_space == "cluster" else None
 
     def check_candidates(self, k, excluded):
         """k must leave room in every cluster (``cluster``): a clear error naming the one that
         is too small."""
-        if self.candidates != "cluster":
+        if self.candidate_space != "cluster":
             return
         bounds = [0] + list(self.parts.cutoff)
         excluded = torch.as_tensor(excluded).cpu()
@@ -229,7 +229,7 @@ class AdaptiveScores(Scores):
     def seen_per_cluster(self, seen):
         """How many admissible tokens have been seen as a target, per cluster (``cluster``: a
         position draws from its own) or in all ([1], ``any``)."""
-        if self.candidates != "cluster":
+        if self.candidate_space != "cluster":
             return seen.sum().unsqueeze(0)
         bounds = [0] + list(self.parts.cutoff)
         return torch.stack([seen[lo:hi].sum() for lo, hi in zip(bounds[:-1], bounds[1:])])
@@ -237,7 +237,7 @@ class AdaptiveScores(Scores):
     def pair_similarities(self, target, entries, similarity):
         """s(e_target, e_entry) [N, m], fp32, no gradient. Cluster candidates: in each cluster's
         own space (a tail's from W_i and P_i P_i^T), by the gold rows; else from the rows e_w."""
-        if self.candidates != "cluster":
+        if self.candidate_space != "cluster":
             ids = torch.arange(entries.numel(), device=entries.device).view_as(entries)
             rows = embedding_rows(self.parts, entries.reshape(-1))
             return pair_similarities(EmbeddingSimilarity(rows, similarity), ids[:, 0], ids)
