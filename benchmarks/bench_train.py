@@ -40,6 +40,7 @@ The WikiText-103 model (benchmarks/README.md): synthetic_lm_data.py builds data 
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -87,6 +88,12 @@ def run_variant(config, preset, flags, updates, log_interval, save_dir):
     with open(os.path.join(save_dir, "train.json")) as f:
         summary = json.load(f)
     return records, wall, summary["peak_memory_mib"], summary["peak_memory_kind"]
+
+
+def checkout_state():
+    """(commit, hash of the uncommitted changes): what a run started now would import."""
+    diff = subprocess.run(["git", "-C", REPO, "diff", "HEAD"], capture_output=True, text=True).stdout
+    return commit(), hashlib.sha256(diff.encode()).hexdigest()[:16]
 
 
 def parse_targets(parser, specs, names):
@@ -174,6 +181,10 @@ def main():
 
     results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
     memory_kinds = set()
+    # Each run imports the plugin from this checkout when it starts: the report names the commit at
+    # the start, and says so when the checkout changed before the last run (then later runs measured
+    # other code).
+    started = checkout_state()
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for name, preset, flags in variants:
@@ -233,15 +244,20 @@ def main():
         "rounds": args.rounds,
         "common_flags": shlex.split(args.common),
         "refresh": args.refresh if amortised else None,
-        "commit": commit(),
+        "commit": started[0],
         "peak_memory": sorted(memory_kinds),
         "variants": rows,
         "targets": checks,
     }
+    moved, ended = "", checkout_state()
+    if ended != started:
+        report["commit_at_end"] = ended[0]
+        moved = f" (the checkout changed during the runs: {ended[0]} at the end)"
+        print(f"[bench_train] warning{moved}: later runs measured other code", file=sys.stderr)
     common = f", every variant with `{args.common}`" if args.common else ""
     lines = [
         f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
-        f"{args.rounds} alternating rounds{common}, commit {report['commit']}, {report['date']}.",
+        f"{args.rounds} alternating rounds{common}, commit {report['commit']}{moved}, {report['date']}.",
         "",
         f"Peak memory: {' / '.join(sorted(memory_kinds))}.",
         "",

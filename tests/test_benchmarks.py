@@ -266,6 +266,28 @@ def test_bench_train_alternates_presets_and_reports_ratios(multi30k_bin, tmp_pat
     assert proc.returncode == 2 and "--amortise 'a=b': expected STEADY=EVERY, two of the variants ['a']" in proc.stderr
 
 
+def test_bench_train_names_the_starting_commit_and_a_checkout_that_changed(tmp_path, monkeypatch):
+    """Each run imports the checkout as it starts: the report names the commit of the first run and
+    says when the checkout changed before the last one (the runs themselves faked here)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_train", REPO / "benchmarks" / "bench_train.py")
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    states = iter([("aaa1111", "diff0"), ("bbb2222", "diff0")])
+    monkeypatch.setattr(bench_train, "checkout_state", lambda: next(states))
+    monkeypatch.setattr(bench_train, "run_variant", lambda *a: ([(1000.0, 5), (1000.0, 10)], 1.0, 100, "host"))
+    out = tmp_path / "r.json"
+    argv = ["bench_train.py", "--variant", "a=baseline", "--updates", "10", "--skip-updates", "2", "--rounds", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--json", str(out), "--markdown", str(tmp_path / "r.md")])
+    bench_train.main()
+    report = json.loads(out.read_text())
+    assert report["commit"] == "aaa1111" and report["commit_at_end"] == "bbb2222"
+    assert (
+        "commit aaa1111 (the checkout changed during the runs: bbb2222 at the end)" in (tmp_path / "r.md").read_text()
+    )
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_step_on_the_cpu(multi30k_bin, tmp_path):
     """benchmarks/gpu-check.sh --smoke: the GPU acceptance run's steps on tiny shapes, so the script

@@ -97,7 +97,7 @@ def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, 
     model.train()
     criterion(model, sample)  # update 0: builds the table, counts the seen targets (syncs allowed there)
     criterion.set_num_updates(1)
-    net_output = model(**sample["net_input"])  # fairseq's encoder itself syncs (padding_mask.any())
+    net_output = model(**sample["net_input"])  # fairseq's own padding checks sync (outside the count)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -107,9 +107,9 @@ def assert_same_weights(a, b):
 
 
 @pytest.mark.slow
-# SKD's neighbour candidates run in the word-KD and the adaptive-softmax cases; the online teacher
-# runs in the TIE-KD case, which shares word-KD's teacher (each case costs three fairseq processes,
-# most of it their start-up).
+# SKD runs in every case (SCHEDULE), its neighbour table refreshed every 2 updates in the word-KD
+# and the adaptive-softmax cases; the online teacher runs in the TIE-KD case, which shares
+# word-KD's teacher (each case costs three fairseq processes, most of it their start-up).
 @pytest.mark.parametrize(
     "criterion",
     [

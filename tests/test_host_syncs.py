@@ -153,26 +153,44 @@ def test_a_cached_teacher_step_makes_no_sync(tmp_path, fresh_metrics):
     assert steady_step_syncs(criterion, model, [sample] * 3) == {}
 
 
+WORD_KD_LM = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
+# A teacher term on an adaptive-softmax student (its top K: --kd-teacher-topk or the cache's), and
+# where its teacher comes from. "any" candidates take the path that groups SKD's entries, the gold
+# words and the teacher's top K together.
+ADAPTIVE_TEACHER_TERMS = {
+    "word-kd-online": (WORD_KD_LM, "online"),
+    "word-kd-cached": (WORD_KD_LM, "cached"),
+    "skd-word-kd-cached": ([*WORD_KD_LM, "--skd-alpha", "0.5"], "cached"),
+    "skd-word-kd-any-online": ([*WORD_KD_LM, "--skd-alpha", "0.5", "--skd-adaptive-candidates", "any"], "online"),
+    "self-kd-twin": (["--criterion", "label_smoothed_self_kd", "--self-kd-teacher", "twin"], "itself"),
+    "self-kd-ema": (["--criterion", "label_smoothed_self_kd", "--self-kd-teacher", "ema"], "itself"),
+    "ps-kd": (["--criterion", "label_smoothed_ps_kd", "--max-epoch", "4"], "previous epoch"),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("skd", [False, True], ids=["word-kd", "skd-word-kd"])
-@pytest.mark.parametrize("source", ["online", "cached"])
-def test_word_kd_on_an_adaptive_softmax_makes_only_the_cluster_grouping(tmp_path, fresh_metrics, source, skd):
-    """The teacher's top K on an adaptive-softmax student, run online or read from a cache: the
-    student's grouping of positions by cluster is the step's one sync; the teacher term, and SKD
-    inside it, add none."""
+@pytest.mark.parametrize("flags, source", ADAPTIVE_TEACHER_TERMS.values(), ids=ADAPTIVE_TEACHER_TERMS.keys())
+def test_a_teacher_term_on_an_adaptive_softmax_makes_only_the_cluster_grouping(tmp_path, fresh_metrics, flags, source):
+    """The teacher's top K on an adaptive-softmax student (a teacher run online or read from its
+    cache, self-KD's twin or moving average, PS-KD's previous epoch): the student's grouping of
+    positions by cluster is the step's one sync; the teacher term, and SKD inside it, add none."""
     from conftest import build_for_training
     from test_teacher_cache import LM_TASK, build_cache, lm_data, save_lm_teacher, train_batch
 
     data = lm_data(tmp_path / "lm")
-    teacher = save_lm_teacher(tmp_path / "teacher", data)
-    flags = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0", "--kd-weight", "0.5"]
-    flags += ["--skd-alpha", "0.5"] if skd else []
+    flags = [*flags, "--label-smoothing", "0"]
     if source == "cached":
+        teacher = save_lm_teacher(tmp_path / "teacher", data)
         layout = ["--tokens-per-sample", "16", "--topk", "4"]
         flags += ["--kd-teacher-cache", build_cache(data, teacher, tmp_path / "cache", *LM_TASK[:2], *layout)]
     else:
-        flags += ["--kd-teacher-path", teacher, "--kd-teacher-topk", "4"]
+        if source == "online":
+            flags += ["--kd-teacher-path", save_lm_teacher(tmp_path / "teacher", data)]
+        flags += ["--kd-teacher-topk", "4"]
     task, model, criterion, _ = build_for_training(data, *LM_TASK, *TINY_ADAPTIVE_LM, *flags)
+    if source == "previous epoch":
+        criterion.begin_epoch(1, model)
+        criterion.begin_epoch(2, model)  # the teacher: the model at the end of epoch 1
     syncs = steady_step_syncs(criterion, model, [train_batch(task)] * WARMUP)
     assert sum(syncs.values()) == 1, syncs
     ((op, where),) = syncs
