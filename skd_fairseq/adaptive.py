@@ -309,7 +309,9 @@ def rows_by_cluster(target: torch.Tensor, cutoff: Sequence[int]) -> List[Optiona
     return indices_by_row(_cluster_membership(target, cutoff))
 
 
-def grouped_rows(target: torch.Tensor, entry_sets: Sequence[torch.Tensor], cutoff: Sequence[int]):
+def grouped_rows(
+    target: torch.Tensor, entry_sets: Sequence[torch.Tensor], cutoff: Sequence[int]
+) -> Tuple[List[Optional[torch.Tensor]], List[List[Optional[torch.Tensor]]]]:
     """:func:`rows_by_cluster` of ``target`` and :func:`needed_rows` of each of ``entry_sets``
     ([N, m_j] each), in one host sync for all of them: (gold rows, [needed rows per set])."""
     member = torch.cat([_cluster_membership(target, cutoff), *(_tail_membership(e, cutoff) for e in entry_sets)])

@@ -147,7 +147,9 @@ def kl_to_teacher(
     if teacher_ids is not None:
         student_lprobs = student_lprobs.gather(dim=-1, index=teacher_ids)
     # xlogy: 0 log 0 = 0 for tokens the teacher gives no mass. The two sums are taken one after the
-    # other, so at most one [N, V] temporary is alive at a time (not three).
+    # other, so at most one [N, V] temporary is alive at a time (not three); their difference costs
+    # about eps * entropy per position (~1e-6 nats in fp32 at V 8,000) in the value, none in the
+    # gradient (-q either way).
     kl = torch.xlogy(teacher_probs, teacher_probs).sum(dim=-1)
     kl = kl - (teacher_probs * student_lprobs).sum(dim=-1)
     if pad_mask is not None:

@@ -59,6 +59,8 @@ class AdaptiveScores(Scores):
     and log-normaliser (``log_probs(..., cluster_local=True)``); ``any`` lets them lie anywhere.
     """
 
+    groups_positions = True
+
     def __init__(self, adaptive_softmax, features, target=None, candidates="cluster"):
         if candidates not in ADAPTIVE_CANDIDATES:
             raise ValueError(f"unknown adaptive candidates {candidates!r}; choose one of {ADAPTIVE_CANDIDATES}")
@@ -76,8 +78,6 @@ class AdaptiveScores(Scores):
         self._expected = None  # entries announced by expect(), and their rows once grouped
         self._expected_rows = None
 
-    groups_positions = True
-
     def size(self, dim):  # what predicted_topk and the KD helpers ask of lprobs
         if dim in (-1, 1):
             return self.vocab_size
@@ -93,6 +93,8 @@ class AdaptiveScores(Scores):
     def expect(self, entries):
         """``entries`` [N, m] (a teacher's top K) will be asked for by a later :meth:`log_probs`:
         their positions are grouped by cluster with the gold words', in the step's one host sync."""
+        if self._gold_rows is not None:
+            raise RuntimeError("AdaptiveScores.expect() after the positions were grouped: announce entries first")
         self._expected = entries
 
     def gold_rows(self):

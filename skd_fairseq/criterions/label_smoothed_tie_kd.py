@@ -103,7 +103,8 @@ class LabelSmoothedTieKdCriterion(LabelSmoothedWordKdCriterion):
         self._later_passes = (student.decoder, encoder_out)
         return decode_prefix(student.decoder, net_input["prev_output_tokens"], encoder_out, net_input)
 
-    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce):
+    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce, prepared=None):
+        # prepared is always None here: only an adaptive softmax prepares, which TIE-KD refuses.
         lprobs = scores.full_log_probs("TIE-KD's ranking loss")
         later_passes, self._later_passes = self._later_passes, None
         net_input = dict(sample["net_input"])

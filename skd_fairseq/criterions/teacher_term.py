@@ -55,7 +55,6 @@ class TeacherTerm:
         self.temperature, self.topk, self.ignore_prefix_size = temperature, topk, ignore_prefix_size
         self.teacher: Optional[TeacherEnsemble] = teacher
         self.cache: Optional[TeacherCache] = cache
-        self._prepared = None  # (q, ids) of this step, from prepare()
 
     def targets(self, model, sample, net_input, encoder_outs=None, cached=True):
         """(q, ids) for ``net_input``, flattened like the student's lprobs, on its device (fp32):
@@ -75,17 +74,19 @@ class TeacherTerm:
         return lprobs.view(-1, lprobs.size(-1))
 
     def prepare(self, model, sample, scores):
-        """The teacher's (q, ids) of this step before the student's data term, announced to
-        ``scores``: an adaptive softmax groups their positions with the gold words' in one sync."""
-        self._prepared = self.targets(model, sample, sample["net_input"])
-        if self._prepared[1] is not None:
-            scores.expect(self._prepared[1])
+        """The teacher's (q, ids) of this step, computed before the student's data term and
+        announced to ``scores``: an adaptive softmax groups their positions with the gold words'
+        in one sync. Pass them to :meth:`loss`."""
+        q, ids = self.targets(model, sample, sample["net_input"])
+        if ids is not None:
+            scores.expect(ids)
+        return q, ids
 
-    def loss(self, model, sample, scores, pad_mask, reduce):
-        """(T^2 KL, log entries). On an adaptive softmax the student's log-probabilities are those
-        of the teacher's top K only (:meth:`Scores.kd_log_probs`)."""
-        prepared, self._prepared = self._prepared, None
-        q, ids = prepared or self.targets(model, sample, sample["net_input"])
+    def loss(self, model, sample, scores, pad_mask, reduce, prepared=None):
+        """(T^2 KL, log entries), from ``prepared`` (:meth:`prepare`) or the teacher now. On an
+        adaptive softmax the student's log-probabilities are those of the teacher's top K only
+        (:meth:`Scores.kd_log_probs`)."""
+        q, ids = prepared if prepared is not None else self.targets(model, sample, sample["net_input"])
         student = scores.kd_log_probs(ids, self.temperature)
         kl = kl_to_teacher(student, q, pad_mask=pad_mask, reduce=reduce)
         return self.temperature**2 * kl, {"kd_kl": kl.detach().sum()}
@@ -131,15 +132,16 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
 
     def compute_loss_terms(self, model, sample, net_output, scores, target, reduce):
         beta = self.teacher_weight() if model.training else 0.0  # validation: the student's plain loss
+        prepared = None
         if beta != 0 and scores.groups_positions:
-            self.teacher_term.prepare(model, sample, scores)
+            prepared = self.teacher_term.prepare(model, sample, scores)
         data_loss, nll_loss, training_log = super().compute_loss_terms(
             model, sample, net_output, scores, target, reduce
         )
         if beta == 0:
             return data_loss, nll_loss, self.without_teacher_log(training_log, target.device)
         pad_mask = target.eq(self.padding_idx)
-        teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, scores, pad_mask, reduce)
+        teacher_loss, teacher_log = self.teacher_loss(model, sample, net_output, scores, pad_mask, reduce, prepared)
         training_log.update(teacher_log, kd_ntokens=(~pad_mask).sum())
         return self.add_teacher(data_loss, teacher_loss, beta), nll_loss, training_log
 
@@ -151,8 +153,10 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
         """The log of a step without the teacher term (word-KD logs nothing for it)."""
         return training_log
 
-    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce):
-        return self.teacher_term.loss(model, sample, scores, pad_mask, reduce)
+    def teacher_loss(self, model, sample, net_output, scores, pad_mask, reduce, prepared=None):
+        """(L_teacher, log entries); ``prepared``: the teacher's (q, ids) when computed before the
+        data term (:meth:`TeacherTerm.prepare`)."""
+        return self.teacher_term.loss(model, sample, scores, pad_mask, reduce, prepared)
 
     # Training-only sums logged per target token: key -> divisor (log 2 turns nats into bits).
     PER_TOKEN_METRICS = {"kd_kl": math.log(2)}
