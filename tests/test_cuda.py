@@ -109,12 +109,29 @@ def test_a_steady_state_step_makes_no_host_device_sync(tmp_path, fresh_metrics, 
     assert torch.isfinite(loss) and float(log["skd_ntokens"]) > 0
 
 
+def syncs_of_the_loss(criterion, model, sample):
+    """(sync warnings, loss, log) of the criterion's part of a step, under torch's sync debug mode
+    (the model's forward runs before: fairseq's own padding checks sync, outside the count)."""
+    import warnings
+
+    net_output = model(**sample["net_input"])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores, target = criterion.scores_and_target(model, net_output, sample)
+            loss, _, log = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message)], loss, log
+
+
 @pytest.mark.parametrize("adaptive", ["cluster", "any"])
 @pytest.mark.parametrize("mode", ["neighbours", "predicted", "random"])
 def test_an_adaptive_softmax_step_syncs_once_to_group_positions_by_cluster(tmp_path, fresh_metrics, mode, adaptive):
     """On an adaptive softmax the one sync of a steady step is the grouping of positions by
     cluster that the tail projections need (fairseq's adaptive_loss makes one per cluster)."""
-    import warnings
 
     from conftest import build_language_model, lm_sample
 
@@ -129,17 +146,7 @@ def test_an_adaptive_softmax_step_syncs_once_to_group_positions_by_cluster(tmp_p
         criterion(model, to_cuda(lm_sample(task, seed=seed)))
     sample = to_cuda(lm_sample(task, seed=6))
     criterion.set_num_updates(6)
-    net_output = model(**sample["net_input"])
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scores, target = criterion.scores_and_target(model, net_output, sample)
-            loss, _, _ = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    syncs, loss, _ = syncs_of_the_loss(criterion, model, sample)
     assert len(syncs) == 1, syncs
     loss.backward()
 
@@ -148,7 +155,6 @@ def test_cached_word_kd_on_an_adaptive_softmax_syncs_once_to_group_positions_by_
     """The cached teacher's top K on an adaptive-softmax student: its positions are grouped with the
     gold words' in the step's one sync (tests/test_host_syncs.py counts the same on the CPU, also
     for an online teacher, whose own fairseq decoder syncs besides)."""
-    import warnings
 
     from conftest import TINY_ADAPTIVE_LM, build_for_training
     from test_teacher_cache import LM_TASK, build_cache, lm_data, save_lm_teacher, train_batch
@@ -165,17 +171,7 @@ def test_cached_word_kd_on_an_adaptive_softmax_syncs_once_to_group_positions_by_
     sample = to_cuda(train_batch(task))
     criterion(model, sample)
     criterion.set_num_updates(1)
-    net_output = model(**sample["net_input"])
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scores, target = criterion.scores_and_target(model, net_output, sample)
-            loss, _, log = criterion.compute_loss_terms(model, sample, net_output, scores, target, True)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    syncs, loss, log = syncs_of_the_loss(criterion, model, sample)
     assert len(syncs) == 1, syncs
     assert "kd_kl" in log
     loss.backward()
