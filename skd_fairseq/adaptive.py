@@ -303,17 +303,12 @@ def cluster_spaces(parts: AdaptiveParts) -> List[Space]:
     return spaces
 
 
-def rows_by_cluster(target: torch.Tensor, cutoff: Sequence[int]) -> List[Optional[torch.Tensor]]:
-    """Per cluster (the head first), the sorted positions whose target lies in it, or None
-    (one host sync for all clusters)."""
-    return indices_by_row(_cluster_membership(target, cutoff))
-
-
 def grouped_rows(
     target: torch.Tensor, entry_sets: Sequence[torch.Tensor], cutoff: Sequence[int]
 ) -> Tuple[List[Optional[torch.Tensor]], List[List[Optional[torch.Tensor]]]]:
-    """:func:`rows_by_cluster` of ``target`` and :func:`needed_rows` of each of ``entry_sets``
-    ([N, m_j] each), in one host sync for all of them: (gold rows, [needed rows per set])."""
+    """Per cluster (the head first), the sorted positions whose ``target`` lies in it, and
+    :func:`needed_rows` of each of ``entry_sets`` ([N, m_j] each), in one host sync for all of them:
+    (gold rows, [needed rows per set]); None for a cluster no position needs."""
     member = torch.cat([_cluster_membership(target, cutoff), *(_tail_membership(e, cutoff) for e in entry_sets)])
     rows, tails = indices_by_row(member), len(cutoff) - 1
     gold, needed = rows[: len(cutoff)], rows[len(cutoff) :]
@@ -354,7 +349,7 @@ def within_cluster_topk(
     Args:
         head_logits: [N, c_0 + n] the head's logits.
         cluster_inputs, cluster_rows: per tail cluster, z_i [R_i, d_i] and the positions R_i
-            whose target is in cluster i (:func:`rows_by_cluster`), or None.
+            whose target is in cluster i (:func:`grouped_rows`' gold rows), or None.
         skip: bool [V], True for ids never returned.
 
     Returns:
