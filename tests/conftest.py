@@ -227,6 +227,20 @@ def run(cmd, timeout=600, check=True, env=None, **kwargs):
     return proc
 
 
+def binarise_de_en(train, valid, test, dictionaries, destdir):
+    """fairseq-preprocess of the de-en text prefixes ``train``, ``valid`` and ``test`` with the
+    dict.de.txt and dict.en.txt in ``dictionaries``, into ``destdir``."""
+    run(
+        [
+            *("fairseq-preprocess", "-s", "de", "-t", "en"),
+            *("--trainpref", train, "--validpref", valid, "--testpref", test),
+            *("--srcdict", dictionaries / "dict.de.txt", "--tgtdict", dictionaries / "dict.en.txt"),
+            *("--destdir", destdir, "--workers", "1"),
+        ]
+    )
+    return destdir
+
+
 def tool(module):
     """The command that runs skd_experiments.MODULE (what the shell scripts run)."""
     return [sys.executable, "-m", f"skd_experiments.{module}"]

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import REPO, SCRIPTS, run, tiny_config, tool
+from conftest import REPO, SCRIPTS, binarise_de_en, run, tiny_config, tool
 
 from skd_experiments.choose_epochs import choose_epoch, validation_curve
 
@@ -25,29 +25,8 @@ def small_slice(multi30k_bin, out, lines=300):
     for lang in ("de", "en"):
         with open(multi30k_bin / "spm" / f"train.{lang}") as f:
             (out / f"train.{lang}").write_text("".join(next(f) for _ in range(lines)))
-    run(
-        [
-            "fairseq-preprocess",
-            "-s",
-            "de",
-            "-t",
-            "en",
-            "--trainpref",
-            out / "train",
-            "--validpref",
-            multi30k_bin / "spm" / "valid",
-            "--testpref",
-            multi30k_bin / "spm" / "test",
-            "--srcdict",
-            multi30k_bin / "bin" / "dict.de.txt",
-            "--tgtdict",
-            multi30k_bin / "bin" / "dict.en.txt",
-            "--destdir",
-            out / "bin",
-            "--workers",
-            "1",
-        ]
-    )
+    spm = multi30k_bin / "spm"
+    binarise_de_en(out / "train", spm / "valid", spm / "test", multi30k_bin / "bin", out / "bin")
     (out / "bin" / ".done").touch()
     return out / "bin"
 
@@ -416,21 +395,15 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     long, short = tmp_path / "long", tmp_path / "short"
-    run(["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", long], env=env)
-    run(
-        [
-            "bash",
-            SCRIPTS / "train.sh",
-            config,
-            "--criterion-preset",
-            "baseline",
-            "--save-dir",
-            short,
-            "--max-epoch",
-            "2",
-        ],
-        env=env,
-    )
+
+    def train(save_dir, *flags):
+        run(
+            ["bash", SCRIPTS / "train.sh", config, "--criterion-preset", "baseline", "--save-dir", save_dir, *flags],
+            env=env,
+        )
+
+    train(long)
+    train(short, "--max-epoch", "2")
     out = run([*tool("cut_run"), long, "--epoch", "2"]).stdout
     assert "ends at epoch 2" in out
     assert not (long / "checkpoint3.pt").exists() and (long / "train.full.log").exists()
@@ -444,20 +417,7 @@ def test_cut_run_gives_the_run_that_stopped_at_that_epoch(multi30k_bin, tmp_path
     assert cut_summary["updates"] == short_summary["updates"] and cut_summary["cut_at_epoch"] == 2
     assert "epoch 003" not in (long / "train.log").read_text()
     # train.sh with --max-epoch 2 finds nothing left to train; the averaging takes epochs 1 and 2.
-    run(
-        [
-            "bash",
-            SCRIPTS / "train.sh",
-            config,
-            "--criterion-preset",
-            "baseline",
-            "--save-dir",
-            long,
-            "--max-epoch",
-            "2",
-        ],
-        env=env,
-    )
+    train(long, "--max-epoch", "2")
     assert json.loads((long / "train.json").read_text())["updates"] == short_summary["updates"]
     averaged = run(
         [*tool("average_checkpoints"), "--run-dir", long, "--last", "2", "--output", tmp_path / "avg.pt"]

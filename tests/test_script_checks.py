@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from conftest import REPO, USER_DIR, require_shared, run, save_teacher, tool
+from conftest import REPO, USER_DIR, binarise_de_en, require_shared, run, save_teacher, tool
 
 from skd_experiments.indexed_sizes import split_sizes
 
@@ -34,30 +34,7 @@ def tiny_translation(tmp_path):
         for lang, offset in (("de", 0), ("en", 7)):
             write_lines(text / f"{split}.{lang}", [words(offset + 3 * i, 3 + i % 3) for i in range(n)])
     data = tmp_path / "prepared" / "bin"
-    dicts = tmp_path / "teacher" / "data"
-    run(
-        [
-            "fairseq-preprocess",
-            "-s",
-            "de",
-            "-t",
-            "en",
-            "--trainpref",
-            text / "train",
-            "--validpref",
-            text / "valid",
-            "--testpref",
-            text / "test",
-            "--srcdict",
-            dicts / "dict.de.txt",
-            "--tgtdict",
-            dicts / "dict.en.txt",
-            "--destdir",
-            data,
-            "--workers",
-            "1",
-        ]
-    )
+    binarise_de_en(text / "train", text / "valid", text / "test", tmp_path / "teacher" / "data", data)
     return data, teacher
 
 
