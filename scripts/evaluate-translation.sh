@@ -14,7 +14,8 @@ tokenizer BLEU_TOKENIZE, default 13a, and chrF; both case-insensitive when CONFI
 BLEU_LOWERCASE=1, for lowercased corpora). With TOKENIZED_REFERENCE_PREFIX set,
 also the tokenised BLEU of the literature (TOKENIZED_BLEU=plain or compound-split).
 Also scores the same model's perplexity on the validation split with plain
-cross-entropy (skd-fairseq-validation-perplexity; comparable across criteria).
+cross-entropy (skd-fairseq-validation-perplexity; comparable across criteria), once per
+model: DIR/valid-perplexity.json is reused while it names the same checkpoint (sha256).
 Writes DIR/result.SPLIT.json (metrics, signatures, valid_ppl, the run's train.json) and
 DIR/hyp.SPLIT.txt; with --greedy, DIR/result.SPLIT.greedy.json and DIR/hyp.SPLIT.greedy.txt.
 
@@ -84,8 +85,9 @@ if [ -n "${TOKENIZED_REFERENCE_PREFIX:-}" ]; then
 fi
 
 echo "[evaluate] validation perplexity of $model"
+# --reuse: the beam and the greedy evaluation of one model share it (it does not depend on decoding).
 python -m skd_experiments.validation_perplexity "$DATA" --path "$model" --subset valid -s "$SRC" -t "$TGT" \
-  --out "$run_dir/valid-perplexity.json" "${device[@]}" > /dev/null 2> "$run_dir/valid-perplexity.log" \
+  --out "$run_dir/valid-perplexity.json" --reuse "${device[@]}" > /dev/null 2> "$run_dir/valid-perplexity.log" \
   || { tail -n 20 "$run_dir/valid-perplexity.log" >&2; die "validation_perplexity failed (log: $run_dir/valid-perplexity.log)"; }
 
 meta=(dataset="$DATASET" pair="$PAIR" split="$split" checkpoint="$checkpoint_label"

@@ -81,7 +81,7 @@ def translation_sections(translation, args, compared, extra):
     return lines
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+")
     parser.add_argument("--out", help="write the Markdown here as well as to stdout")
@@ -98,7 +98,7 @@ def main():
         "step-time and memory ratios as the cost column",
     )
     parser.add_argument("--training-metrics", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.compare and not args.significance:
         parser.error("--compare adds significance tests against another row: it needs --significance")

@@ -2,7 +2,7 @@
 """Perplexity of a translation checkpoint on one split, with plain cross-entropy.
 
   skd-fairseq-validation-perplexity DATA --path CHECKPOINT [--subset valid] [-s de -t en]
-                                   [--max-tokens 8000] [--cpu] [--out FILE.json]
+                                   [--max-tokens 8000] [--cpu] [--out FILE.json [--reuse]]
 
 The model's own log-probability of every reference token (target pieces and the final
 eos, padding left out), with dropout off: perplexity = exp(-sum log p / tokens), the
@@ -13,20 +13,26 @@ alpha = 0) gets the plain number. Beside it, two readings of the predicted distr
 the same positions (teacher-forced, means over tokens): their entropy in nats (how sharp the
 model is) and the probability of the previous target token (how much it would repeat).
 Prints, and with --out writes, a JSON object: {"ppl", "nll_base2", "entropy_nats",
-"p_previous_token", "tokens", "sentences", "subset"}.
+"p_previous_token", "tokens", "sentences", "subset", "data", "checkpoint_sha256"}. With
+--reuse, an --out file that already holds this checkpoint's numbers (same sha256, data and
+subset) is printed and nothing is computed: evaluate-translation.sh scores a model's beam and
+greedy translations, and the perplexity does not depend on the decoding.
 """
 
 import argparse
 import json
 import math
+import os
 
-import torch
-
-import skd_fairseq  # noqa: F401  (registers the criteria, allow-lists fairseq checkpoints)
+from skd_experiments.teacher_cache_check import sha256
 
 
 def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=8000, cpu=False):
+    # Imported here: --reuse answers without loading torch and fairseq (seconds).
+    import torch
     from fairseq import checkpoint_utils, utils
+
+    import skd_fairseq  # noqa: F401  (registers the criteria, allow-lists fairseq checkpoints)
 
     overrides = {"data": data}
     if source and target:
@@ -74,6 +80,17 @@ def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=
     }
 
 
+def reusable(out, data, path, subset):
+    """The result stored in ``out`` when it was computed for this checkpoint (by content), data
+    directory and subset; else None."""
+    if not os.path.isfile(out):
+        return None
+    with open(out) as f:
+        stored = json.load(f)
+    same = (stored.get("data"), stored.get("subset")) == (os.path.abspath(data), subset)
+    return stored if same and stored.get("checkpoint_sha256") == sha256(path) else None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
@@ -84,10 +101,18 @@ def main():
     parser.add_argument("--max-tokens", type=int, default=8000)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--out")
-    args = parser.parse_args()
-    result = perplexity(
-        args.data, args.path, args.subset, args.source_lang, args.target_lang, args.max_tokens, args.cpu
+    parser.add_argument(
+        "--reuse", action="store_true", help="print --out instead when it holds this checkpoint's numbers"
     )
+    args = parser.parse_args()
+    if args.reuse and not args.out:
+        parser.error("--reuse reads the --out file: give --out FILE.json")
+    result = reusable(args.out, args.data, args.path, args.subset) if args.reuse else None
+    if result is None:
+        result = perplexity(
+            args.data, args.path, args.subset, args.source_lang, args.target_lang, args.max_tokens, args.cpu
+        )
+        result.update(data=os.path.abspath(args.data), checkpoint_sha256=sha256(args.path))
     text = json.dumps(result)
     print(text)
     if args.out:

@@ -1,6 +1,8 @@
 """Shared fixtures: tiny in-process fairseq setups and tiny slices of Multi30k and the WikiText-2
 sample (tests/data_sources.py finds them: SKD_SHARED_DATA, ../shared/data, or a download)."""
 
+import contextlib
+import io
 import os
 import pathlib
 import subprocess
@@ -224,6 +226,26 @@ def run(cmd, timeout=600, check=True, env=None, **kwargs):
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
             f"\n--- stderr\n{proc.stderr[-4000:]}"
         )
+    return proc
+
+
+def make_tables(*args, check=True):
+    """skd-fairseq-tables ARGS in this process (its tests call it often; a process would import scipy
+    and matplotlib each time): a CompletedProcess with its stdout, stderr and exit status."""
+    from skd_experiments import make_tables as tables
+
+    refuse_in_the_fast_tier("writes tables")
+    stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            tables.main([str(a) for a in args])
+        except SystemExit as end:  # as the interpreter reports it: a message means status 1
+            if isinstance(end.code, str):
+                print(end.code, file=sys.stderr)
+            status = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+    proc = subprocess.CompletedProcess(["skd-fairseq-tables", *args], status, stdout.getvalue(), stderr.getvalue())
+    if check and status != 0:
+        raise AssertionError(f"skd-fairseq-tables exited {status}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc
 
 

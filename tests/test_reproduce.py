@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import REPO, SCRIPTS, binarise_de_en, run, tiny_config, tool
+from conftest import REPO, SCRIPTS, binarise_de_en, make_tables, run, tiny_config, tool
 
 from skd_experiments.choose_epochs import choose_epoch, validation_curve
 
@@ -58,17 +58,8 @@ def test_reproduce_translation_table_on_a_slice(multi30k_bin, tmp_path):
     # The archived runs rebuild the same table and significance tests without the runs or the data.
     archived = sorted((tmp_path / "results" / "multi30k-de-en-runs").glob("*/seed*/result.test.json"))
     assert [p.parent.parent.name for p in archived] == ["baseline", "skd-neighbours"]
-    rebuilt = run(
-        [
-            *tool("make_tables"),
-            *archived,
-            "--significance",
-            "--flags",
-            "--cost",
-            "--training-metrics",
-            "--compare",
-            "baseline:skd-neighbours",
-        ]
+    rebuilt = make_tables(
+        *archived, "--significance", "--flags", "--cost", "--training-metrics", "--compare", "baseline:skd-neighbours"
     ).stdout
     assert rebuilt.strip() in table
     # Finished runs are not redone.
@@ -234,7 +225,7 @@ AVERAGE_LAST=2
     assert "| wikitext2-sample test | skd-predicted | 2 |" in table and "method perplexity (± 95 % CI)" in table
     # The archive holds the per-sample scores, so the significance test is rebuilt from it.
     archived = sorted((tmp_path / "results" / "multi30k-en-lm-runs").glob("*/seed*/result.test.json"))
-    rebuilt = run([*tool("make_tables"), *archived, "--significance", "--flags"]).stdout
+    rebuilt = make_tables(*archived, "--significance", "--flags").stdout
     assert rebuilt.strip() in table
     # A result evaluated before the scores existed is evaluated again, not retrained.
     run_result = tmp_path / "runs" / "baseline" / "seed2" / "result.test.json"

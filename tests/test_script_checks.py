@@ -385,3 +385,11 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
     assert got["entropy_nats"] == pytest.approx(entropy / tokens, rel=1e-4)
     assert got["p_previous_token"] == pytest.approx(previous / tokens, rel=1e-4)
     assert 0 < got["entropy_nats"] < math.log(len(task.target_dictionary)) and 0 < got["p_previous_token"] < 1
+    # --reuse: the stored numbers while they name this checkpoint (by content), data and subset.
+    command = [*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher, "--cpu"]
+    out.write_text(json.dumps({**got, "ppl": 1.5}))
+    assert json.loads(run([*command, "--out", out, "--reuse"]).stdout)["ppl"] == 1.5
+    out.write_text(json.dumps({**got, "ppl": 1.5, "checkpoint_sha256": "0" * 64}))  # another checkpoint's
+    assert json.loads(run([*command, "--out", out, "--reuse"]).stdout) == got
+    proc = run([*command, "--reuse"], check=False)
+    assert proc.returncode == 2 and "--reuse reads the --out file" in proc.stderr

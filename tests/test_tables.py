@@ -6,7 +6,7 @@ import math
 import statistics
 
 import pytest
-from conftest import REPO, run, tool
+from conftest import REPO, make_tables, run, tool
 
 from skd_experiments import plots
 
@@ -59,7 +59,7 @@ def test_committed_tables_rebuild_byte_for_byte_from_their_archives(name, split_
     archive = REPO / "results" / f"{name}-runs"
     files = [path for method in rows for path in sorted((archive / method).glob(f"seed*/{split_file}"))]
     assert len(files) >= len(rows) > 1
-    rebuilt = run(["skd-fairseq-tables", *files, *options]).stdout
+    rebuilt = make_tables(*files, *options).stdout
     assert rebuilt.startswith("| method |") and rebuilt in committed
 
 
@@ -90,9 +90,9 @@ def test_make_tables_means_significance_and_plot(tmp_path):
         write_lm_result(tmp_path / "lm-base", "baseline", [-4.0, -5.0] * 30),
         write_lm_result(tmp_path / "lm-skd", "skd-neighbours", [-3.0, -4.0] * 30),
     ]
-    out = run(
+    out = run(  # through the console script, once; the other tests call it in process
         [
-            *tool("make_tables"),
+            "skd-fairseq-tables",
             *files,
             *lm,
             "--significance",
@@ -166,7 +166,7 @@ def test_archive_runs_and_tables_follow_a_run_reached_through_a_symlink(tmp_path
     archived = archive / "baseline" / "seed1" / "result.test.json"
     assert (archived.parent / json.loads(archived.read_text())["hypotheses"]).exists()
     for result in (adopted / "result.test.json", archived):  # the table reads the texts either way
-        out = run([*tool("make_tables"), result, "--significance"]).stdout
+        out = make_tables(result, "--significance").stdout
         assert "| baseline | 100.00 (n=1) |" in out
     # Archiving the archive (a table rebuilt from committed runs) reproduces it file for file.
     again = tmp_path / "again"
@@ -194,7 +194,7 @@ def test_make_tables_test_over_seeds_and_training_metrics(tmp_path):
                     f"skd_gold_q {gold_q} | skd_tau {tau + seed / 100} | wps 1500 | num_updates {epoch * 10}\n"
                 )
         files.append(path)
-    out = run([*tool("make_tables"), *files, "--significance", "--training-metrics"]).stdout
+    out = make_tables(*files, "--significance", "--training-metrics").stdout
     # BLEU differences +1.0, +2.5, +1.5: mean 1.667, std 0.764, t = 3.780; with 2 degrees of
     # freedom the two-sided p of Student's t is 1 - |t| / sqrt(t^2 + 2) = 0.0634.
     row = next(line for line in out.splitlines() if line.startswith("| toy de-en test | skd-neighbours | BLEU |"))
@@ -230,7 +230,7 @@ def test_make_tables_puts_greedy_decoding_beside_beam_search(tmp_path):
         result["metrics"]["bleu"] = greedy
         greedy_path.write_text(json.dumps(dict(result, decoding="greedy")))
         files += [path, greedy_path]
-    out = run([*tool("make_tables"), *files, "--significance"]).stdout
+    out = make_tables(*files, "--significance").stdout
     header = next(line for line in out.splitlines() if line.startswith("| method |"))
     assert header.count("valid: perplexity") == 1
     assert "toy de-en test: BLEU | toy de-en test greedy: BLEU |" in header
@@ -249,12 +249,12 @@ def test_make_tables_takes_the_cost_column_from_an_interleaved_benchmark(tmp_pat
         {"variant": "word-kd, refresh amortised (R = 50)", "step_time_ratio": 1.1, "peak_memory_ratio": 1.0},
     ]
     bench.write_text(json.dumps({"benchmark": "bench_train", "variants": variants}))
-    out = run([*tool("make_tables"), *files, "--cost-from", bench]).stdout
+    out = make_tables(*files, "--cost-from", bench).stdout
     assert "| cost vs baseline (bench_train, interleaved): step time × / memory × |" in out
     assert "| word-kd | 20.00 (n=1) | 40.00 (n=1) | 1.034 / 1.012 |" in out
     assert "| tie-kd | 20.00 (n=1) | 40.00 (n=1) | - |" in out  # not measured there
     bench.write_text(json.dumps({"benchmark": "bench_train", "variants": [dict(variants[0], variant="other")]}))
-    proc = run([*tool("make_tables"), *files, "--cost-from", bench], check=False)
+    proc = make_tables(*files, "--cost-from", bench, check=False)
     assert proc.returncode == 1 and "measures other, none of the rows" in proc.stderr
 
 
@@ -267,7 +267,7 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
     for seed, scores in enumerate([(20.0, 23.0, 24.0), (21.0, 23.0, 25.0), (22.0, 24.0, 25.0)], 1):
         for method, hyps, bleu in zip(("baseline", "ls-matched", "skd-neighbours"), (worse, worse, refs), scores):
             files.append(write_result(tmp_path / f"{method}{seed}", method, seed, hyps, refs, bleu, 40.0))
-    out = run([*tool("make_tables"), *files, "--significance", "--compare", "skd-neighbours:ls-matched"]).stdout
+    out = make_tables(*files, "--significance", "--compare", "skd-neighbours:ls-matched").stdout
     against_baseline, against_matched = out.split("Paired bootstrap resampling against `ls-matched`")
     assert "Paired bootstrap resampling against `baseline`" in against_baseline
     assert "| toy de-en test | ls-matched | BLEU | 1, 2, 3 | +3.00, +2.00, +2.00 |" in against_baseline
@@ -290,9 +290,9 @@ def test_make_tables_compares_rows_with_another_reference(tmp_path):
         ("skd-random:ls-matched", "no results for 'skd-random'; the rows are: baseline, ls-matched"),
         ("skd-neighbours:baseline", "already tested against the baseline"),
     ):
-        proc = run([*tool("make_tables"), *files, "--significance", "--compare", pair], check=False)
+        proc = make_tables(*files, "--significance", "--compare", pair, check=False)
         assert proc.returncode == 1 and message in proc.stderr, (pair, proc.stderr)
-    proc = run([*tool("make_tables"), *files, "--compare", "skd-neighbours:ls-matched"], check=False)
+    proc = make_tables(*files, "--compare", "skd-neighbours:ls-matched", check=False)
     assert proc.returncode == 2 and "it needs --significance" in proc.stderr
 
 
@@ -319,19 +319,19 @@ def write_lm_result(run_dir, method, sample_logprobs, tokens_per_sample=10):
 def test_make_tables_perplexity_bootstrap_needs_matching_scores(tmp_path):
     base = write_lm_result(tmp_path / "base", "baseline", [-4.0] * 20)
     other = write_lm_result(tmp_path / "other", "skd-neighbours", [-4.0] * 19)
-    proc = run([*tool("make_tables"), base, other, "--significance"], check=False)
+    proc = make_tables(base, other, "--significance", check=False)
     assert proc.returncode == 1 and "scored different samples" in proc.stderr
     old = json.loads(other.read_text())
     del old["scores"]
     other.write_text(json.dumps(old))
-    proc = run([*tool("make_tables"), base, other, "--significance"], check=False)
+    proc = make_tables(base, other, "--significance", check=False)
     assert (
         proc.returncode == 1
         and "no per-sample scores" in proc.stderr
         and "re-run scripts/evaluate-lm.sh" in proc.stderr
     )
     # Without --significance the table needs no scores.
-    assert "| skd-neighbours | 54.60 (n=1) |" in run([*tool("make_tables"), base, other]).stdout
+    assert "| skd-neighbours | 54.60 (n=1) |" in make_tables(base, other).stdout
 
 
 @pytest.mark.slow
@@ -351,7 +351,7 @@ def test_make_tables_tokenised_bleu_cost_column_and_the_bootstrap_tokenizer(tmp_
         result["training"].update(fairseq_wall_s=wall, peak_rss_mib=memory)  # a result file of an older commit
         path.write_text(json.dumps(result))
         files.append(path)
-    out = run([*tool("make_tables"), *files, "--significance", "--cost"]).stdout
+    out = make_tables(*files, "--significance", "--cost").stdout
     assert (
         "| method | toy de-en test: BLEU | toy de-en test: chrF | toy de-en test: tokenised BLEU "
         "(compound-split) | cost vs baseline: time × / memory × |"
@@ -395,15 +395,15 @@ def test_make_tables_refuses_rows_that_mix_settings_or_repeat_a_seed_and_a_missi
     result = json.loads(other.read_text())
     result["training"]["extra_flags"] = "--skd-alpha 0.3"
     other.write_text(json.dumps(result))
-    proc = run([*tool("make_tables"), base, one, other], check=False)
+    proc = make_tables(base, one, other, check=False)
     assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings: `skd-neighbours`" in proc.stderr
     assert "`skd-neighbours --skd-alpha 0.3`" in proc.stderr and "train.sh --method NAME" in proc.stderr
-    proc = run([*tool("make_tables"), base, one, one], check=False)
+    proc = make_tables(base, one, one, check=False)
     assert proc.returncode == 1 and "two results for skd-neighbours seed 1 on toy de-en test" in proc.stderr
     for flag in ("--significance", "--cost"):
-        proc = run([*tool("make_tables"), one, flag], check=False)
+        proc = make_tables(one, flag, check=False)
         assert proc.returncode == 1 and "no results for the baseline 'baseline'" in proc.stderr, flag
-    assert "| skd-neighbours | 21.00 (n=1) |" in run([*tool("make_tables"), one]).stdout
+    assert "| skd-neighbours | 21.00 (n=1) |" in make_tables(one).stdout
 
 
 @pytest.mark.slow
@@ -442,10 +442,10 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
         train[:-1]
         + ["0.3", "--seed", "2", "--save-dir", "/other/s2", "--user-dir", "/b/skd_fairseq", "--skd-alpha", "0.5"],
     )
-    out = run([*tool("make_tables"), two, one, "--flags"]).stdout
+    out = make_tables(two, one, "--flags").stdout
     assert "| skd-neighbours | `skd-neighbours` | 21.50 ± 0.71 (n=2) |" in out
     assert "Same setting, other flags: `skd-neighbours` seed 2 ran as `skd-neighbours --skd-alpha 0.5`" in out
-    assert "Same setting" not in run([*tool("make_tables"), one]).stdout
+    assert "Same setting" not in make_tables(one).stdout
     # Any other option that differs, a switch left out, or a run without its command: two settings.
     for name, command in [
         ("lr", train + ["--seed", "2", "--lr", "1"]),
@@ -454,5 +454,5 @@ def test_make_tables_takes_flags_spelled_otherwise_for_the_same_command_as_one_s
         ("none", None),
     ]:
         other = result(name, 3, "--skd-alpha 0.5", command)
-        proc = run([*tool("make_tables"), one, other], check=False)
+        proc = make_tables(one, other, check=False)
         assert proc.returncode == 1 and "'skd-neighbours' has runs with different settings" in proc.stderr, name
