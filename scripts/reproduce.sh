@@ -17,17 +17,18 @@ TABLE is one of:
   wikitext2-adaptive
                 a small adaptive-softmax LM on the WikiText-2 sample in ../shared/data
                 (configs/wikitext2-sample-adaptive.sh; CPU)
-  kd-multi30k   SKD beside teacher-based KD on Multi30k de->en: trains the teacher
+  kd-multi30k   teacher-based KD on Multi30k de->en, converged: trains the teacher
                 (configs/multi30k-de-en-teacher.sh) into OUT/teacher, stores its top 8
                 per training target once (skd-fairseq-cache-teacher, OUT/teacher-cache;
                 TEACHER_CACHE_TOPK in the config sets K), distils the training set with
                 it (scripts/distill-sequence-level.sh, OUT/distilled), then the student
-                rows (configs/multi30k-de-en-demo.sh): baseline, skd-neighbours, word-kd
-                and skd-word-kd (from the cache), seq-kd (baseline on the distilled data),
-                seq-word-kd (word-kd on it, from a cache of it), tie-kd (first pass from
-                the cache); the teacher's own row first; every row scored with beam search
-                and with greedy decoding; the teacher config's KD_TABLE_COMPARISONS tested
-                and KD_TABLE_COST_FROM (a bench_train.py report) as the cost column
+                rows (configs/multi30k-de-en.sh, the multi30k table's model): baseline,
+                word-kd and skd-word-kd (from the cache), tie-kd (first pass from the
+                cache), seq-kd (baseline on the distilled data), seq-word-kd (word-kd on
+                it, from a cache of it); the teacher's own row first; every row scored
+                with beam search and with greedy decoding; the teacher config's
+                KD_TABLE_COMPARISONS tested and KD_TABLE_COST_FROM (a bench_train.py
+                report) as the cost column
 
 Every (preset, seed) run is trained with scripts/train.sh into OUT/PRESET/seedN and
 evaluated on the test split; then skd-fairseq-tables writes RESULTS/TABLE.md (mean
@@ -76,7 +77,7 @@ case "$table" in
   wmt14) config=configs/wmt14-en-de.sh kind=translation name=wmt14-en-de ;;
   wikitext103) config=configs/wikitext103.sh kind=lm name=wikitext103 ;;
   wikitext2-adaptive) config=configs/wikitext2-sample-adaptive.sh kind=lm name=wikitext2-sample-adaptive ;;
-  kd-multi30k) config=configs/multi30k-de-en-demo.sh kind=kd name=kd-multi30k-de-en
+  kd-multi30k) config=configs/multi30k-de-en.sh kind=kd name=kd-multi30k-de-en
     teacher_config=configs/multi30k-de-en-teacher.sh ;;
   *) die "unknown table '$table' (see --help)" ;;
 esac
@@ -101,7 +102,7 @@ esac
 # shellcheck source=/dev/null
 . "$config"
 if [ "$kind" = kd ]; then
-  presets=${presets:-baseline skd-neighbours word-kd seq-kd seq-word-kd tie-kd skd-word-kd}
+  presets=${presets:-baseline word-kd skd-word-kd tie-kd seq-kd seq-word-kd}
 fi
 presets=${presets:-${TABLE_PRESETS:-baseline skd-neighbours skd-predicted}}
 # Everything a row needs is checked here, before the first run trains (a table takes hours).
