@@ -3,7 +3,8 @@
 
   python -m skd_experiments.run_and_measure --log FILE --summary FILE [--meta key=value ...] -- COMMAND...
 
-The summary holds the command, the git commit, the wall time of this invocation and
+The summary holds the command, the git commit (and, for a run resumed after the code changed,
+every commit it was trained with), the wall time of this invocation and
 of all invocations of a resumed run, the peak memory, and what fairseq's log reports:
 updates, its cumulative training wall time (across resumptions) and the median words
 (target tokens) per second. Peak memory: the command's processes' peak resident set on
@@ -75,6 +76,13 @@ def git_commit(cwd):
         return None
 
 
+def trained_with(previous, commit):
+    """The commits a run was trained with, oldest first: a run resumed after the code changed
+    keeps the commit its earlier invocations ran (``commit`` alone names the latest)."""
+    earlier = previous.get("commits") or [previous.get("commit")]
+    return [c for c in dict.fromkeys([*earlier, commit]) if c]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", required=True)
@@ -127,6 +135,7 @@ def main():
     summary.update(
         command=command,
         commit=commit,
+        commits=trained_with(previous, commit),
         exit_status=status,
         invocation_wall_s=round(wall, 1),
         invocations=previous.get("invocations", 1 if previous else 0) + 1,

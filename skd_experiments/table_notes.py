@@ -23,7 +23,11 @@ def read(path):
 
 
 def commits(paths):
-    return ", ".join(sorted({read(p).get("training", {}).get("commit") or "unknown" for p in paths}))
+    found = set()
+    for path in paths:
+        training = read(path).get("training", {})
+        found.update(training.get("commits") or [training.get("commit") or "unknown"])
+    return ", ".join(sorted(found))
 
 
 def conditions(paths, cuda):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO, SCRIPTS, prepare_multi30k_slice, run, tiny_config, tool
 
-from skd_experiments import fairseq_log, run_and_measure, score_translation
+from skd_experiments import fairseq_log, run_and_measure, score_translation, table_notes
 
 
 def write_gz(path, lines):
@@ -274,6 +274,20 @@ def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     assert second["cuda_peak_mib"] is None  # no GPU process reported
     assert (second["peak_memory_mib"], second["peak_memory_kind"]) == (second["peak_rss_mib"], "host resident set")
     assert (tmp_path / "train.log").read_text().count("fairseq says hello") == 2
+
+
+def test_a_run_resumed_with_other_code_keeps_every_commit_and_the_table_names_them(tmp_path):
+    assert run_and_measure.trained_with({}, "aaa") == ["aaa"]
+    assert run_and_measure.trained_with({"commit": "aaa"}, "aaa") == ["aaa"]
+    # A summary written before the list existed: its one commit is the earlier invocations'.
+    assert run_and_measure.trained_with({"commit": "aaa"}, "bbb") == ["aaa", "bbb"]
+    assert run_and_measure.trained_with({"commits": ["aaa", "bbb"], "commit": "bbb"}, "aaa") == ["aaa", "bbb"]
+    assert run_and_measure.trained_with({"commit": None}, None) == []  # outside a git checkout
+    results = []
+    for name, training in (("a", {"commit": "ccc"}), ("b", {"commit": "bbb", "commits": ["aaa", "bbb"]})):
+        results.append(tmp_path / f"{name}.json")
+        results[-1].write_text(json.dumps({"training": training}))
+    assert table_notes.commits(results) == "aaa, bbb, ccc"
 
 
 @pytest.mark.slow
