@@ -7,6 +7,7 @@ import shutil
 import pytest
 from conftest import REPO, USER_DIR, binarise_de_en, require_shared, run, save_teacher, tool
 
+from skd_experiments import validation_perplexity
 from skd_experiments.indexed_sizes import split_sizes
 
 SCRIPTS = REPO / "scripts"
@@ -389,7 +390,13 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
     command = [*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher, "--cpu"]
     out.write_text(json.dumps({**got, "ppl": 1.5}))
     assert json.loads(run([*command, "--out", out, "--reuse"]).stdout)["ppl"] == 1.5
-    out.write_text(json.dumps({**got, "ppl": 1.5, "checkpoint_sha256": "0" * 64}))  # another checkpoint's
-    assert json.loads(run([*command, "--out", out, "--reuse"]).stdout) == got
+    assert validation_perplexity.reusable(out, multi30k_bin / "bin", translation_teacher, "valid")["ppl"] == 1.5
+    for stored, data, subset in [
+        ({**got, "checkpoint_sha256": "0" * 64}, multi30k_bin / "bin", "valid"),  # another checkpoint's
+        (got, tmp_path, "valid"),
+        (got, multi30k_bin / "bin", "test"),
+    ]:
+        out.write_text(json.dumps(stored))
+        assert validation_perplexity.reusable(out, data, translation_teacher, subset) is None
     proc = run([*command, "--reuse"], check=False)
     assert proc.returncode == 2 and "--reuse reads the --out file" in proc.stderr
