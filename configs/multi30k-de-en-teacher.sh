@@ -21,3 +21,5 @@ DISTILL_ARGS=(--beam 5 --lenpen 1.0)    # scripts/distill-sequence-level.sh, for
 # reproduce.sh kd-multi30k: TIE-KD and SKD inside word-KD tested against word-KD too (the greedy
 # columns' tests against the baseline are seq-KD's headline, Kim & Rush's greedy gain).
 KD_TABLE_COMPARISONS="tie-kd:word-kd skd-word-kd:word-kd"
+# The cost column: the rows' step time and memory measured interleaved with this teacher and its cache.
+KD_TABLE_COST_FROM=benchmarks/results/train-cpu-multi30k-kd-cache.json
