@@ -80,15 +80,15 @@ def perplexity(data, path, subset="valid", source=None, target=None, max_tokens=
     }
 
 
-def reusable(out, data, path, subset):
-    """The result stored in ``out`` when it was computed for this checkpoint (by content), data
+def reusable(out, data, checkpoint_sha256, subset):
+    """The result stored in ``out`` when it was computed for the checkpoint with this sha256, data
     directory and subset; else None."""
     if not os.path.isfile(out):
         return None
     with open(out) as f:
         stored = json.load(f)
     same = (stored.get("data"), stored.get("subset")) == (os.path.abspath(data), subset)
-    return stored if same and stored.get("checkpoint_sha256") == sha256(path) else None
+    return stored if same and stored.get("checkpoint_sha256") == checkpoint_sha256 else None
 
 
 def main():
@@ -107,12 +107,13 @@ def main():
     args = parser.parse_args()
     if args.reuse and not args.out:
         parser.error("--reuse reads the --out file: give --out FILE.json")
-    result = reusable(args.out, args.data, args.path, args.subset) if args.reuse else None
+    checkpoint_sha256 = sha256(args.path)  # read once: a checkpoint is hundreds of MB
+    result = reusable(args.out, args.data, checkpoint_sha256, args.subset) if args.reuse else None
     if result is None:
         result = perplexity(
             args.data, args.path, args.subset, args.source_lang, args.target_lang, args.max_tokens, args.cpu
         )
-        result.update(data=os.path.abspath(args.data), checkpoint_sha256=sha256(args.path))
+        result.update(data=os.path.abspath(args.data), checkpoint_sha256=checkpoint_sha256)
     text = json.dumps(result)
     print(text)
     if args.out:

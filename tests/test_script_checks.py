@@ -1,5 +1,6 @@
 """The scripts' guards on tiny inputs: what they refuse to delete, reuse or leave unscored."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -390,13 +391,15 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
     command = [*tool("validation_perplexity"), multi30k_bin / "bin", "--path", translation_teacher, "--cpu"]
     out.write_text(json.dumps({**got, "ppl": 1.5}))
     assert json.loads(run([*command, "--out", out, "--reuse"]).stdout)["ppl"] == 1.5
-    assert validation_perplexity.reusable(out, multi30k_bin / "bin", translation_teacher, "valid")["ppl"] == 1.5
+    teacher_sha256 = got["checkpoint_sha256"]
+    assert teacher_sha256 == hashlib.sha256(translation_teacher.read_bytes()).hexdigest()
+    assert validation_perplexity.reusable(out, multi30k_bin / "bin", teacher_sha256, "valid")["ppl"] == 1.5
     for stored, data, subset in [
         ({**got, "checkpoint_sha256": "0" * 64}, multi30k_bin / "bin", "valid"),  # another checkpoint's
         (got, tmp_path, "valid"),
         (got, multi30k_bin / "bin", "test"),
     ]:
         out.write_text(json.dumps(stored))
-        assert validation_perplexity.reusable(out, data, translation_teacher, subset) is None
+        assert validation_perplexity.reusable(out, data, teacher_sha256, subset) is None
     proc = run([*command, "--reuse"], check=False)
     assert proc.returncode == 2 and "--reuse reads the --out file" in proc.stderr
