@@ -60,8 +60,11 @@ def main():
     parser.add_argument("--cap", type=int, default=30)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    with open(args.log) as f:
-        curve = validation_curve(f)
+    try:
+        with open(args.log) as f:
+            curve = validation_curve(f)
+    except OSError as err:
+        sys.exit(f"choose_epochs: cannot read {args.log}: {err.strerror} (give the train.log of a fairseq-train run)")
     try:
         chosen = choose_epoch(curve, args.window, args.threshold, args.cap)
     except ValueError as err:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import data_sources
+import forked_commands
 import pytest
 import torch
 
@@ -211,16 +212,23 @@ def translation_sample(task, batch=6, src_len=7, tgt_len=9, seed=0):
     }
 
 
-def run(cmd, timeout=600, check=True, env=None, **kwargs):
+def run(cmd, timeout=600, check=True, env=None, fork=True, **kwargs):
     """Run a command with the venv's bin directory first on PATH; on failure show its output.
-    Only tests marked slow run commands."""
+    fairseq's and the project's Python commands run in a fork of this worker, which has imported
+    torch and fairseq already (tests/forked_commands.py says when; fork=False for a new
+    interpreter). Only tests marked slow run commands."""
     cmd = [str(c) for c in cmd]
     refuse_in_the_fast_tier(f"runs {' '.join(cmd)[:200]}")
     if not os.path.isabs(cmd[0]) and (BIN / cmd[0]).exists():
         cmd[0] = str(BIN / cmd[0])
+    forkable = fork and env is None and set(kwargs) <= {"cwd", "input"}
+    target = forked_commands.target_of(cmd, BIN) if forkable else None
     env = dict(env or os.environ, PYTHONWARNINGS="ignore")
     env["PATH"] = f"{BIN}:{env['PATH']}"
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    if target is not None:
+        proc = forked_commands.run_forked(cmd, target, timeout, env, **kwargs)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"

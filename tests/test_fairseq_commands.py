@@ -61,10 +61,9 @@ SKD = ["--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
 WORD_KD = ["--criterion", "label_smoothed_word_kd", "--label-smoothing", "0.1"]
 
 
-def train(data, save_dir, *args, check=True):
-    return run(
-        ["fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", save_dir, *OPTIMISATION, *args], check=check
-    )
+def train(data, save_dir, *args, check=True, fork=True):
+    command = ["fairseq-train", data, "--user-dir", USER_DIR, "--save-dir", save_dir, *OPTIMISATION, *args]
+    return run(command, check=check, fork=fork)
 
 
 def eval_lm_perplexity(data, checkpoint):

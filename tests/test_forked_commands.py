@@ -1,0 +1,40 @@
+"""The tests' forked commands (tests/forked_commands.py) behave as the processes they replace."""
+
+import forked_commands
+import pytest
+from conftest import BIN, run, tool
+from forked_commands import target_of
+from test_fairseq_commands import TRANSLATION_MODEL, train
+
+
+@pytest.mark.skipif(not forked_commands.ENABLED, reason="SKD_TEST_FORK=0: every command runs as a process")
+def test_only_the_projects_and_fairseqs_python_commands_are_forked():
+    command = [str(BIN / "fairseq-train"), "data", "--user-dir", "skd_fairseq"]
+    assert target_of(command, BIN)[1].value == "fairseq_cli.train:cli_main"
+    assert target_of(command[:2], BIN) is None  # the fork would know the plugin's criteria without --user-dir
+    assert target_of([str(BIN / "skd-fairseq-cut-run"), "run"], BIN)[0] == "entry"
+    assert target_of([*tool("cut_run"), "run"], BIN) == ("module", "skd_experiments.cut_run")
+    assert target_of(["bash", "scripts/train.sh"], BIN) is None
+    assert target_of([str(BIN / "skd-fairseq-user-dir")], BIN) is None  # a script, not an entry point
+    assert target_of([*command, "--distributed-world-size", "2"], BIN) is None
+
+
+@pytest.mark.slow
+def test_a_forked_command_gives_the_status_and_output_of_a_process(multi30k_bin, tmp_path):
+    # A flag error of the plugin: fairseq's logging, the traceback and the exit status.
+    flags = [*TRANSLATION_MODEL, "--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
+    flags += ["--skd-topk", "5000", "--max-update", "1"]
+    forked = train(multi30k_bin / "bin", tmp_path / "a", *flags, check=False)
+    process = train(multi30k_bin / "bin", tmp_path / "b", *flags, check=False, fork=False)
+    assert forked.returncode == process.returncode == 1
+    assert forked.stderr.splitlines()[-1] == process.stderr.splitlines()[-1]
+    assert "--skd-topk: k=5000 is out of range" in forked.stderr.splitlines()[-1]
+    assert "| INFO | fairseq_cli.train |" in forked.stdout and "| INFO | fairseq_cli.train |" in process.stdout
+    # A tool's own message (sys.exit with a text) and its status, through python -m and a console script.
+    for command in (
+        [*tool("choose_epochs"), tmp_path / "none.log"],
+        ["skd-fairseq-choose-epochs", tmp_path / "none.log"],
+    ):
+        forked, process = run(command, check=False), run(command, check=False, fork=False)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (process.returncode, process.stdout, process.stderr)
+        assert forked.returncode == 1 and "cannot read" in forked.stderr and "No such file" in forked.stderr
