@@ -83,7 +83,6 @@ ADAPTIVE = {
 @pytest.mark.slow
 @pytest.mark.parametrize("flags", ADAPTIVE.values(), ids=ADAPTIVE.keys())
 def test_an_adaptive_softmax_step_makes_only_the_cluster_grouping(tmp_path, fresh_metrics, flags):
-    flags = [f for f in flags if f != "-include-unseen"]
     task, model, criterion, _ = build_language_model(tmp_path, SKD_LM + flags)
     samples = [lm_sample(task, seed=seed) for seed in range(WARMUP)]
     syncs = steady_step_syncs(criterion, model, samples)
