@@ -42,6 +42,11 @@ COMMITTED_TABLES = [
         ["--significance", "--training-metrics", "--flags", "--compare", "skd-neighbours:skd-random"],
     ),
     ("multi30k-de-en-sweep", "result.valid.json", ["--flags", "--training-metrics"]),
+    (
+        "kd-multi30k-de-en",
+        "result.test.json",
+        ["--significance", "--cost-from", REPO / "benchmarks" / "results" / "train-cpu-multi30k-kd.json"],
+    ),
 ]
 
 
