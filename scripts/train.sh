@@ -144,8 +144,9 @@ if [ -z "$data_override" ] && [ ! -f "$DATA/.done" ]; then
   echo "[train] preparing data: ${PREPARE[*]}"
   bash "${PREPARE[@]}"
 fi
-new_dir=0
+new_dir=0 top=$save_dir  # top: the outermost directory mkdir -p creates
 [ -d "$save_dir" ] || new_dir=1
+while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
 mkdir -p "$save_dir"
 if [ -f "$save_dir/.finished" ] && [ "$(cat "$save_dir/.finished")" = "$signature" ]; then
   echo "[train] $save_dir already finished with these settings; not training again (delete $save_dir/.finished to continue)"
@@ -171,6 +172,9 @@ if [ "$status" != 0 ]; then
     # Nothing was trained (no update logged, no checkpoint): leave no directory that looks like a
     # run (its log is above). A run that trained keeps its directory and log.
     rm -rf "$save_dir"
+    # and the parents made for it, while empty (another run may have started beside it)
+    d=$save_dir
+    while [ "$d" != "$top" ]; do d=$(dirname "$d"); rmdir "$d" 2> /dev/null || break; done
     echo "train: fairseq-train failed before its first checkpoint: ${error:-exit status $status (see its output above)}; $save_dir was removed" >&2
   else
     echo "train: fairseq-train failed: ${error:-exit status $status} (log: $save_dir/train.log)" >&2

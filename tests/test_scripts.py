@@ -535,13 +535,17 @@ def test_train_to_convergence_stops_at_the_rules_epoch_and_cuts_the_run_there(mu
 def test_a_bad_flag_through_train_sh_ends_with_the_message_and_leaves_no_run(multi30k_bin, tmp_path):
     """fairseq prints its configuration and a traceback first; train.sh's last line names the step
     and the error, and the directory of a run that trained nothing is gone."""
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "runs" / "config" / "run"  # runs/ and its config/ made for the run, then removed
     args = [tiny_config(tmp_path, multi30k_bin), "--criterion-preset", "skd-neighbours", "--save-dir", run_dir]
     proc = run(["bash", SCRIPTS / "train.sh", *args, "--skd-topk", "-3"], check=False)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and last.startswith("train: fairseq-train failed before its first checkpoint: ")
     assert "ValueError: --skd-topk" in last and last.endswith(f"{run_dir} was removed")
-    assert not run_dir.exists()
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "other").mkdir(parents=True)  # a directory beside the run's stays
+    proc = run(["bash", SCRIPTS / "train.sh", *args, "--skd-topk", "-3"], check=False)
+    assert proc.returncode == 1 and not (tmp_path / "runs" / "config").exists()
+    assert (tmp_path / "runs" / "other").is_dir()
 
 
 @pytest.mark.slow
