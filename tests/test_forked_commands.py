@@ -2,9 +2,10 @@
 
 import forked_commands
 import pytest
+import torch
 from conftest import BIN, run, tool
 from forked_commands import target_of
-from test_fairseq_commands import TRANSLATION_MODEL, train
+from test_fairseq_commands import SKD, TRANSLATION_MODEL, train, train_logs
 
 
 @pytest.mark.skipif(not forked_commands.ENABLED, reason="SKD_TEST_FORK=0: every command runs as a process")
@@ -38,3 +39,15 @@ def test_a_forked_command_gives_the_status_and_output_of_a_process(multi30k_bin,
         forked, process = run(command, check=False), run(command, check=False, fork=False)
         assert (forked.returncode, forked.stdout, forked.stderr) == (process.returncode, process.stdout, process.stderr)
         assert forked.returncode == 1 and "cannot read" in forked.stderr and "No such file" in forked.stderr
+
+
+@pytest.mark.slow
+def test_a_forked_training_run_logs_the_losses_of_a_process(multi30k_bin, tmp_path):
+    """Nothing of the test worker's state (random state, default dtype, registries) reaches a
+    forked run's numbers: 3 updates of SKD log the same losses forked and as a process."""
+    flags = [*TRANSLATION_MODEL, *SKD, "--skd-candidates", "random", "--max-update", "3"]
+    torch.manual_seed(1234)  # a worker state unlike a fresh interpreter's
+    forked = train_logs(train(multi30k_bin / "bin", tmp_path / "a", *flags).stdout)
+    process = train_logs(train(multi30k_bin / "bin", tmp_path / "b", *flags, fork=False).stdout)
+    assert len(forked) == 3 and [r["loss"] for r in forked] == [r["loss"] for r in process]
+    assert [r["nll_loss"] for r in forked] == [r["nll_loss"] for r in process]
