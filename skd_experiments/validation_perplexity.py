@@ -107,6 +107,8 @@ def main():
     args = parser.parse_args()
     if args.reuse and not args.out:
         parser.error("--reuse reads the --out file: give --out FILE.json")
+    if not os.path.isfile(args.path):
+        parser.error(f"--path {args.path}: no such checkpoint file")
     checkpoint_sha256 = sha256(args.path)  # read once: a checkpoint is hundreds of MB
     result = reusable(args.out, args.data, checkpoint_sha256, args.subset) if args.reuse else None
     if result is None:

@@ -248,9 +248,7 @@ def make_tables(*args, check=True):
         try:
             tables.main([str(a) for a in args])
         except SystemExit as end:  # as the interpreter reports it: a message means status 1
-            if isinstance(end.code, str):
-                print(end.code, file=sys.stderr)
-            status = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+            status = forked_commands.exit_status(end)
     proc = subprocess.CompletedProcess(["skd-fairseq-tables", *args], status, stdout.getvalue(), stderr.getvalue())
     if check and status != 0:
         raise AssertionError(f"skd-fairseq-tables exited {status}\n--- stderr\n{proc.stderr[-4000:]}")

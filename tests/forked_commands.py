@@ -10,11 +10,13 @@ a real process, so the console scripts and `python -m` entry points stay covered
 
 Only commands that would run with the test's own environment are forked: a test that passes its
 own ``env`` (a PATH, a thread count read when torch loads) gets a real process, and so does a
-fairseq command without ``--user-dir`` (the fork knows the plugin's criteria) and a distributed run (torch starts its ranks with the spawn method, whose children re-read the parent's
+fairseq command without ``--user-dir`` (the fork knows the plugin's criteria) and a distributed
+run (torch starts its ranks with the spawn method, whose children re-read the parent's
 ``__main__``, which a forked test worker does not have)."""
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import runpy
 import subprocess
@@ -165,8 +167,6 @@ def exit_status(end):
 def reset_logging():
     """The root logger as a new interpreter has it: no handlers (pytest's capture handlers are the
     parent's), level WARNING, nothing disabled."""
-    import logging
-
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -403,3 +403,5 @@ def test_validation_perplexity_reports_entropy_and_the_previous_tokens_probabili
         assert validation_perplexity.reusable(out, data, teacher_sha256, subset) is None
     proc = run([*command, "--reuse"], check=False)
     assert proc.returncode == 2 and "--reuse reads the --out file" in proc.stderr
+    proc = run([*tool("validation_perplexity"), multi30k_bin / "bin", "--path", tmp_path / "none.pt"], check=False)
+    assert proc.returncode == 2 and "none.pt: no such checkpoint file" in proc.stderr
