@@ -25,8 +25,8 @@ signatures), language-model results perplexity. Options:
                    one curve per method (mean over seeds), as a PNG
   --training-metrics
                    columns with the training metrics the runs logged (SKD's skd_gold_q,
-                   skd_tau, skd_weight, skd_top1_gold; PS-KD's kd_weight), in the first
-                   epoch that logged them and the last (means over seeds)
+                   skd_tau, skd_weight, skd_top1_gold; the teacher criteria's kd_weight),
+                   in the first epoch that logged them and the last (means over seeds)
   --cost           a column with each method's training time and peak memory relative to
                    --baseline's, and a table of the training cost per method (fairseq's
                    wall time, peak memory, target tokens/s; means over seeds): meaningful

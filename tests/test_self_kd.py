@@ -5,6 +5,7 @@ import torch
 from conftest import BIN, USER_DIR, build_language_model, build_translation, lm_sample, run, translation_sample
 
 from skd_fairseq.criterions.label_smoothed_self_kd import TASK_STATE_KEY
+from skd_fairseq.schedule import skd_alpha
 
 LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
 SELF_KD = ["--criterion", "label_smoothed_self_kd", "--label-smoothing", "0.1"]
@@ -66,6 +67,37 @@ def test_the_twin_loss_and_gradient_equal_a_float64_reference_with_the_same_mask
     scale = max(float(p.grad.abs().max()) for p in model.parameters())
     assert all(float((g - p.grad).abs().max()) <= 1e-5 * scale for g, p in zip(grads, model.parameters()))
     assert float(log["kd_kl"]) > 0  # two masks: the twin differs
+
+
+@pytest.mark.parametrize("teacher", ["twin", "ema"])
+def test_the_log_gives_alpha_t_as_kd_weight_through_its_schedule(tmp_path, fresh_metrics, teacher):
+    """skd_alpha in the log is SKD's (0 here); the self-KD term's weight alpha_t is kd_weight."""
+    flags = [
+        "--self-kd-teacher",
+        teacher,
+        "--self-kd-alpha",
+        "2",
+        "--self-kd-start-update",
+        "10",
+        "--self-kd-warmup-updates",
+        "10",
+    ]
+    task, model, criterion, _ = build_translation(tmp_path, SELF_KD + flags)
+    sample = translation_sample(task, seed=4)
+    model.train()
+    logs = []
+    # Update 0 first: an ema criterion at a later update without an average would be a resume.
+    for updates, alpha_t in ((0, 0.0), (15, skd_alpha(15, 2.0, 10, 10)), (30, 2.0)):
+        criterion.set_num_updates(updates)
+        _, _, log = criterion(model, sample)
+        assert log["kd_weight"] == pytest.approx(alpha_t) and log["skd_alpha"] == 0
+        assert ("kd_kl" in log) == (alpha_t > 0)
+        logs.append(log)
+    with fresh_metrics.aggregate() as agg:
+        criterion.reduce_metrics(logs)
+    assert 0 < skd_alpha(15, 2.0, 10, 10) < 2
+    mean = (0.0 + skd_alpha(15, 2.0, 10, 10) + 2.0) / 3  # the mean over the batches
+    assert agg.get_smoothed_values()["kd_weight"] == pytest.approx(mean, abs=1e-4)
 
 
 @pytest.mark.parametrize("teacher", ["twin", "ema"])

@@ -20,9 +20,7 @@ import logging
 from dataclasses import dataclass, field
 
 import torch
-from fairseq import utils
 from fairseq.criterions import register_criterion
-from fairseq.logging import metrics
 from omegaconf import II
 
 from ..schedule import check_progressive_alpha, progressive_alpha
@@ -90,17 +88,4 @@ class LabelSmoothedPsKdCriterion(LabelSmoothedTeacherCriterion):
 
     def without_teacher_log(self, training_log, device):
         zero = torch.zeros((), device=device)
-        return dict(training_log, kd_kl=zero, kd_ntokens=zero, kd_weight=0.0)
-
-    def compute_loss_terms(self, model, sample, net_output, scores, target, reduce):
-        loss, nll_loss, training_log = super().compute_loss_terms(model, sample, net_output, scores, target, reduce)
-        training_log.setdefault("kd_weight", self.teacher_weight() if model.training else 0.0)
-        return loss, nll_loss, training_log
-
-    @classmethod
-    def reduce_metrics(cls, logging_outputs) -> None:
-        super().reduce_metrics(logging_outputs)
-        batches = sum(log.get("skd_batches", 0) for log in logging_outputs)
-        if batches > 0:
-            weight = sum(log.get("kd_weight", 0) for log in logging_outputs)
-            metrics.log_scalar("kd_weight", utils.item(weight) / batches, round=4)
+        return dict(training_log, kd_kl=zero, kd_ntokens=zero)

@@ -138,6 +138,7 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
         data_loss, nll_loss, training_log = super().compute_loss_terms(
             model, sample, net_output, scores, target, reduce
         )
+        training_log["kd_weight"] = beta  # a float: logging it costs no device sync
         if beta == 0:
             return data_loss, nll_loss, self.without_teacher_log(training_log, target.device)
         pad_mask = target.eq(self.padding_idx)
@@ -164,6 +165,10 @@ class LabelSmoothedTeacherCriterion(LabelSmoothedSkdCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
+        batches = sum(log.get("skd_batches", 0) for log in logging_outputs)
+        if batches > 0:  # the teacher term's weight this step (beta, or self-KD's alpha_t), per batch
+            weight = sum(log.get("kd_weight", 0) for log in logging_outputs)
+            metrics.log_scalar("kd_weight", utils.item(weight) / batches, round=4)
         ntokens = utils.item(sum(log.get("kd_ntokens", 0) for log in logging_outputs))
         if ntokens > 0:
             for key, divisor in cls.PER_TOKEN_METRICS.items():
