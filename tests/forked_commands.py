@@ -12,7 +12,9 @@ Only commands that would run with the test's own environment are forked: a test 
 own ``env`` (a PATH, a thread count read when torch loads) gets a real process, and so does a
 fairseq command without ``--user-dir`` (the fork knows the plugin's criteria) and a distributed
 run (torch starts its ranks with the spawn method, whose children re-read the parent's
-``__main__``, which a forked test worker does not have)."""
+``__main__``, which a forked test worker does not have). Nothing is forked from a worker whose
+torch runs more than one thread (pytest without scripts/test.sh's OMP_NUM_THREADS=1): GNU
+OpenMP's thread pool does not survive a fork, and the child's first parallel operation hangs."""
 
 import importlib
 import importlib.metadata
@@ -45,10 +47,17 @@ def console_entry_points():
 ENTRY_POINTS = console_entry_points()
 
 
+def several_threads():
+    """Whether this worker's torch may have started an OpenMP thread pool, which a forked child
+    would inherit broken (measured here: a matrix product in the child never returns)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.get_num_threads() > 1
+
+
 def target_of(cmd, bin_dir):
     """What a fork would call for CMD (a list of strings): ("entry", EntryPoint) for a console
     script of bin_dir, ("module", NAME) for `sys.executable -m NAME`, or None: run it as a process."""
-    if not ENABLED or any(arg.split("=")[0] in DISTRIBUTED_FLAGS for arg in cmd):
+    if not ENABLED or several_threads() or any(arg.split("=")[0] in DISTRIBUTED_FLAGS for arg in cmd):
         return None
     head = cmd[0]
     if os.path.dirname(head) == str(bin_dir) and os.path.basename(head) in ENTRY_POINTS:

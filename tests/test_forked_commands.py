@@ -9,7 +9,8 @@ from test_fairseq_commands import SKD, TRANSLATION_MODEL, train, train_logs
 
 
 @pytest.mark.skipif(not forked_commands.ENABLED, reason="SKD_TEST_FORK=0: every command runs as a process")
-def test_only_the_projects_and_fairseqs_python_commands_are_forked():
+def test_only_the_projects_and_fairseqs_python_commands_are_forked(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # as scripts/test.sh runs the workers
     command = [str(BIN / "fairseq-train"), "data", "--user-dir", "skd_fairseq"]
     assert target_of(command, BIN)[1].value == "fairseq_cli.train:cli_main"
     assert target_of(command[:2], BIN) is None  # the fork would know the plugin's criteria without --user-dir
@@ -18,6 +19,9 @@ def test_only_the_projects_and_fairseqs_python_commands_are_forked():
     assert target_of(["bash", "scripts/train.sh"], BIN) is None
     assert target_of([str(BIN / "skd-fairseq-user-dir")], BIN) is None  # a script, not an entry point
     assert target_of([*command, "--distributed-world-size", "2"], BIN) is None
+    # A worker with several torch threads forks nothing: the OpenMP pool would hang the child.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert target_of(command, BIN) is None and target_of([*tool("cut_run"), "run"], BIN) is None
 
 
 @pytest.mark.slow
