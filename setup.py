@@ -14,6 +14,7 @@ setup(
         "console_scripts": [
             "skd-fairseq-inspect=skd_fairseq.inspection:main",
             "skd-fairseq-cache-teacher=skd_fairseq.cache_teacher:main",
+            "skd-fairseq-export-average=skd_fairseq.export_average:main",
             # The experiment tools a user runs by hand (the shell scripts run the others with python -m).
             "skd-fairseq-tables=skd_experiments.make_tables:main",
             "skd-fairseq-archive-runs=skd_experiments.archive_runs:main",

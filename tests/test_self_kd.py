@@ -1,5 +1,7 @@
 """``label_smoothed_self_kd``: the dropout twin and the moving-average teacher, in process and with fairseq-train."""
 
+import json
+
 import pytest
 import torch
 from conftest import BIN, USER_DIR, build_language_model, build_translation, lm_sample, run, translation_sample
@@ -221,3 +223,29 @@ def test_a_resumed_run_continues_the_same_moving_average(multi30k_bin, tmp_path)
     run([*fairseq_train, *SELF_KD, "--self-kd-teacher", "twin", "--save-dir", tmp_path / "other", "--max-update", "2"])
     proc = run([*train, "--save-dir", tmp_path / "other", "--max-update", "4"], check=False)
     assert proc.returncode != 0 and "holds no moving average" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_the_moving_average_exports_as_a_model_that_fairseq_scores(multi30k_bin, tmp_path):
+    fairseq_train = [BIN / "fairseq-train", multi30k_bin / "bin", "--user-dir", USER_DIR, *TRAIN]
+    run([*fairseq_train, *EMA, "--save-dir", tmp_path / "ema", "--max-update", "3"])
+    checkpoint, exported = tmp_path / "ema" / "checkpoint_last.pt", tmp_path / "average.pt"
+    out = run([BIN / "skd-fairseq-export-average", checkpoint, "--output", exported]).stdout
+    assert "decay 0.8" in out and "up to update 2" in out
+    average, state = average_in(checkpoint), torch.load(exported, weights_only=True)
+    assert state["model"].keys() == average["weights"].keys()
+    assert all(torch.equal(state["model"][k], v) for k, v in average["weights"].items())
+    assert TASK_STATE_KEY not in state["task_state"]  # a model to score, not a run to resume
+    student = run([BIN / "skd-fairseq-validation-perplexity", multi30k_bin / "bin", "--path", checkpoint, "--cpu"])
+    teacher = run([BIN / "skd-fairseq-validation-perplexity", multi30k_bin / "bin", "--path", exported, "--cpu"])
+    assert json.loads(student.stdout.splitlines()[-1])["ppl"] != json.loads(teacher.stdout.splitlines()[-1])["ppl"]
+    # Refused: a checkpoint without an average (a twin run's), a missing file, the input as output.
+    run([*fairseq_train, *SELF_KD, "--self-kd-teacher", "twin", "--save-dir", tmp_path / "twin", "--max-update", "1"])
+    for args, message in (
+        ([tmp_path / "twin" / "checkpoint_last.pt"], "holds no moving average"),
+        ([tmp_path / "none.pt"], "no such checkpoint file"),
+        ([checkpoint], "--output is the input checkpoint"),
+    ):
+        output = args[0] if message.startswith("--output") else tmp_path / "x.pt"
+        proc = run([BIN / "skd-fairseq-export-average", *args, "--output", output], check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr

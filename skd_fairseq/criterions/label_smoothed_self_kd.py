@@ -100,6 +100,12 @@ class DropoutTwin:
         yield lprobs
 
 
+def saved_moving_average(state):
+    """The moving average a loaded checkpoint holds ({"weights", "updates", "decay"}), or None:
+    fairseq-train saves it in the task state of every checkpoint of a ``--self-kd-teacher ema`` run."""
+    return (state.get("task_state") or {}).get(TASK_STATE_KEY)
+
+
 class MovingAverage:
     """The moving average of a student's weights, an fp32 frozen copy of the model in eval mode.
 
@@ -195,7 +201,7 @@ class LabelSmoothedSelfKdCriterion(LabelSmoothedTeacherCriterion):
                 f"--self-kd-teacher ema: resuming at update {self.num_updates}, but {self.restored} is missing: {fix}"
             )
         state = torch.load(self.restored, map_location="cpu", weights_only=True)
-        saved = (state.get("task_state") or {}).get(TASK_STATE_KEY)
+        saved = saved_moving_average(state)
         if saved is None:
             raise ValueError(
                 f"--self-kd-teacher ema: resuming at update {self.num_updates} from {self.restored}, which "
