@@ -243,7 +243,7 @@ def log_records(run_dir):
 # Training metrics the criteria log per epoch, shown as "first value -> last value" columns:
 # SKD's gold mass and temperature (softmax weighting), its distance weight and how often the
 # top-1 prediction is the gold token (distance weighting), and the teacher term's weight (PS-KD's
-# a_t, word-KD's beta, self-KD's alpha_t; runs before 2026-12-07 logged it for PS-KD only).
+# a_t, word-KD's beta, self-KD's alpha_t; runs trained before commit d3ec8db log it for PS-KD only).
 TRAINING_METRICS = ("skd_gold_q", "skd_tau", "skd_weight", "skd_top1_gold", "kd_weight")
 
 

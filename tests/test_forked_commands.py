@@ -7,6 +7,12 @@ from conftest import BIN, run, tool
 from forked_commands import target_of
 from test_fairseq_commands import SKD, TRANSLATION_MODEL, train, train_logs
 
+# The tests that compare a forked command with a process: without forks they would compare two processes.
+forks = pytest.mark.skipif(
+    not forked_commands.ENABLED or forked_commands.several_threads(),
+    reason="SKD_TEST_FORK=0, or a worker with several torch threads (run scripts/test.sh): nothing forks",
+)
+
 
 @pytest.mark.skipif(not forked_commands.ENABLED, reason="SKD_TEST_FORK=0: every command runs as a process")
 def test_only_the_projects_and_fairseqs_python_commands_are_forked(monkeypatch):
@@ -25,6 +31,7 @@ def test_only_the_projects_and_fairseqs_python_commands_are_forked(monkeypatch):
 
 
 @pytest.mark.slow
+@forks
 def test_a_forked_command_gives_the_status_and_output_of_a_process(multi30k_bin, tmp_path):
     # A flag error of the plugin: fairseq's logging, the traceback and the exit status.
     flags = [*TRANSLATION_MODEL, "--criterion", "label_smoothed_skd", "--label-smoothing", "0.1"]
@@ -36,16 +43,18 @@ def test_a_forked_command_gives_the_status_and_output_of_a_process(multi30k_bin,
     assert "--skd-topk: k=5000 is out of range" in forked.stderr.splitlines()[-1]
     assert "| INFO | fairseq_cli.train |" in forked.stdout and "| INFO | fairseq_cli.train |" in process.stdout
     # A tool's own message (sys.exit with a text) and its status, through python -m and a console script.
-    for command in (
+    for command in (  # both forked (target_of names them), then run as processes
         [*tool("choose_epochs"), tmp_path / "none.log"],
-        ["skd-fairseq-choose-epochs", tmp_path / "none.log"],
+        [BIN / "skd-fairseq-choose-epochs", tmp_path / "none.log"],
     ):
+        assert target_of([str(arg) for arg in command], BIN) is not None
         forked, process = run(command, check=False), run(command, check=False, fork=False)
         assert (forked.returncode, forked.stdout, forked.stderr) == (process.returncode, process.stdout, process.stderr)
         assert forked.returncode == 1 and "cannot read" in forked.stderr and "No such file" in forked.stderr
 
 
 @pytest.mark.slow
+@forks
 def test_a_forked_training_run_logs_the_losses_of_a_process(multi30k_bin, tmp_path):
     """Nothing of the test worker's state (random state, default dtype, registries) reaches a
     forked run's numbers: 3 updates of SKD log the same losses forked and as a process."""

@@ -235,17 +235,21 @@ def test_the_moving_average_exports_as_a_model_that_fairseq_scores(multi30k_bin,
     average, state = average_in(checkpoint), torch.load(exported, weights_only=True)
     assert state["model"].keys() == average["weights"].keys()
     assert all(torch.equal(state["model"][k], v) for k, v in average["weights"].items())
-    assert TASK_STATE_KEY not in state["task_state"]  # a model to score, not a run to resume
+    assert TASK_STATE_KEY not in state["task_state"] and "last_optimizer_state" not in state  # a model to score
     student = run([BIN / "skd-fairseq-validation-perplexity", multi30k_bin / "bin", "--path", checkpoint, "--cpu"])
     teacher = run([BIN / "skd-fairseq-validation-perplexity", multi30k_bin / "bin", "--path", exported, "--cpu"])
     assert json.loads(student.stdout.splitlines()[-1])["ppl"] != json.loads(teacher.stdout.splitlines()[-1])["ppl"]
-    # Refused: a checkpoint without an average (a twin run's), a missing file, the input as output.
+    # Refused: a checkpoint without an average (a twin run's), a missing file, a file that is not
+    # a checkpoint, the input itself (also through a link) as output.
     run([*fairseq_train, *SELF_KD, "--self-kd-teacher", "twin", "--save-dir", tmp_path / "twin", "--max-update", "1"])
-    for args, message in (
-        ([tmp_path / "twin" / "checkpoint_last.pt"], "holds no moving average"),
-        ([tmp_path / "none.pt"], "no such checkpoint file"),
-        ([checkpoint], "--output is the input checkpoint"),
+    (tmp_path / "link.pt").symlink_to(checkpoint)
+    for given, output, message in (
+        (tmp_path / "twin" / "checkpoint_last.pt", tmp_path / "x.pt", "holds no moving average"),
+        (tmp_path / "none.pt", tmp_path / "x.pt", "no such checkpoint file"),
+        (multi30k_bin / "bin" / "dict.en.txt", tmp_path / "x.pt", "not a checkpoint torch can load"),
+        (checkpoint, tmp_path / "link.pt", "--output is the input checkpoint"),
+        (checkpoint, tmp_path / "no" / "x.pt", "its directory does not exist"),
     ):
-        output = args[0] if message.startswith("--output") else tmp_path / "x.pt"
-        proc = run([BIN / "skd-fairseq-export-average", *args, "--output", output], check=False)
+        proc = run([BIN / "skd-fairseq-export-average", given, "--output", output], check=False)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.pt").exists()

@@ -48,7 +48,7 @@ def test_one_pass_is_word_kd_plus_the_ranking_loss(tmp_path, fresh_metrics):
     assert float(rank) > 0
     assert float(loss.detach()) == pytest.approx(0.4 * float(ls_loss) + 0.6 * float(kl + rank), rel=1e-5)
     assert float(log["tie_rank"]) == pytest.approx(float(rank), rel=1e-5)
-    assert float(log["kd_kl"]) == pytest.approx(float(kl), rel=1e-5)
+    assert float(log["kd_kl"]) == pytest.approx(float(kl), rel=1e-5) and log["kd_weight"] == 0.6
 
 
 def test_iterations_feed_the_student_its_greedy_predictions(tmp_path, fresh_metrics):

@@ -45,7 +45,7 @@ def test_loss_is_the_mix_of_label_smoothing_and_the_teacher_kl(tmp_path, fresh_m
     kl = kl_to_teacher(tempered_log_probs(s_lprobs, 2.0), *teacher_distribution([t_lprobs], 2.0, 7), pad_mask=pad)
     assert float(loss.detach()) == pytest.approx(0.7 * float(ls_loss.detach()) + 0.3 * 4.0 * float(kl), rel=1e-5)
     assert float(log["kd_kl"]) == pytest.approx(float(kl), rel=1e-5)
-    assert int(log["kd_ntokens"]) == sample["ntokens"]
+    assert int(log["kd_ntokens"]) == sample["ntokens"] and log["kd_weight"] == 0.3
     assert torch.equal(log["nll_loss"], ls_log["nll_loss"])
 
 
