@@ -12,6 +12,13 @@ the host (the largest over invocations) and, when the run used a GPU, the larges
 ``torch.cuda.max_memory_allocated`` of its processes (reported by the plugin, see
 ``skd_fairseq/cuda_peak.py``); ``peak_memory_mib`` is the GPU's when there is one.
 The command's exit status is passed on.
+
+An invocation that is killed (a machine or session that ends) writes no summary. So that it
+still counts, each invocation leaves a marker beside the summary (SUMMARY.running: its start and
+commit) that it removes when it ends; the next invocation that finds one counts it in
+``invocations`` and ``interrupted_invocations``, adds its commit, and records what is unknown as
+unknown: its wall time (``all_invocations_wall_s`` null) and its peak memory. fairseq's own
+training wall time (``fairseq_wall_s``, from the log) covers it.
 """
 
 import argparse
@@ -83,6 +90,18 @@ def trained_with(previous, commit):
     return [c for c in dict.fromkeys([*earlier, commit]) if c]
 
 
+def with_interrupted(previous, marker):
+    """PREVIOUS (the summary so far, {} for none) with the killed invocation that left MARKER
+    (its {"started", "commit"}) counted: its wall time and peak memory unknown."""
+    counted = dict(previous)
+    counted["invocations"] = previous.get("invocations", 1 if previous else 0) + 1
+    counted["interrupted_invocations"] = previous.get("interrupted_invocations", 0) + 1
+    counted["commits"] = trained_with(previous, marker.get("commit"))
+    counted["commit"] = marker.get("commit")
+    counted.update(all_invocations_wall_s=None, invocation_wall_s=None, peak_rss_mib=None, peak_memory_mib=None)
+    return counted
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", required=True)
@@ -98,6 +117,10 @@ def main():
     if os.path.exists(args.summary):  # a resumed run: its earlier invocations count too
         with open(args.summary) as f:
             previous = json.load(f)
+    marker = args.summary + ".running"
+    if os.path.exists(marker):  # the last invocation was killed before it could write the summary
+        with open(marker) as f:
+            previous = with_interrupted(previous, json.load(f))
     cuda_file = args.summary + ".cuda-peak"
     if os.path.exists(cuda_file):
         os.remove(cuda_file)
@@ -109,6 +132,8 @@ def main():
 
     commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with
     start = time.time()
+    with open(marker, "w") as f:
+        json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)), "commit": commit}, f)
     with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
@@ -139,9 +164,9 @@ def main():
         exit_status=status,
         invocation_wall_s=round(wall, 1),
         invocations=previous.get("invocations", 1 if previous else 0) + 1,
-        all_invocations_wall_s=round(
-            wall + (previous.get("all_invocations_wall_s") or previous.get("invocation_wall_s") or 0), 1
-        ),
+        all_invocations_wall_s=None
+        if previous.get("interrupted_invocations")  # an interrupted invocation's time is unknown
+        else round(wall + (previous.get("all_invocations_wall_s") or previous.get("invocation_wall_s") or 0), 1),
         # CPU threads of the run: a table states how its runs were trained, not how it was built.
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
         peak_rss_mib=peak_rss,
@@ -150,8 +175,11 @@ def main():
         peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None else "host resident set",
         **stats,
     )
+    if previous.get("interrupted_invocations"):
+        summary["interrupted_invocations"] = previous["interrupted_invocations"]
     with open(args.summary, "w") as f:
         json.dump(summary, f, indent=1)
+    os.remove(marker)
     sys.exit(status)
 
 

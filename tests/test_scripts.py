@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -274,6 +275,31 @@ def test_run_and_measure_adds_up_a_resumed_run(tmp_path):
     assert second["cuda_peak_mib"] is None  # no GPU process reported
     assert (second["peak_memory_mib"], second["peak_memory_kind"]) == (second["peak_rss_mib"], "host resident set")
     assert (tmp_path / "train.log").read_text().count("fairseq says hello") == 2
+
+
+@pytest.mark.slow
+def test_run_and_measure_counts_a_killed_invocation_and_keeps_what_it_lost_unknown(tmp_path):
+    summary, marker = tmp_path / "train.json", tmp_path / "train.json.running"
+    command = [*tool("run_and_measure"), "--log", tmp_path / "train.log", "--summary", summary, "--"]
+    run([*command, sys.executable, "-c", "print('epoch 1')"])
+    assert json.loads(summary.read_text())["invocations"] == 1 and not marker.exists()
+    # The second invocation is killed: it leaves its marker and no summary of its own.
+    sleeper = [*map(str, command), sys.executable, "-c", "import time; time.sleep(60)"]
+    proc = subprocess.Popen(sleeper, start_new_session=True)
+    for _ in range(200):
+        if marker.exists():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, 9)  # the wrapper and its command, as a machine that ends kills both
+    proc.wait()
+    started = json.loads(marker.read_text())
+    assert json.loads(summary.read_text())["invocations"] == 1 and started["started"].endswith("Z")
+    run([*command, sys.executable, "-c", "print('epoch 2')"])
+    after = json.loads(summary.read_text())
+    assert (after["invocations"], after["interrupted_invocations"]) == (3, 1) and not marker.exists()
+    assert after["all_invocations_wall_s"] is None and after["invocation_wall_s"] is not None
+    assert after["peak_rss_mib"] is None  # the killed invocation's peak is unknown: no smaller number instead
+    assert after["commits"] == [c for c in dict.fromkeys([started["commit"], after["commit"]]) if c]
 
 
 def test_a_run_resumed_with_other_code_keeps_every_commit_and_the_table_names_them(tmp_path):
