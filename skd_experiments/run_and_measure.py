@@ -97,7 +97,6 @@ def with_interrupted(previous, marker):
     counted["invocations"] = previous.get("invocations", 1 if previous else 0) + 1
     counted["interrupted_invocations"] = previous.get("interrupted_invocations", 0) + 1
     counted["commits"] = trained_with(previous, marker.get("commit"))
-    counted["commit"] = marker.get("commit")
     counted.update(all_invocations_wall_s=None, invocation_wall_s=None, peak_rss_mib=None, peak_memory_mib=None)
     return counted
 
@@ -154,8 +153,8 @@ def main():
 
     with open(args.log) as log:
         stats = fairseq_stats(log.read())
-    # What an earlier step wrote about the run's history (cut_run.py, a rebuilt summary) stays.
-    summary = {key: previous[key] for key in ("note", "cut_at_epoch") if key in previous}
+    # What an earlier step wrote about the run's history (cut_run.py, a rebuilt summary, a killed invocation) stays.
+    summary = {key: previous[key] for key in ("note", "cut_at_epoch", "interrupted_invocations") if key in previous}
     summary.update(kv.split("=", 1) for kv in args.meta)
     summary.update(
         command=command,
@@ -175,8 +174,6 @@ def main():
         peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None else "host resident set",
         **stats,
     )
-    if previous.get("interrupted_invocations"):
-        summary["interrupted_invocations"] = previous["interrupted_invocations"]
     with open(args.summary, "w") as f:
         json.dump(summary, f, indent=1)
     os.remove(marker)
