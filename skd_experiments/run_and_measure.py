@@ -101,7 +101,8 @@ def with_interrupted(previous, marker):
     return counted
 
 
-def main():
+def parse_command_line():
+    """(the arguments, the command to run: what follows ``--``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", required=True)
     parser.add_argument("--summary", required=True)
@@ -111,51 +112,68 @@ def main():
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given after --")
+    return args, command
 
+
+def earlier_invocations(summary_path, marker):
+    """The summary of the run's earlier invocations ({} for none), with the killed invocation that
+    left ``marker`` counted."""
     previous = {}
-    if os.path.exists(args.summary):  # a resumed run: its earlier invocations count too
-        with open(args.summary) as f:
+    if os.path.exists(summary_path):  # a resumed run: its earlier invocations count too
+        with open(summary_path) as f:
             previous = json.load(f)
-    marker = args.summary + ".running"
     if os.path.exists(marker):  # the last invocation was killed before it could write the summary
         with open(marker) as f:
             previous = with_interrupted(previous, json.load(f))
-    cuda_file = args.summary + ".cuda-peak"
-    if os.path.exists(cuda_file):
-        os.remove(cuda_file)
-    # Imported here: the plugin's package imports fairseq, which the other functions of this
-    # module (read by the tables) do not need.
-    from skd_fairseq import CUDA_PEAK_ENV
+    return previous
 
-    env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
 
-    commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with
-    start = time.time()
+def remove_if_present(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def write_marker(marker, start, commit):
+    """The marker of a running invocation: its start and the commit it runs."""
     with open(marker, "w") as f:
         json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)), "commit": commit}, f)
-    with open(args.log, "a", buffering=1) as log:  # line-buffered: the log is followed live
+
+
+def run_logged(command, log_path, env):
+    """Run ``command``, its output copied to stdout and appended to ``log_path``; its exit status."""
+    with open(log_path, "a", buffering=1) as log:  # line-buffered: the log is followed live
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
         )
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
-        status = proc.wait()
-    wall = time.time() - start
+        return proc.wait()
+
+
+def peak_memory(previous, cuda_file):
+    """The summary's peak-memory entries over all invocations, once the command has ended: the
+    host resident set of its processes and the GPU peak they wrote to ``cuda_file``."""
     peak_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     if previous and previous.get("peak_rss_mib") is None:
         peak_rss = None  # an earlier invocation's peak was lost: this one's alone would understate it
     else:
         peak_rss = max(peak_rss, previous.get("peak_rss_mib") or 0)
     cuda_peak = max(filter(None, [read_cuda_peak_mib(cuda_file), previous.get("cuda_peak_mib")]), default=None)
-    if os.path.exists(cuda_file):
-        os.remove(cuda_file)
+    return {
+        "peak_rss_mib": peak_rss,
+        "cuda_peak_mib": cuda_peak,
+        "peak_memory_mib": cuda_peak if cuda_peak is not None else peak_rss,
+        "peak_memory_kind": "GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None else "host resident set",
+    }
 
-    with open(args.log) as log:
-        stats = fairseq_stats(log.read())
+
+def run_summary(previous, meta, command, commit, status, wall, memory, stats):
+    """The summary of the run: the history ``previous`` keeps, the ``--meta`` pairs, and this
+    invocation (exit ``status``, ``wall`` seconds) added to the earlier ones."""
     # What an earlier step wrote about the run's history (cut_run.py, a rebuilt summary, a killed invocation) stays.
     summary = {key: previous[key] for key in ("note", "cut_at_epoch", "interrupted_invocations") if key in previous}
-    summary.update(kv.split("=", 1) for kv in args.meta)
+    summary.update(kv.split("=", 1) for kv in meta)
     summary.update(
         command=command,
         commit=commit,
@@ -168,12 +186,35 @@ def main():
         else round(wall + (previous.get("all_invocations_wall_s") or previous.get("invocation_wall_s") or 0), 1),
         # CPU threads of the run: a table states how its runs were trained, not how it was built.
         omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
-        peak_rss_mib=peak_rss,
-        cuda_peak_mib=cuda_peak,
-        peak_memory_mib=cuda_peak if cuda_peak is not None else peak_rss,
-        peak_memory_kind="GPU (torch.cuda.max_memory_allocated)" if cuda_peak is not None else "host resident set",
+        **memory,
         **stats,
     )
+    return summary
+
+
+def main():
+    args, command = parse_command_line()
+    marker = args.summary + ".running"
+    previous = earlier_invocations(args.summary, marker)
+    cuda_file = args.summary + ".cuda-peak"
+    remove_if_present(cuda_file)
+    # Imported here: the plugin's package imports fairseq, which the other functions of this
+    # module (read by the tables) do not need.
+    from skd_fairseq import CUDA_PEAK_ENV
+
+    env = dict(os.environ, **{CUDA_PEAK_ENV: cuda_file})
+
+    commit = git_commit(os.path.dirname(os.path.abspath(__file__)))  # the code this run starts with
+    start = time.time()
+    write_marker(marker, start, commit)
+    status = run_logged(command, args.log, env)
+    wall = time.time() - start
+    memory = peak_memory(previous, cuda_file)
+    remove_if_present(cuda_file)
+
+    with open(args.log) as log:
+        stats = fairseq_stats(log.read())
+    summary = run_summary(previous, args.meta, command, commit, status, wall, memory, stats)
     with open(args.summary, "w") as f:
         json.dump(summary, f, indent=1)
     os.remove(marker)

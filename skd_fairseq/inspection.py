@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .losses import gold_mass_soft_targets
+from .losses import check_gold_mass, gold_mass_soft_targets
 from .neighbours import embedding_topk
 from .settings import DEFAULT_GOLD_MASS
 from .similarity import SIMILARITIES, EmbeddingSimilarity
@@ -307,27 +307,21 @@ def print_word_neighbours(args, dictionary, embeddings, word_ids, neighbours, si
         print(f"{dictionary[word_id]} (q_gold {float(q[row, 0]):.3f}{solved}): " + ", ".join(parts))
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    from fairseq.data import Dictionary
-
-    from .criterions.fairseq_access import excluded_token_ids
-    from .losses import check_gold_mass
-
-    if not os.path.exists(args.checkpoint):
-        parser.error(f"checkpoint {args.checkpoint} not found")
-    if any(t <= 0 for t in args.taus) or (args.temperature is not None and args.temperature <= 0):
-        parser.error("temperatures must be > 0")
-    embeddings, cfg = load_checkpoint_embedding(args.checkpoint)
-    trained = trained_setting(cfg)
+def apply_trained_setting(args, trained):
+    """Fill in the k, similarity and tau or rho the command line left out: the checkpoint's own
+    (``trained``, from :func:`trained_setting`), else k 8, cosine and the default gold mass."""
     args.topk = args.topk if args.topk is not None else trained[0] or 8
     args.similarity = args.similarity or trained[1] or "cosine"
     if args.temperature is None and args.gold_mass is None:
         args.temperature, args.gold_mass = trained[2:] if trained[2] or trained[3] else (None, DEFAULT_GOLD_MASS)
         if args.similarity == "dot" and args.gold_mass is not None:
             args.temperature, args.gold_mass = 1.0, None  # a gold mass needs cosine or l2
+
+
+def load_target_dictionary(parser, args, cfg, vocab_size):
+    """(dictionary, its path): ``--dict`` or the checkpoint's, with one symbol per embedding row."""
+    from fairseq.data import Dictionary
+
     dict_path = args.dict or dictionary_path(cfg, args.checkpoint)
     if not dict_path or not os.path.exists(dict_path):
         parser.error(
@@ -335,11 +329,16 @@ def main(argv=None):
             "dictionary the checkpoint was trained with"
         )
     dictionary = Dictionary.load(dict_path)
-    if len(dictionary) != embeddings.size(0):
+    if len(dictionary) != vocab_size:
         parser.error(
             f"{dict_path} has {len(dictionary)} symbols but the checkpoint's output embedding has "
-            f"{embeddings.size(0)} rows: give the dictionary the checkpoint was trained with (--dict)"
+            f"{vocab_size} rows: give the dictionary the checkpoint was trained with (--dict)"
         )
+    return dictionary, dict_path
+
+
+def check_gold_masses(parser, args):
+    """Default ``--gold-masses`` (none with dot similarity) and check every gold mass against k."""
     if args.gold_masses is None:  # a gold mass needs cosine or l2
         args.gold_masses = [] if args.similarity == "dot" else list(DEFAULT_GOLD_MASSES)
     if args.similarity == "dot" and (args.gold_mass is not None or args.gold_masses):
@@ -350,20 +349,20 @@ def main(argv=None):
         except ValueError as err:
             parser.error(str(err))
 
-    excluded = excluded_token_ids(dictionary)
-    neighbours, sims = neighbour_similarities(embeddings, args.topk, args.similarity, excluded)
+
+def vocabulary_weights(parser, args, cfg, dictionary, dict_path, excluded):
+    """(frequency weights [V], zero on the ``excluded`` ids; where the counts come from)."""
     keep = torch.ones(len(dictionary), dtype=torch.bool)
     keep[excluded] = False
     counts, counted_in = frequency_weights(args, cfg, dictionary, dict_path)
     weights = counts * keep
     if weights.sum() == 0:
         parser.error(f"no counts in {counted_in}: the frequency weights need fairseq-preprocess's output")
-    gold_q = mean_gold_q(sims, weights, args.taus)
+    return weights, counted_in
 
-    print(
-        f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
-        f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: {counted_in}"
-    )
+
+def print_vocabulary_means(args, sims, weights, gold_q):
+    """The vocabulary-mean q_gold at each tau and, for each gold mass, the mean tau it solves to."""
     print_row_table(
         "Mass q puts on the gold token (mean over the vocabulary, weighted by frequency):",
         "tau",
@@ -379,6 +378,34 @@ def main(argv=None):
             "tau",
             mean_solved_tau(sims, weights, args.gold_masses),
         )
+
+
+def main(argv=None):
+    """skd-fairseq-inspect: the settings, the vocabulary means, the words' neighbours, the plot."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    from .criterions.fairseq_access import excluded_token_ids
+
+    if not os.path.exists(args.checkpoint):
+        parser.error(f"checkpoint {args.checkpoint} not found")
+    if any(t <= 0 for t in args.taus) or (args.temperature is not None and args.temperature <= 0):
+        parser.error("temperatures must be > 0")
+    embeddings, cfg = load_checkpoint_embedding(args.checkpoint)
+    apply_trained_setting(args, trained_setting(cfg))
+    dictionary, dict_path = load_target_dictionary(parser, args, cfg, embeddings.size(0))
+    check_gold_masses(parser, args)
+
+    excluded = excluded_token_ids(dictionary)
+    neighbours, sims = neighbour_similarities(embeddings, args.topk, args.similarity, excluded)
+    weights, counted_in = vocabulary_weights(parser, args, cfg, dictionary, dict_path, excluded)
+    gold_q = mean_gold_q(sims, weights, args.taus)
+
+    print(
+        f"{args.checkpoint}: V = {len(dictionary)}, D = {embeddings.size(1)}, k = {args.topk}, "
+        f"{args.similarity}; {len(excluded)} special/filler ids left out; weights: {counted_in}"
+    )
+    print_vocabulary_means(args, sims, weights, gold_q)
     found, missing = resolve_words(dictionary, args.words)
     if found:
         print_word_neighbours(args, dictionary, embeddings, found, neighbours, sims)

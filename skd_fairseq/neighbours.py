@@ -207,6 +207,72 @@ class Space:
         return self.weight.size(0)
 
 
+def _excluded_per_space(
+    spaces: Sequence[Space], starts: torch.Tensor, exclude: Optional[torch.Tensor]
+) -> List[torch.Tensor]:
+    """Each space's excluded ids, as ids local to it, from one sync (``exclude`` sorted)."""
+    excluded = exclude if exclude is not None else torch.zeros(0, dtype=torch.long, device=starts.device)
+    end = starts.new_tensor([spaces[-1].first + spaces[-1].rows])
+    bounds = torch.searchsorted(excluded, torch.cat([starts, end])).tolist()
+    return [excluded[bounds[c] : bounds[c + 1]] - space.first for c, space in enumerate(spaces)]
+
+
+def _check_k_per_space(spaces: Sequence[Space], k: int, local_excluded: Sequence[torch.Tensor]) -> None:
+    """k must fit every space; the message names the space that it does not fit."""
+    for space, local in zip(spaces, local_excluded):
+        try:
+            check_k(k, space.rows, local.numel())
+        except ValueError as err:
+            raise ValueError(f"{space.name} ({space.rows} words): {err}") from None
+
+
+def _space_topk(
+    space: Space, query: torch.Tensor, k: int, similarity: str, local_excluded: torch.Tensor
+) -> torch.LongTensor:
+    """Global ids of the ``k`` nearest neighbours within ``space`` of its rows ``query`` (local ids)."""
+    return embedding_topk(space.weight, query, k, similarity, local_excluded, gram=space.gram) + space.first
+
+
+def _gathered_table(
+    spaces: Sequence[Space], local_excluded: Sequence[torch.Tensor], k: int, similarity: str, world: int, rank: int
+) -> torch.LongTensor:
+    """The whole table: this rank searches its share of each space's rows, one all-gather the rest."""
+    device = spaces[0].weight.device
+    blocks = []
+    for space, local in zip(spaces, local_excluded):
+        start, end = rows_of_rank(space.rows, rank, world)
+        query = torch.arange(start, end, device=device)
+        blocks.append(
+            _space_topk(space, query, k, similarity, local)
+            if end > start
+            else torch.zeros(0, k, dtype=torch.long, device=device)
+        )
+    return torch.cat(gather_row_blocks(blocks, [space.rows for space in spaces], world))
+
+
+def _table_of_ids(
+    spaces: Sequence[Space],
+    starts: torch.Tensor,
+    local_excluded: Sequence[torch.Tensor],
+    ids: torch.Tensor,
+    k: int,
+    similarity: str,
+) -> torch.LongTensor:
+    """The neighbours of ``ids`` (global, in any order), each id searched within its own space."""
+    # The queried ids, grouped by space (one sync for the group sizes).
+    space_of = torch.bucketize(ids, starts, right=True) - 1
+    order = torch.argsort(space_of, stable=True)
+    counts = torch.bincount(space_of, minlength=len(spaces)).tolist()
+    out = torch.empty(ids.numel(), k, dtype=torch.long, device=starts.device)
+    offset = 0
+    for space, local, count in zip(spaces, local_excluded, counts):
+        if count:
+            rows = order[offset : offset + count]
+            out[rows] = _space_topk(space, ids[rows] - space.first, k, similarity, local)
+        offset += count
+    return out
+
+
 def neighbour_table(
     spaces: Sequence[Space],
     k: int,
@@ -231,50 +297,18 @@ def neighbour_table(
     """
     device = spaces[0].weight.device
     starts = torch.tensor([space.first for space in spaces], device=device)
-    excluded = exclude if exclude is not None else torch.zeros(0, dtype=torch.long, device=device)
-    # Each space's excluded ids, local, from one sync.
-    bounds = torch.searchsorted(excluded, torch.cat([starts, starts.new_tensor([spaces[-1].first + spaces[-1].rows])]))
-    bounds = bounds.tolist()
-    local_excluded = [excluded[bounds[c] : bounds[c + 1]] - space.first for c, space in enumerate(spaces)]
-    for space, local in zip(spaces, local_excluded):
-        try:
-            check_k(k, space.rows, local.numel())
-        except ValueError as err:
-            raise ValueError(f"{space.name} ({space.rows} words): {err}") from None
+    local_excluded = _excluded_per_space(spaces, starts, exclude)
+    _check_k_per_space(spaces, k, local_excluded)
     if ids is None and world == 1:
         return torch.cat(
             [
-                embedding_topk(
-                    space.weight, torch.arange(space.rows, device=device), k, similarity, local, gram=space.gram
-                )
-                + space.first
+                _space_topk(space, torch.arange(space.rows, device=device), k, similarity, local)
                 for space, local in zip(spaces, local_excluded)
             ]
         )
     if ids is None:
-        blocks = []
-        for space, local in zip(spaces, local_excluded):
-            start, end = rows_of_rank(space.rows, rank, world)
-            query = torch.arange(start, end, device=device)
-            blocks.append(
-                embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
-                if end > start
-                else torch.zeros(0, k, dtype=torch.long, device=device)
-            )
-        return torch.cat(gather_row_blocks(blocks, [space.rows for space in spaces], world))
-    # The queried ids, grouped by space (one sync for the group sizes).
-    space_of = torch.bucketize(ids, starts, right=True) - 1
-    order = torch.argsort(space_of, stable=True)
-    counts = torch.bincount(space_of, minlength=len(spaces)).tolist()
-    out = torch.empty(ids.numel(), k, dtype=torch.long, device=device)
-    offset = 0
-    for space, local, count in zip(spaces, local_excluded, counts):
-        if count:
-            rows = order[offset : offset + count]
-            query = ids[rows] - space.first
-            out[rows] = embedding_topk(space.weight, query, k, similarity, local, gram=space.gram) + space.first
-        offset += count
-    return out
+        return _gathered_table(spaces, local_excluded, k, similarity, world, rank)
+    return _table_of_ids(spaces, starts, local_excluded, ids, k, similarity)
 
 
 # Above this many excluded ids, predicted_topk masks them in a copy of each row block rather
