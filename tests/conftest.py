@@ -269,6 +269,23 @@ def binarise_de_en(train, valid, test, dictionaries, destdir):
     return destdir
 
 
+def preset_arguments(env=None):
+    """{preset: its fairseq arguments}, read from configs/presets.sh as train.sh reads it."""
+    script = (
+        '. configs/presets.sh; for p in $PRESETS; do v="PRESET_${p//-/_}[@]"; '
+        'printf "%s" "$p"; printf "\\t%s" "${!v}"; printf "\\n"; done'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, **(env or {})),
+    ).stdout
+    return {line.split("\t")[0]: line.split("\t")[1:] for line in out.splitlines()}
+
+
 def tool(module):
     """The command that runs skd_experiments.MODULE (what the shell scripts run)."""
     return [sys.executable, "-m", f"skd_experiments.{module}"]

@@ -19,6 +19,7 @@ from conftest import (
     TINY_TRANSFORMER,
     USER_DIR,
     build_for_training,
+    preset_arguments,
     save_checkpoint,
     save_teacher,
     write_dictionary,
@@ -508,8 +509,6 @@ def test_the_cache_command_refuses_bad_arguments(translation_setup, tmp_path):
 def test_the_teacher_presets_read_a_cache_given_to_train_sh(translation_setup, tmp_path):
     """configs/presets.sh with KD_TEACHER_CACHE (train.sh --teacher-cache): word-kd and skd-word-kd
     read the cache alone; tie-kd reads it in its first pass and runs the teacher after."""
-    from test_criterion import preset_arguments
-
     data, teacher = translation_setup
     cache = build_cache(data, teacher, tmp_path / "cache", *TRANSLATION)
     presets = preset_arguments({"KD_TEACHER": teacher, "KD_TEACHER_CACHE": cache})
