@@ -17,13 +17,12 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 import torch
 import torch.multiprocessing as mp
 
 from skd_experiments.markdown import markdown_table
-from skd_experiments.reporting import commit, write_outputs
+from skd_experiments.reporting import commit, today, write_outputs
 
 
 def spaces_for(vocab, dim, cutoff, seed=0):
@@ -70,7 +69,7 @@ def run_rank(rank, world, init, args, out):
         torch.distributed.destroy_process_group()
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--dim", type=int, default=512)
@@ -84,7 +83,12 @@ def main(argv=None):
     args.adaptive = [int(c) for c in args.adaptive.split(",")] if args.adaptive else None
     if any(w < 1 for w in args.ranks):
         parser.error("--ranks must be positive")
+    return args
 
+
+def world_size_rows(args):
+    """One row per world size: its slowest rank's times, and whether every rank's table is the first
+    world size's; its speed-up is against the first."""
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for world in args.ranks:
@@ -109,19 +113,12 @@ def main(argv=None):
     base = rows[0]["refresh_s"]
     for row in rows:
         row["speedup"] = round(base / row["refresh_s"], 2)
-    shape = f"V {args.vocab}, D {args.dim}, k {args.topk}, {args.similarity}" + (
-        f", adaptive softmax {args.adaptive} (clusters in their own spaces)" if args.adaptive else ""
-    )
-    report = {
-        "benchmark": "bench_refresh_ranks",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "commit": commit(),
-        "shape": shape,
-        "cpus": os.cpu_count(),
-        "rows": rows,
-    }
+    return rows
+
+
+def markdown(report):
     lines = [
-        f"{shape}; gloo ranks, one thread each, on {os.cpu_count()} CPU cores; commit {report['commit']}, "
+        f"{report['shape']}; gloo ranks, one thread each, on {report['cpus']} CPU cores; commit {report['commit']}, "
         f"{report['date']}.",
         "",
     ]
@@ -137,11 +134,28 @@ def main(argv=None):
                 f"{row['speedup']:.2f}",
                 "yes" if row["tables_equal_to_first"] else "NO",
             ]
-            for row in rows
+            for row in report["rows"]
         ],
         align="rrrrrl",
     )
-    write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = world_size_rows(args)
+    shape = f"V {args.vocab}, D {args.dim}, k {args.topk}, {args.similarity}" + (
+        f", adaptive softmax {args.adaptive} (clusters in their own spaces)" if args.adaptive else ""
+    )
+    report = {
+        "benchmark": "bench_refresh_ranks",
+        "date": today(),
+        "commit": commit(),
+        "shape": shape,
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    write_outputs(report, args.json, args.markdown, markdown(report))
     if not all(row["tables_equal_to_first"] for row in rows):
         sys.exit("bench_refresh_ranks: the ranks' tables differ from one process's")
 

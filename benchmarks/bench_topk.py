@@ -64,6 +64,22 @@ def faiss_topk(embeddings, ids, k, similarity, exclude):
     return found.gather(1, order)
 
 
+def is_exact(embeddings, ids, found, k, similarity, exclude):
+    """Exactness on a sample of the queries: the found rows' similarities equal the float64 top-k values."""
+    n = len(ids)
+    sample = torch.arange(0, n, max(1, n // 64))
+    e = embeddings.double().cpu()
+    if similarity == "cosine":
+        e = e / e.norm(dim=1, keepdim=True)
+    q = ids.cpu()[sample]
+    sims = -torch.cdist(e[q], e).pow(2) if similarity == "l2" else e[q] @ e.t()
+    sims[:, exclude] = float("-inf")
+    sims[torch.arange(len(q)), q] = float("-inf")
+    want = sims.topk(k, dim=1).values
+    got = sims.gather(1, found.cpu()[sample])
+    return bool(torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())))
+
+
 def single(args):
     """One measurement, in this process; prints one JSON line."""
     from skd_fairseq.neighbours import embedding_topk
@@ -98,18 +114,7 @@ def single(args):
         with PeakMemory(device) as used:
             run()
         peak = round(used.bytes / 2**20, 1)
-    # Exactness on a sample: the returned rows' similarities equal the float64 top-k values.
-    sample = torch.arange(0, n, max(1, n // 64))
-    e = emb.double().cpu()
-    if args.similarity == "cosine":
-        e = e / e.norm(dim=1, keepdim=True)
-    q = ids.cpu()[sample]
-    sims = -torch.cdist(e[q], e).pow(2) if args.similarity == "l2" else e[q] @ e.t()
-    sims[:, exclude] = float("-inf")
-    sims[torch.arange(len(q)), q] = float("-inf")
-    want = sims.topk(args.topk, dim=1).values
-    got = sims.gather(1, out.cpu()[sample])
-    exact = bool(torch.allclose(got, want, rtol=0, atol=1e-4 * float(want.abs().max())))
+    exact = is_exact(emb, ids, out, args.topk, args.similarity, exclude)
     print(
         json.dumps(
             {
@@ -126,7 +131,7 @@ def single(args):
     )
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
@@ -146,85 +151,70 @@ def main():
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--chunk", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.single:
-        args.vocab = args.vocab[0]
-        return single(args)
+    return parser
 
-    rows = []
-    for vocab in args.vocab:
-        for method in args.methods:
-            chunks = args.chunk_sizes if method == "embedding_topk" else ["-"]
-            for chunk in chunks:
-                if method == "naive" and vocab * vocab * 4 / 2**30 > args.naive_limit_gib:
-                    rows.append(
-                        {
-                            "method": method,
-                            "chunk": chunk,
-                            "vocab": vocab,
-                            "skipped": f"V x V fp32 = {vocab * vocab * 4 / 2**30:.0f} GiB > --naive-limit-gib",
-                        }
-                    )
-                    continue
-                if method == "faiss" and args.device != "cpu":
-                    rows.append({"method": method, "chunk": chunk, "vocab": vocab, "skipped": "faiss-cpu on CPU only"})
-                    continue
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--single",
-                    "--method",
-                    method,
-                    "--chunk",
-                    chunk,
-                    "--vocab",
-                    str(vocab),
-                    "--dim",
-                    str(args.dim),
-                    "--topk",
-                    str(args.topk),
-                    "--similarity",
-                    args.similarity,
-                    "--queries",
-                    args.queries,
-                    "--device",
-                    args.device,
-                    "--dtype",
-                    args.dtype,
-                    "--repeats",
-                    str(args.repeats),
-                ]
-                if args.threads:
-                    cmd += ["--threads", str(args.threads)]
-                print(f"[bench_topk] V={vocab} {method} chunk={chunk}", file=sys.stderr, flush=True)
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                    if "No module named 'faiss'" in proc.stderr:
-                        reason = "faiss not installed"
-                    rows.append({"method": method, "chunk": chunk, "vocab": vocab, "skipped": reason})
-                    continue
-                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    from skd_experiments.reporting import commit, write_outputs
+def single_command(args, vocab, method, chunk):
+    """The command line of one measurement in a fresh process (--single)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--single",
+        "--method",
+        method,
+        "--chunk",
+        chunk,
+        "--vocab",
+        str(vocab),
+        "--dim",
+        str(args.dim),
+        "--topk",
+        str(args.topk),
+        "--similarity",
+        args.similarity,
+        "--queries",
+        args.queries,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--repeats",
+        str(args.repeats),
+    ]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    return cmd
 
-    report = {
-        "benchmark": "bench_topk",
-        "device": args.device,
-        "dtype": args.dtype,
-        "dim": args.dim,
-        "topk": args.topk,
-        "similarity": args.similarity,
-        "queries": args.queries,
-        "commit": commit(),
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "rows": rows,
-    }
+
+def measure(args, vocab, method, chunk):
+    """The report's row of one measurement: its results, or why it was not run."""
+    if method == "naive" and vocab * vocab * 4 / 2**30 > args.naive_limit_gib:
+        return {
+            "method": method,
+            "chunk": chunk,
+            "vocab": vocab,
+            "skipped": f"V x V fp32 = {vocab * vocab * 4 / 2**30:.0f} GiB > --naive-limit-gib",
+        }
+    if method == "faiss" and args.device != "cpu":
+        return {"method": method, "chunk": chunk, "vocab": vocab, "skipped": "faiss-cpu on CPU only"}
+    print(f"[bench_topk] V={vocab} {method} chunk={chunk}", file=sys.stderr, flush=True)
+    proc = subprocess.run(single_command(args, vocab, method, chunk), capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        if "No module named 'faiss'" in proc.stderr:
+            reason = "faiss not installed"
+        return {"method": method, "chunk": chunk, "vocab": vocab, "skipped": reason}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def markdown(report):
+    """The summary: the settings, one table row per measurement, the targets."""
     lines = [
-        f"{args.device}, {args.dtype}, D={args.dim}, k={args.topk}, {args.similarity}, queries: {args.queries}, "
-        f"commit {report['commit']}, {report['date']}.",
+        f"{report['device']}, {report['dtype']}, D={report['dim']}, k={report['topk']}, {report['similarity']}, "
+        f"queries: {report['queries']}, commit {report['commit']}, {report['date']}.",
         "",
     ]
+    rows = report["rows"]
     naive = {r["vocab"]: r["median_s"] for r in rows if r["method"] == "naive" and "median_s" in r}
     table = []
     for r in rows:
@@ -239,10 +229,39 @@ def main():
     lines += markdown_table(
         ["V", "method", "chunk", "median s", "speed-up vs naive", "peak MiB", "exact"], table, align="rlrrrrl"
     )
-    report["targets"] = check_targets(report)
     for check in report["targets"]:
         lines.append(f"\nTarget: {check['target']}: **{check['result']}** ({check['detail']})")
-    write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    args = build_parser().parse_args()
+    if args.single:
+        args.vocab = args.vocab[0]
+        return single(args)
+
+    rows = []
+    for vocab in args.vocab:
+        for method in args.methods:
+            for chunk in args.chunk_sizes if method == "embedding_topk" else ["-"]:
+                rows.append(measure(args, vocab, method, chunk))
+
+    from skd_experiments.reporting import commit, today, write_outputs
+
+    report = {
+        "benchmark": "bench_topk",
+        "device": args.device,
+        "dtype": args.dtype,
+        "dim": args.dim,
+        "topk": args.topk,
+        "similarity": args.similarity,
+        "queries": args.queries,
+        "commit": commit(),
+        "date": today(),
+        "rows": rows,
+    }
+    report["targets"] = check_targets(report)
+    write_outputs(report, args.json, args.markdown, markdown(report))
 
 
 # Issue target: at V = 50k on a GPU, embedding_topk at least 10x faster than the naive

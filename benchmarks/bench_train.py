@@ -49,11 +49,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 from skd_experiments import fairseq_log
 from skd_experiments.markdown import markdown_table
-from skd_experiments.reporting import commit, write_outputs
+from skd_experiments.reporting import commit, today, write_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,7 +129,7 @@ def judge_targets(targets, by_name, baseline):
     return checks
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=os.path.join(REPO, "configs", "multi30k-de-en-demo.sh"))
     parser.add_argument(
@@ -159,32 +158,37 @@ def main():
     )
     parser.add_argument("--json")
     parser.add_argument("--markdown", help="'-' for stdout")
-    args = parser.parse_args()
+    return parser
 
+
+def parse_variants(parser, specs):
+    """[(name, preset, fairseq flags)] from --variant NAME="PRESET [flags]"."""
     variants = []
-    for spec in args.variant:
+    for spec in specs:
         name, _, rest = spec.partition("=")
         words = shlex.split(rest)
         if not name or not words:
             parser.error(f'--variant {spec!r}: expected NAME="PRESET [flags]"')
         variants.append((name, words[0], words[1:]))
-    names = [name for name, _, _ in variants]
+    return variants
+
+
+def parse_amortised(parser, specs, names):
+    """[(steady, every)] from --amortise STEADY=EVERY."""
     amortised = []
-    for spec in args.amortise:
+    for spec in specs:
         steady, _, every = spec.partition("=")
         if steady not in names or every not in names:
             parser.error(f"--amortise {spec!r}: expected STEADY=EVERY, two of the variants {names}")
         amortised.append((steady, every))
-    if args.refresh < 1:
-        parser.error(f"--refresh must be >= 1, got {args.refresh}")
-    targets = parse_targets(parser, args.target, names)
+    return amortised
 
+
+def run_rounds(args, variants):
+    """({variant: its runs' median tokens/s, wall times and peak memory}, the kinds of peak memory
+    measured), the variants alternating round by round."""
     results = {name: {"tokens_per_s": [], "wall_s": [], "peak_memory_mib": []} for name, _, _ in variants}
     memory_kinds = set()
-    # Each run imports the plugin from this checkout when it starts: the report names the commit at
-    # the start, and says so when the checkout changed before the last run (then later runs measured
-    # other code).
-    started = checkout_state()
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for name, preset, flags in variants:
@@ -204,6 +208,11 @@ def main():
                 results[name]["wall_s"].append(round(wall, 1))
                 results[name]["peak_memory_mib"].append(peak)
                 memory_kinds.add(memory_kind)
+    return results, memory_kinds
+
+
+def variant_rows(variants, results):
+    """The report's row of each variant, its ratios to the first's."""
     base = statistics.median(results[variants[0][0]]["tokens_per_s"])
     base_mem = max(results[variants[0][0]]["peak_memory_mib"])
     rows = []
@@ -222,22 +231,73 @@ def main():
                 "peak_memory_ratio": round(max(r["peak_memory_mib"]) / base_mem, 3),
             }
         )
-    by_name = {row["variant"]: row for row in rows}
-    for steady, every in amortised:
-        t_steady, t_every = by_name[steady]["step_time_ratio"], by_name[every]["step_time_ratio"]
-        rows.append(
-            {
-                "variant": f"{steady}, refresh amortised (R = {args.refresh})",
-                "amortised_from": [steady, every],
-                "step_time_ratio": round(t_steady + (t_every - t_steady) / args.refresh, 3),
-                "peak_memory_mib": [max(by_name[steady]["peak_memory_mib"] + by_name[every]["peak_memory_mib"])],
-                "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"]),
-            }
+    return rows
+
+
+def amortised_row(steady, every, by_name, refresh):
+    """STEADY's row with EVERY's refresh cost amortised over R = refresh updates; its memory is the
+    larger of the two peaks (the worst step is a refresh step)."""
+    t_steady, t_every = by_name[steady]["step_time_ratio"], by_name[every]["step_time_ratio"]
+    return {
+        "variant": f"{steady}, refresh amortised (R = {refresh})",
+        "amortised_from": [steady, every],
+        "step_time_ratio": round(t_steady + (t_every - t_steady) / refresh, 3),
+        "peak_memory_mib": [max(by_name[steady]["peak_memory_mib"] + by_name[every]["peak_memory_mib"])],
+        "peak_memory_ratio": max(by_name[steady]["peak_memory_ratio"], by_name[every]["peak_memory_ratio"]),
+    }
+
+
+def markdown(args, report, moved):
+    """The summary: the settings, one table row per variant, the targets; moved says the checkout changed."""
+    common = f", every variant with `{args.common}`" if args.common else ""
+    lines = [
+        f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
+        f"{args.rounds} alternating rounds{common}, commit {report['commit']}{moved}, {report['date']}.",
+        "",
+        f"Peak memory: {' / '.join(report['peak_memory'])}.",
+        "",
+    ]
+    table = []
+    for row in report["variants"]:
+        if "amortised_from" in row:
+            speed, peak = "", row["peak_memory_mib"][0]
+        else:
+            per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
+            speed, peak = f"{row['median_tokens_per_s']:.0f} ({per_round})", max(row["peak_memory_mib"])
+        table.append(
+            [row["variant"], speed, f"{row['step_time_ratio']:.3f}", f"{peak:.0f}", f"{row['peak_memory_ratio']:.3f}"]
         )
+    header = ["variant", "tokens/s (median; per round)", "step-time ratio", "peak memory MiB", "memory ratio"]
+    lines += markdown_table(header, table, align="llrrr")
+    if report["targets"]:
+        lines += ["", "Targets:", ""] + [
+            f"- {c['result']}: {c['target']} (measured {c['value']:.3f})" for c in report["targets"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = build_parser()
+    args = parser.parse_args()
+    variants = parse_variants(parser, args.variant)
+    names = [name for name, _, _ in variants]
+    amortised = parse_amortised(parser, args.amortise, names)
+    if args.refresh < 1:
+        parser.error(f"--refresh must be >= 1, got {args.refresh}")
+    targets = parse_targets(parser, args.target, names)
+
+    # Each run imports the plugin from this checkout when it starts: the report names the commit at
+    # the start, and says so when the checkout changed before the last run (then later runs measured
+    # other code).
+    started = checkout_state()
+    results, memory_kinds = run_rounds(args, variants)
+    rows = variant_rows(variants, results)
+    by_name = {row["variant"]: row for row in rows}
+    rows += [amortised_row(steady, every, by_name, args.refresh) for steady, every in amortised]
     checks = judge_targets(targets, by_name, variants[0][0])
     report = {
         "benchmark": "bench_train",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "date": today(),
         "config": os.path.relpath(args.config, REPO),
         "updates": args.updates,
         "skip_updates": args.skip_updates,
@@ -254,31 +314,9 @@ def main():
         report["commit_at_end"] = ended[0]
         moved = f" (the checkout changed during the runs: {ended[0]} at the end)"
         print(f"[bench_train] warning{moved}: later runs measured other code", file=sys.stderr)
-    common = f", every variant with `{args.common}`" if args.common else ""
-    lines = [
-        f"{report['config']}, {args.updates} updates per run (first {args.skip_updates} not timed), "
-        f"{args.rounds} alternating rounds{common}, commit {report['commit']}{moved}, {report['date']}.",
-        "",
-        f"Peak memory: {' / '.join(sorted(memory_kinds))}.",
-        "",
-    ]
-    table = []
-    for row in rows:
-        if "amortised_from" in row:
-            speed, peak = "", row["peak_memory_mib"][0]
-        else:
-            per_round = ", ".join(f"{x:.0f}" for x in row["tokens_per_s"])
-            speed, peak = f"{row['median_tokens_per_s']:.0f} ({per_round})", max(row["peak_memory_mib"])
-        table.append(
-            [row["variant"], speed, f"{row['step_time_ratio']:.3f}", f"{peak:.0f}", f"{row['peak_memory_ratio']:.3f}"]
-        )
-    header = ["variant", "tokens/s (median; per round)", "step-time ratio", "peak memory MiB", "memory ratio"]
-    lines += markdown_table(header, table, align="llrrr")
-    if checks:
-        lines += ["", "Targets:", ""] + [f"- {c['result']}: {c['target']} (measured {c['value']:.3f})" for c in checks]
-        for c in checks:
-            print(f"[bench_train] {c['result']}: {c['target']} (measured {c['value']:.3f})", file=sys.stderr)
-    write_outputs(report, args.json, args.markdown, "\n".join(lines) + "\n")
+    for c in checks:
+        print(f"[bench_train] {c['result']}: {c['target']} (measured {c['value']:.3f})", file=sys.stderr)
+    write_outputs(report, args.json, args.markdown, markdown(args, report, moved))
 
 
 if __name__ == "__main__":

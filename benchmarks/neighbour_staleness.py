@@ -35,52 +35,38 @@ def load_embedding(path):
     raise SystemExit(f"{path}: no decoder output projection in the checkpoint")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", required=True, help="run directory with checkpoint_E_U.pt files")
-    parser.add_argument("--dictionary", required=True, help="the target dict.txt (for special symbols and counts)")
-    parser.add_argument("--topk", type=int, default=8)
-    parser.add_argument("--similarity", default="cosine", choices=["cosine", "l2", "dot"])
-    parser.add_argument("--gaps", type=int, nargs="+", default=[25, 50, 100, 200])
-    parser.add_argument("--json", help="write the report here")
-    args = parser.parse_args()
-
-    from fairseq.data import Dictionary
-
-    from skd_fairseq.criterions.fairseq_access import excluded_token_ids
-    from skd_fairseq.neighbours import embedding_topk
-
-    dictionary = Dictionary.load(args.dictionary)
-    exclude = excluded_token_ids(dictionary)
-    weights = torch.tensor(dictionary.count, dtype=torch.float64)
-    weights[exclude] = 0
+def update_checkpoints(run_dir):
+    """{update: path} of the run's checkpoint_E_U.pt files."""
     found = {}
-    for name in os.listdir(args.checkpoints):
+    for name in os.listdir(run_dir):
         match = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", name)
         if match:
-            found[int(match.group(1))] = os.path.join(args.checkpoints, name)
+            found[int(match.group(1))] = os.path.join(run_dir, name)
     if len(found) < 2:
         raise SystemExit("need at least two update checkpoints (train with --save-interval-updates)")
-    updates = sorted(found)
+    return found
+
+
+def neighbour_tables(checkpoints, topk, similarity, exclude):
+    """{update: the whole vocabulary's neighbour table at that update}."""
+    from skd_fairseq.neighbours import embedding_topk
+
     tables = {}
-    for u in updates:
-        weight = load_embedding(found[u])
-        tables[u] = embedding_topk(weight, torch.arange(weight.size(0)), args.topk, args.similarity, exclude=exclude)
+    for u in sorted(checkpoints):
+        weight = load_embedding(checkpoints[u])
+        tables[u] = embedding_topk(weight, torch.arange(weight.size(0)), topk, similarity, exclude=exclude)
         print(f"[staleness] table at update {u}", file=sys.stderr, flush=True)
+    return tables
 
-    def overlap(a, b):
-        same = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / args.topk
-        return float((same * weights).sum() / weights.sum())
 
-    report = {"checkpoints": args.checkpoints, "topk": args.topk, "similarity": args.similarity, "gaps": {}}
-    for gap in args.gaps:
-        pairs = [(u, u + gap) for u in updates if u + gap in tables]
-        if pairs:
-            values = [overlap(tables[a], tables[b]) for a, b in pairs]
-            report["gaps"][gap] = {
-                "pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
-                "mean_overlap": round(statistics.mean(values), 4),
-            }
+def overlap(a, b, topk, weights):
+    """|a & b| / k of each token's neighbours, the mean weighted by the tokens' training counts."""
+    same = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / topk
+    return float((same * weights).sum() / weights.sum())
+
+
+def print_table(report):
+    """The mean overlap at each gap, as a Markdown table on stdout."""
     rows = [
         [
             gap,
@@ -95,6 +81,39 @@ def main():
             markdown_table(["gap (updates)", "pairs", "mean overlap", "overlap by start update"], rows, align="rrrl")
         )
     )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoints", required=True, help="run directory with checkpoint_E_U.pt files")
+    parser.add_argument("--dictionary", required=True, help="the target dict.txt (for special symbols and counts)")
+    parser.add_argument("--topk", type=int, default=8)
+    parser.add_argument("--similarity", default="cosine", choices=["cosine", "l2", "dot"])
+    parser.add_argument("--gaps", type=int, nargs="+", default=[25, 50, 100, 200])
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args()
+
+    from fairseq.data import Dictionary
+
+    from skd_fairseq.criterions.fairseq_access import excluded_token_ids
+
+    dictionary = Dictionary.load(args.dictionary)
+    exclude = excluded_token_ids(dictionary)
+    weights = torch.tensor(dictionary.count, dtype=torch.float64)
+    weights[exclude] = 0
+    checkpoints = update_checkpoints(args.checkpoints)
+    updates = sorted(checkpoints)
+    tables = neighbour_tables(checkpoints, args.topk, args.similarity, exclude)
+    report = {"checkpoints": args.checkpoints, "topk": args.topk, "similarity": args.similarity, "gaps": {}}
+    for gap in args.gaps:
+        pairs = [(u, u + gap) for u in updates if u + gap in tables]
+        if pairs:
+            values = [overlap(tables[a], tables[b], args.topk, weights) for a, b in pairs]
+            report["gaps"][gap] = {
+                "pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
+                "mean_overlap": round(statistics.mean(values), 4),
+            }
+    print_table(report)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 
 from skd_experiments.run_and_measure import git_commit
 
@@ -10,6 +11,11 @@ from skd_experiments.run_and_measure import git_commit
 def commit():
     """The commit of this checkout (one definition of "the commit", as the training runs record it)."""
     return git_commit(os.path.dirname(os.path.abspath(__file__))) or "unknown"
+
+
+def today():
+    """The UTC date a report is stamped with."""
+    return time.strftime("%Y-%m-%d", time.gmtime())
 
 
 def write_outputs(report, json_path=None, markdown_path=None, markdown_text=""):
