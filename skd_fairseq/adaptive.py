@@ -68,7 +68,9 @@ def cutoff_tensor(cutoff: Tuple[int, ...], device: torch.device) -> torch.Tensor
 
 def cluster_of(ids: torch.Tensor, cutoff: Sequence[int]) -> torch.Tensor:
     """0 for head ids, i + 1 for ids of tail cluster i."""
-    return torch.bucketize(ids, cutoff_tensor(tuple(cutoff[:-1]), ids.device), right=True)
+    # bucketize copies a strided input (a slice of a candidate table) anyway; contiguous() does that
+    # copy itself, without the UserWarning it would print into a user's training log.
+    return torch.bucketize(ids.contiguous(), cutoff_tensor(tuple(cutoff[:-1]), ids.device), right=True)
 
 
 def indices_by_row(member: torch.Tensor) -> List[Optional[torch.Tensor]]:
