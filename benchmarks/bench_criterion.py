@@ -38,10 +38,10 @@ from skd_experiments import peak_memory
 from skd_experiments.criterion_bench import (
     AdaptiveOutputModel,
     OutputLayerModel,
-    Task,
+    StandInTask,
     build_criterion,
     build_dictionary,
-    variants,
+    criterion_variants,
 )
 from skd_experiments.criterion_targets import check_targets, shape_grid
 from skd_experiments.markdown import markdown_table
@@ -77,7 +77,7 @@ def build_criteria(args, task, topk, device):
     """{variant: its criterion}, the baseline first."""
     cutoff = args.adaptive
     criteria = {}
-    for name, skd in variants(args.refresh, args.adaptive_candidates if cutoff else ()):
+    for name, skd in criterion_variants(args.refresh, args.adaptive_candidates if cutoff else ()):
         if name != "baseline":
             # tau 1 over every token: the setting the committed results measured (the default gold
             # mass adds a fixed number of Newton steps; --skd-exclude-unseen one sync a refresh).
@@ -157,7 +157,7 @@ def refresh_seconds(model, criterion, refresh_rows, topk, similarity, device):
     return scaled
 
 
-def measure_peaks(criteria, step, table_criterion, rebuild, whole_table, device):
+def measure_peaks(criteria, step, table_criterion, search_table, whole_table, device):
     """({variant: the peak of one step}, the peak of the table variant's step that rebuilds the
     table, every R-th step: the worst step of a run)."""
     peaks = {}
@@ -171,13 +171,13 @@ def measure_peaks(criteria, step, table_criterion, rebuild, whole_table, device)
             step(table_criterion)
     else:  # a whole refresh step would take too long: the search on its own (its rows + one block)
         with PeakMemory(device) as used:
-            rebuild()
+            search_table()
     return peaks, used.bytes
 
 
-def variant_rows(times, peaks, table_variant, refresh_s, refresh_step_peak, refresh):
+def variant_rows(times, peaks, table_variant, refresh_s, refresh_step_peak, period):
     """The report's row of each variant; the table variant's adds its refresh, also amortised over its
-    period (refresh, R steps)."""
+    period of R steps."""
     base = statistics.median(times["baseline"])
     rows = []
     for name, ts in times.items():
@@ -193,8 +193,8 @@ def variant_rows(times, peaks, table_variant, refresh_s, refresh_step_peak, refr
         if name == table_variant:
             row["refresh_step_peak_bytes"] = refresh_step_peak
             row["refresh_s"] = refresh_s
-            row["amortised_median_s"] = med + refresh_s / refresh
-            row["amortised_ratio_to_baseline"] = (med + refresh_s / refresh) / base
+            row["amortised_median_s"] = med + refresh_s / period
+            row["amortised_ratio_to_baseline"] = (med + refresh_s / period) / base
         rows.append(row)
     return rows
 
@@ -202,7 +202,7 @@ def variant_rows(times, peaks, table_variant, refresh_s, refresh_step_peak, refr
 def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
     torch.manual_seed(0)
     dictionary = build_dictionary(vocab)
-    task = Task(dictionary)
+    task = StandInTask(dictionary)
     cutoff = args.adaptive
     model = (AdaptiveOutputModel(vocab, dim, cutoff) if cutoff else OutputLayerModel(vocab, dim)).to(
         device=device, dtype=dtype
@@ -218,14 +218,16 @@ def measure_shape(args, device, dtype, tokens, vocab, dim, topk):
     table_variant = next(name for name in criteria if name.startswith(f"skd-neighbours-R{args.refresh}"))
     table_criterion = criteria[table_variant]
     refresh_rows = min(args.refresh_rows or vocab, vocab)
-    rebuild = functools.partial(refresh_seconds, model, table_criterion, refresh_rows, topk, args.similarity, device)
-    refresh_times = [rebuild() for _ in range(max(1, args.repeats // 2))]
+    search_table = functools.partial(
+        refresh_seconds, model, table_criterion, refresh_rows, topk, args.similarity, device
+    )
+    refresh_times = [search_table() for _ in range(max(1, args.repeats // 2))]
 
     # Peak memory after the timing.
     peaks, refresh_step_peak = {name: None for name in criteria}, None
     if args.memory_unsupported is None:
         peaks, refresh_step_peak = measure_peaks(
-            criteria, step, table_criterion, rebuild, refresh_rows == vocab, device
+            criteria, step, table_criterion, search_table, refresh_rows == vocab, device
         )
     rows = variant_rows(times, peaks, table_variant, statistics.median(refresh_times), refresh_step_peak, args.refresh)
     return {

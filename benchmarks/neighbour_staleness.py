@@ -35,7 +35,7 @@ def load_embedding(path):
     raise SystemExit(f"{path}: no decoder output projection in the checkpoint")
 
 
-def update_checkpoints(run_dir):
+def checkpoints_by_update(run_dir):
     """{update: path} of the run's checkpoint_E_U.pt files."""
     found = {}
     for name in os.listdir(run_dir):
@@ -59,9 +59,9 @@ def neighbour_tables(checkpoints, topk, similarity, exclude):
     return tables
 
 
-def overlap(a, b, topk, weights):
+def overlap(a, b, weights):
     """|a & b| / k of each token's neighbours, the mean weighted by the tokens' training counts."""
-    same = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / topk
+    same = (a.unsqueeze(2) == b.unsqueeze(1)).any(dim=2).sum(dim=1).double() / a.size(1)
     return float((same * weights).sum() / weights.sum())
 
 
@@ -101,14 +101,14 @@ def main():
     exclude = excluded_token_ids(dictionary)
     weights = torch.tensor(dictionary.count, dtype=torch.float64)
     weights[exclude] = 0
-    checkpoints = update_checkpoints(args.checkpoints)
+    checkpoints = checkpoints_by_update(args.checkpoints)
     updates = sorted(checkpoints)
     tables = neighbour_tables(checkpoints, args.topk, args.similarity, exclude)
     report = {"checkpoints": args.checkpoints, "topk": args.topk, "similarity": args.similarity, "gaps": {}}
     for gap in args.gaps:
         pairs = [(u, u + gap) for u in updates if u + gap in tables]
         if pairs:
-            values = [overlap(tables[a], tables[b], args.topk, weights) for a, b in pairs]
+            values = [overlap(tables[a], tables[b], weights) for a, b in pairs]
             report["gaps"][gap] = {
                 "pairs": [[a, b, round(v, 4)] for (a, b), v in zip(pairs, values)],
                 "mean_overlap": round(statistics.mean(values), 4),

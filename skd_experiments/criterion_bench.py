@@ -15,7 +15,7 @@ def build_dictionary(vocab_size):
     return d
 
 
-class Task:
+class StandInTask:
     def __init__(self, dictionary):
         self.target_dictionary = dictionary
         self.source_dictionary = dictionary
@@ -88,7 +88,7 @@ def build_criterion(name, task, **skd):
     return LabelSmoothedSkdCriterion(task, cfg)
 
 
-def variants(refresh, adaptive_candidates=()):
+def criterion_variants(refresh, adaptive_candidates=()):
     if adaptive_candidates:  # R = 0 would search the whole vocabulary at every step
         yield "baseline", {}
         for mode in adaptive_candidates:  # cluster: the default, unsuffixed

@@ -151,7 +151,7 @@ def run_logged(command, log_path, env):
         return proc.wait()
 
 
-def peak_memory(previous, cuda_file):
+def peak_memory_entries(previous, cuda_file):
     """The summary's peak-memory entries over all invocations, once the command has ended: the
     host resident set of its processes and the GPU peak they wrote to ``cuda_file``."""
     peak_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
@@ -209,7 +209,7 @@ def main():
     write_marker(marker, start, commit)
     status = run_logged(command, args.log, env)
     wall = time.time() - start
-    memory = peak_memory(previous, cuda_file)
+    memory = peak_memory_entries(previous, cuda_file)
     remove_if_present(cuda_file)
 
     with open(args.log) as log:

@@ -309,7 +309,8 @@ def print_word_neighbours(args, dictionary, embeddings, word_ids, neighbours, si
 
 def apply_trained_setting(args, trained):
     """Fill in the k, similarity and tau or rho the command line left out: the checkpoint's own
-    (``trained``, from :func:`trained_setting`), else k 8, cosine and the default gold mass."""
+    (``trained``, from :func:`trained_setting`), else k 8, cosine and the default gold mass (with dot
+    similarity, which a gold mass cannot use: tau 1)."""
     args.topk = args.topk if args.topk is not None else trained[0] or 8
     args.similarity = args.similarity or trained[1] or "cosine"
     if args.temperature is None and args.gold_mass is None:

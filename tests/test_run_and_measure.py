@@ -15,7 +15,7 @@ from conftest import REPO, run, tool
 from skd_experiments import run_and_measure, table_notes
 
 
-def test_run_and_measure_summarises_a_fairseq_log(tmp_path):
+def test_run_and_measure_summarises_a_fairseq_log():
     log = "\n".join(
         [
             "x | INFO | train_inner | epoch 001:  50 / 90 loss=9.1, wps=1500.5, ups=0.5, num_updates=50, lr=1e-4, train_wall=48, wall=100",
