@@ -207,10 +207,11 @@ class Space:
         return self.weight.size(0)
 
 
-def _excluded_per_space(
+def excluded_per_space(
     spaces: Sequence[Space], starts: torch.Tensor, exclude: Optional[torch.Tensor]
 ) -> List[torch.Tensor]:
-    """Each space's excluded ids, as ids local to it, from one sync (``exclude`` sorted)."""
+    """Each space's excluded ids, as ids local to it, from one sync (``starts``: the spaces' first
+    ids, on the device; ``exclude``: sorted global ids, or None for none)."""
     excluded = exclude if exclude is not None else torch.zeros(0, dtype=torch.long, device=starts.device)
     end = starts.new_tensor([spaces[-1].first + spaces[-1].rows])
     bounds = torch.searchsorted(excluded, torch.cat([starts, end])).tolist()
@@ -297,7 +298,7 @@ def neighbour_table(
     """
     device = spaces[0].weight.device
     starts = torch.tensor([space.first for space in spaces], device=device)
-    local_excluded = _excluded_per_space(spaces, starts, exclude)
+    local_excluded = excluded_per_space(spaces, starts, exclude)
     _check_k_per_space(spaces, k, local_excluded)
     if ids is None and world == 1:
         return torch.cat(
