@@ -95,7 +95,7 @@ def test_top1_loss_picks_the_gold_token_when_it_ranks_first_and_gives_the_weight
     # Padding contributes nothing and counts nowhere.
     pad = torch.tensor([[False], [True], [False]])
     loss, _, _, w, is_gold = top1_distance_loss(picked, distance, 0.7, 0.5, 0.6, pad_mask=pad, reduce=False)
-    assert float(loss[1]) == 0 and float(w[1]) == 0 and not bool(is_gold[1])
+    assert float(loss[1].detach()) == 0 and float(w[1]) == 0 and not bool(is_gold[1])
 
 
 def test_full_softmax_loss_and_gradients_equal_the_reference(tmp_path, fresh_metrics):
@@ -126,7 +126,7 @@ def test_full_softmax_loss_and_gradients_equal_the_reference(tmp_path, fresh_met
         if t == pad:
             continue
         allowed = [w for w in range(V) if w not in exclude or w == t]
-        yhat = max(allowed, key=lambda w: (float(lprobs[i, w]), w == t))
+        yhat = max(allowed, key=lambda w: (float(lprobs[i, w].detach()), w == t))
         w = reference_weight(weight[t], weight[yhat], 0.8, 0.6)
         ls = (1 - 0.1 - eps_i) * -lprobs[i, t] + eps_i * -lprobs[i].sum()
         total = total + (1 - 0.7 * w) * ls + 0.7 * w * -lprobs[i, yhat]
@@ -168,7 +168,7 @@ def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp
     # Cluster candidates: yhat is the most probable word of the gold word's own cluster.
     cluster = cluster_of(torch.arange(len(E)), parts.cutoff).tolist() if candidates == "cluster" else None
     want, top1, weights, gold = reference_top1(lprobs.detach(), target, E, exclude, 0.3, 0.5, 0.5, 0.0, pad, cluster)
-    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-5)
     assert float(log["skd_loss"]) == pytest.approx(top1, rel=1e-5)
     assert float(log["skd_weight"]) == pytest.approx(weights, rel=1e-5)
     assert int(log["skd_top1_gold"]) == gold
@@ -178,7 +178,7 @@ def test_adaptive_softmax_loss_and_gradients_equal_the_full_matrix_reference(tmp
         if t == pad:
             continue
         allowed = [w for w in range(lprobs.size(1)) if (w not in exclude and cluster[w] == cluster[t]) or w == t]
-        yhat = max(allowed, key=lambda w: (float(lprobs[i, w]), w == t))
+        yhat = max(allowed, key=lambda w: (float(lprobs[i, w].detach()), w == t))
         w = reference_weight(E[t], E[yhat], 0.3, 0.5)
         total = total + (1 - 0.5 * w) * -lprobs[i, t] + 0.5 * w * -lprobs[i, yhat]
     total.backward()
